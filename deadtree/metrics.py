@@ -1,0 +1,111 @@
+"""Pixel and object-level scores for binary dead-tree masks.
+
+Object matching rule (documented for users): objects are 8-connected components. A ground-truth object counts
+as found when a predicted component overlaps it at IoU >= ``iou_threshold`` (0.25 by default); matches are one
+to one, taken greedily in order of decreasing IoU.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
+
+
+@dataclass
+class PixelCounts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def add(self, pred: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> None:
+        pred = pred.astype(bool)
+        truth = truth.astype(bool)
+        if valid is not None:
+            pred = pred & valid
+            truth = truth & valid
+        self.tp += int(np.count_nonzero(pred & truth))
+        self.fp += int(np.count_nonzero(pred & ~truth))
+        self.fn += int(np.count_nonzero(~pred & truth))
+
+    def scores(self) -> dict[str, float]:
+        return {
+            "iou": _ratio(self.tp, self.tp + self.fp + self.fn),
+            "precision": _ratio(self.tp, self.tp + self.fp),
+            "recall": _ratio(self.tp, self.tp + self.fn),
+            "f1": _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn),
+        }
+
+
+@dataclass
+class ObjectCounts:
+    matched: int = 0
+    predicted: int = 0
+    truth: int = 0
+
+    def add(self, pred: np.ndarray, truth: np.ndarray, iou_threshold: float = 0.25) -> None:
+        pred_labels, n_pred = ndimage.label(pred.astype(bool), structure=EIGHT_CONNECTED)
+        truth_labels, n_truth = ndimage.label(truth.astype(bool), structure=EIGHT_CONNECTED)
+        self.predicted += n_pred
+        self.truth += n_truth
+        self.matched += match_objects(pred_labels, n_pred, truth_labels, n_truth, iou_threshold)
+
+    def scores(self) -> dict[str, float]:
+        precision = _ratio(self.matched, self.predicted)
+        recall = _ratio(self.matched, self.truth)
+        return {
+            "object_precision": precision,
+            "object_recall": recall,
+            "object_f1": _ratio(2 * self.matched, self.predicted + self.truth),
+        }
+
+
+@dataclass
+class Scores:
+    """Pooled pixel counts and object counts over many images."""
+
+    pixels: PixelCounts = field(default_factory=PixelCounts)
+    objects: ObjectCounts = field(default_factory=ObjectCounts)
+
+    def add(self, pred: np.ndarray, truth: np.ndarray, valid: np.ndarray | None = None) -> None:
+        self.pixels.add(pred, truth, valid)
+        if valid is not None:
+            pred = pred.astype(bool) & valid
+            truth = truth.astype(bool) & valid
+        self.objects.add(pred, truth)
+
+    def summary(self) -> dict[str, float]:
+        out = {f"pixel_{k}": v for k, v in self.pixels.scores().items()}
+        out.update(self.objects.scores())
+        out.update({f"count_{k}": v for k, v in asdict(self.objects).items()})
+        return out
+
+
+def match_objects(pred_labels, n_pred, truth_labels, n_truth, iou_threshold: float) -> int:
+    """Number of one-to-one matches between labelled components at IoU >= iou_threshold."""
+    if n_pred == 0 or n_truth == 0:
+        return 0
+    both = (pred_labels > 0) & (truth_labels > 0)
+    pairs = pred_labels[both].astype(np.int64) * (n_truth + 1) + truth_labels[both]
+    pair_ids, inter = np.unique(pairs, return_counts=True)
+    p_idx, t_idx = np.divmod(pair_ids, n_truth + 1)
+    pred_area = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)
+    truth_area = np.bincount(truth_labels.ravel(), minlength=n_truth + 1)
+    iou = inter / (pred_area[p_idx] + truth_area[t_idx] - inter)
+    order = np.argsort(-iou, kind="stable")
+    used_p, used_t, matched = set(), set(), 0
+    for k in order:
+        if iou[k] < iou_threshold:
+            break
+        if p_idx[k] in used_p or t_idx[k] in used_t:
+            continue
+        used_p.add(p_idx[k])
+        used_t.add(t_idx[k])
+        matched += 1
+    return matched
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num) / float(den) if den else 0.0

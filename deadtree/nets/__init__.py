@@ -1,0 +1,1 @@
+"""Torch modules (training side only)."""

@@ -1,0 +1,40 @@
+"""Output paths: checked before any work, written under temporary names, renamed into place when complete."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from deadtree.errors import InputError
+
+
+def check_writable(path: Path) -> None:
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"output {path} is a folder: give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"cannot write {path}: permission denied")
+
+
+def workspace(near: Path) -> Path:
+    """A private temporary folder beside the output, so the final rename stays on one file system."""
+    parent = Path(near).parent if str(Path(near).parent) else Path(".")
+    return Path(tempfile.mkdtemp(prefix=".deadtree-", dir=parent))
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Move a complete file into place atomically (copy to a hidden partial name first across devices)."""
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        partial = final.parent / f".{final.name}.partial"
+        shutil.copyfile(tmp, partial)
+        os.replace(partial, final)
+
+
+def discard(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,339 @@
+"""segment_scene: the one call behind the CLI, the service and the notebooks.
+
+scene -> model-grid windows -> [translator] -> segmenter -> blended strips -> probability band -> polygons.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from deadtree import __version__
+from deadtree.errors import InputError, ModelError
+from deadtree.outputs import check_writable, discard, publish, workspace
+from deadtree.raster.grid import identity_grid, model_grid
+from deadtree.raster.normalise import BandStretch, band_percentiles
+from deadtree.raster.probability import (
+    NODATA,
+    PROB_SCALE,
+    ProbabilityRaster,
+    dead_mask,
+    quantise,
+    read_strips,
+    resample_strip,
+)
+from deadtree.raster.reader import WindowReader, overview
+from deadtree.raster.scene import Scene, open_scene
+from deadtree.runtime.registry import default_segmenter, resolve_model
+from deadtree.runtime.session import OnnxModel
+from deadtree.tiling import StripAccumulator, Tile, blend_window, tile_rows
+from deadtree.vector.geometry import Measurer, clean_outline, pixel_to_crs
+from deadtree.vector.polygonize import stream_components
+from deadtree.vector.writers import GeoJSONWriter, GeoPackageWriter
+
+log = logging.getLogger("deadtree")
+STRIP_ROWS = 512
+
+
+@dataclass
+class SegmentOptions:
+    output: Path | None = None  # GeoJSON; default <scene stem>.deadtrees.geojson in the current folder
+    gpkg: Path | None = None
+    probabilities: Path | None = None
+    model: str | None = None  # name or .onnx path; default: the shipped model for the scene's bands
+    translator: str | None = None
+    bands: tuple[str, ...] | None = None
+    threshold: float | None = None
+    min_area: float = 1.0  # square metres
+    simplify: float = 0.75  # pixels; see vector.geometry.clean_outline
+    tile_size: int | None = None
+    overlap: int | None = None
+    batch_size: int = 8
+    device: str = "auto"
+    grid_offset: int = 0  # shifts the tile grid (pixels); for checking that tiling leaves no trace
+    progress: bool = False
+    max_pixels: float | None = None
+
+
+@dataclass
+class SegmentResult:
+    polygons: int
+    area_m2: float
+    seconds: float
+    outputs: dict[str, Path]
+    model: str
+    model_version: str
+    provider: str
+    tiles: int
+    tiles_skipped: int
+    translator: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (f"{self.polygons} dead-tree polygons, {self.area_m2 / 10_000:.3f} ha in total, "
+                f"{self.seconds:.1f} s ({self.model} {self.model_version} on {self.provider})")
+
+
+def default_output(scene_path: Path) -> Path:
+    return Path.cwd() / f"{Path(scene_path).stem}.deadtrees.geojson"
+
+
+def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
+                  on_progress: Callable[[float], None] | None = None) -> SegmentResult:
+    options = options or SegmentOptions()
+    started = time.monotonic()
+    scene_path = Path(scene_path)
+    output = Path(options.output) if options.output else default_output(scene_path)
+    outputs = {"geojson": output}
+    if options.gpkg:
+        outputs["gpkg"] = Path(options.gpkg)
+    if options.probabilities:
+        outputs["probabilities"] = Path(options.probabilities)
+    for path in outputs.values():
+        check_writable(path)
+    if options.min_area < 0:
+        raise InputError("--min-area cannot be negative")
+    if options.threshold is not None and not 0 < options.threshold < 1:
+        raise InputError("--threshold must be between 0 and 1")
+
+    scene = open_scene(scene_path, options.bands, **({"max_pixels": options.max_pixels} if options.max_pixels else {}))
+    tmp = workspace(output)
+    try:
+        result = _run(scene, options, outputs, tmp, on_progress)
+        for key, final in outputs.items():
+            publish(tmp / final.name, final)
+    finally:
+        scene.close()
+        discard(tmp)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _load_models(scene: Scene, options: SegmentOptions):
+    available = set(scene.band_index)
+    seg_path = resolve_model(options.model, "segmenter") if options.model else default_segmenter(available)
+    segmenter = OnnxModel(seg_path, options.device)
+    translator = None
+    if options.translator:
+        translator = OnnxModel(resolve_model(options.translator, "translator"), options.device)
+        if not set(segmenter.info.bands) <= set(translator.info.bands):
+            raise ModelError(f"translator {translator.info.name} writes {','.join(translator.info.bands)} but "
+                             f"segmenter {segmenter.info.name} reads {','.join(segmenter.info.bands)}")
+    needed = translator.info.bands if translator else segmenter.info.bands
+    missing = [b for b in needed if b not in available]
+    if missing:
+        have = ",".join(scene.band_index) or "no tagged bands"
+        raise ModelError(f"{scene.path.name} has bands {have}; model {(translator or segmenter).info.name} needs "
+                         f"{','.join(needed)} (missing {','.join(missing)}). If the file's tags are wrong, "
+                         "give the band order with --bands")
+    return segmenter, translator
+
+
+def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: Path, on_progress) -> SegmentResult:
+    from tqdm import tqdm
+
+    segmenter, translator = _load_models(scene, options)
+    first = translator or segmenter
+    read_bands = first.info.bands
+    grid = model_grid(scene.width, scene.height, scene.gsd_m, segmenter.info.gsd_m)
+    if grid.resampled:
+        log.info("resampling %.3g x %.3g m pixels to the model's %.3g m", *scene.gsd_m, segmenter.info.gsd_m)
+
+    pixels, valid, edge_fill = overview(scene, read_bands)
+    if not valid.any():
+        raise InputError(f"{scene.path.name} holds no valid pixels: everything is nodata, masked or fill")
+    stretch = band_percentiles(pixels, valid, first.info.scaling.get("low_pct", 1.0),
+                               first.info.scaling.get("high_pct", 99.0))
+    # Nodata pixels are shown to the model as the scene's typical value, so a bright or dark collar
+    # cannot bleed into predictions next to it.
+    neutral = stretch.apply(np.median(pixels[:, valid], axis=1)[:, None, None]).ravel()
+
+    tile = options.tile_size or first.info.tile_size
+    overlap = first.info.overlap if options.overlap is None else options.overlap
+    if translator and tile != translator.info.tile_size:
+        raise InputError(f"the translator works on {translator.info.tile_size}-px tiles only")
+    if not 0 <= overlap < tile:
+        raise InputError(f"--overlap must be at least 0 and smaller than the tile size ({tile})")
+    threshold = options.threshold if options.threshold is not None else segmenter.info.threshold
+    rows_of_tiles = tile_rows(grid.height, grid.width, tile, overlap, options.grid_offset % max(tile - overlap, 1))
+    n_tiles = sum(len(r) for r in rows_of_tiles)
+
+    reader = WindowReader(scene, read_bands, grid, edge_fill)
+    predictor = _TilePredictor(segmenter, translator, stretch, neutral, options.batch_size)
+    grid_transform = grid.transform(scene.transform)
+    scene_prob = tmp / (outputs["probabilities"].name if "probabilities" in outputs else "probabilities.tif")
+    grid_path = tmp / "grid-probabilities.tif" if grid.resampled else scene_prob
+    raster = ProbabilityRaster(grid_path, grid.width, grid.height, scene.crs, grid_transform)
+    accumulator = StripAccumulator(grid.height, grid.width, tile)
+    weights = blend_window(tile, overlap)
+    timings = {"model": 0.0}
+    skipped = 0
+    done = 0
+    bar = tqdm(total=n_tiles, unit="tile", desc="segmenting", disable=not options.progress, dynamic_ncols=True)
+
+    def write(flushed):
+        if flushed is None:
+            return
+        first_row, values, ok = flushed
+        raster.write_rows(first_row, quantise(values * ok) if grid.resampled else quantise(values, ok))
+
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(_read_tiles, reader, grid, rows_of_tiles[0])
+            for index, row_tiles in enumerate(rows_of_tiles):
+                batch = pending.result()
+                if index + 1 < len(rows_of_tiles):
+                    pending = pool.submit(_read_tiles, reader, grid, rows_of_tiles[index + 1])
+                write(accumulator.flush_until(row_tiles[0].row))
+                work = [(t, px, ok) for t, px, ok in batch if ok.any()]
+                skipped += len(batch) - len(work)
+                t0 = time.monotonic()
+                probs = predictor.predict([px for _, px, _ in work], [ok for _, _, ok in work])
+                timings["model"] += time.monotonic() - t0
+                for (t, _, ok), p in zip(work, probs):
+                    accumulator.add(t, p, weights, ok)
+                done += len(batch)
+                bar.update(len(batch))
+                if on_progress:
+                    on_progress(0.9 * done / n_tiles)
+            write(accumulator.flush_until(grid.height))
+    finally:
+        raster.close()
+        bar.close()
+
+    if grid.resampled:
+        _resample_to_scene(grid_path, scene_prob, scene, read_bands, grid)
+
+    info = segmenter.info
+    metadata = {
+        "layer": "dead_trees",
+        "source": scene.path.name,
+        "model": info.name,
+        "model_version": info.version,
+        "translator": translator.info.name if translator else None,
+        "threshold": threshold,
+        "min_area_m2": options.min_area,
+        "deadtree_version": __version__,
+        "crs": scene.crs.to_string(),
+    }
+    polygons, area = _vectorise(scene, scene_prob, threshold, options, outputs, tmp, metadata)
+    if "probabilities" in outputs:
+        _to_cog(scene_prob)
+    if on_progress:
+        on_progress(1.0)
+    return SegmentResult(polygons, area, 0.0, outputs, info.name, info.version, segmenter.provider, n_tiles,
+                         skipped, translator.info.name if translator else None, timings)
+
+
+def _read_tiles(reader: WindowReader, grid, row_tiles: list[Tile]):
+    """Read one row of tiles; parts outside the grid are mirrored in, and marked invalid."""
+    out = []
+    for t in row_tiles:
+        r0, c0 = max(t.row, 0), max(t.col, 0)
+        r1, c1 = min(t.row + t.size, grid.height), min(t.col + t.size, grid.width)
+        pixels, valid = reader.read(r0, c0, r1 - r0, c1 - c0)
+        pads = ((r0 - t.row, t.row + t.size - r1), (c0 - t.col, t.col + t.size - c1))
+        if any(p for pair in pads for p in pair):
+            pixels = np.pad(pixels, ((0, 0), *pads), mode="symmetric")
+            valid = np.pad(valid, pads, mode="constant", constant_values=False)
+        out.append((t, pixels, valid))
+    return out
+
+
+class _TilePredictor:
+    """Scales tiles, runs the optional translator and the segmenter in batches, returns probabilities."""
+
+    def __init__(self, segmenter: OnnxModel, translator: OnnxModel | None, stretch: BandStretch,
+                 neutral: np.ndarray, batch_size: int):
+        self.segmenter = segmenter
+        self.translator = translator
+        self.stretch = stretch
+        self.neutral = neutral.astype(np.float32)
+        self.batch_size = max(1, batch_size)
+        if translator:
+            self.to_segmenter = [translator.info.bands.index(b) for b in segmenter.info.bands]
+
+    def predict(self, tiles: list[np.ndarray], valid: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for start in range(0, len(tiles), self.batch_size):
+            chunk = slice(start, start + self.batch_size)
+            scaled = np.stack([self._scale(t, ok) for t, ok in zip(tiles[chunk], valid[chunk])])
+            out.extend(self._run(scaled)[:, 0])
+        return out
+
+    def _scale(self, tile: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        scaled = self.stretch.apply(tile)
+        if not valid.all():
+            scaled[:, ~valid] = self.neutral[:, None]
+        return scaled
+
+    def _run(self, unit: np.ndarray) -> np.ndarray:
+        """`unit` is the percentile-stretched image (0..1 between the stretch points)."""
+        if self.translator:
+            lo, hi = self.translator.info.input_range
+            translated = self.translator.run(unit * (hi - lo) + lo)
+            olo, ohi = self.translator.info.output_range
+            unit = ((translated - olo) / (ohi - olo))[:, self.to_segmenter]
+        lo, hi = self.segmenter.info.input_range
+        return self.segmenter.run(unit * (hi - lo) + lo)
+
+
+def _resample_to_scene(grid_path: Path, scene_path_out: Path, scene: Scene, bands, grid) -> None:
+    """Map model-grid probabilities back onto the scene's own grid, with the scene's own validity."""
+    import rasterio
+
+    reader = WindowReader(scene, bands, identity_grid(scene.width, scene.height), None)
+    out = ProbabilityRaster(scene_path_out, scene.width, scene.height, scene.crs, scene.transform)
+    try:
+        with rasterio.open(grid_path) as src:
+            for row in range(0, scene.height, STRIP_ROWS):
+                rows = min(STRIP_ROWS, scene.height - row)
+                probs = resample_strip(src, grid, row, rows)
+                _, valid = reader.read(row, 0, rows, scene.width)
+                out.write_rows(row, quantise(probs, valid))
+    finally:
+        out.close()
+
+
+def _vectorise(scene: Scene, prob_path: Path, threshold: float, options: SegmentOptions,
+               outputs: dict[str, Path], tmp: Path, metadata: dict) -> tuple[int, float]:
+    pixel_area = scene.gsd_m[0] * scene.gsd_m[1]
+    min_area_px = options.min_area / pixel_area
+    measure = Measurer(scene.crs)
+    writers = [GeoJSONWriter(tmp / outputs["geojson"].name, scene.crs, metadata)]
+    if "gpkg" in outputs:
+        writers.append(GeoPackageWriter(tmp / outputs["gpkg"].name, scene.crs, metadata))
+    strips = ((row, dead_mask(codes, threshold), np.where(codes == NODATA, 0, codes) / PROB_SCALE)
+              for row, codes in read_strips(prob_path, STRIP_ROWS))
+    count, total_area = 0, 0.0
+    try:
+        for component in stream_components(strips):
+            outline = clean_outline(component.geometry, min_area_px, options.simplify)
+            if outline is None:
+                continue
+            geom = pixel_to_crs(outline, scene.transform)
+            area, perimeter = measure(geom)
+            count += 1
+            total_area += area
+            props = {"id": count, "area_m2": round(area, 2), "perimeter_m": round(perimeter, 2),
+                     "score_mean": round(component.score_mean, 4), "score_max": round(component.score_max, 4)}
+            for writer in writers:
+                writer.write(geom, props)
+    finally:
+        for writer in writers:
+            writer.close()
+    return count, total_area
+
+
+def _to_cog(path: Path) -> None:
+    """Rewrite the probability band as a Cloud Optimized GeoTIFF, in place within the workspace."""
+    import rasterio.shutil
+
+    cog = path.with_name(path.stem + ".cog.tif")
+    rasterio.shutil.copy(path, cog, driver="COG", compress="deflate", overview_resampling="average")
+    cog.replace(path)

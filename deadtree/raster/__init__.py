@@ -1,0 +1,1 @@
+"""Reading scenes: band mapping, nodata, ground resolution, value normalisation."""

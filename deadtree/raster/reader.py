@@ -1,0 +1,62 @@
+"""Reading model-grid windows of a scene: resampled pixels plus the validity mask, in one place."""
+from __future__ import annotations
+
+import numpy as np
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+
+from deadtree.errors import InputError
+from deadtree.raster.grid import ModelGrid
+from deadtree.raster.scene import Scene, read_decimated
+from deadtree.raster.validity import EdgeFillMap, declared_invalid, edge_connected, fill_values, solid_fill
+
+
+class WindowReader:
+    def __init__(self, scene: Scene, bands: tuple[str, ...], grid: ModelGrid, edge_fill: EdgeFillMap | None):
+        self.scene = scene
+        self.bands = bands
+        self.indexes = scene.indexes(bands)
+        self.grid = grid
+        self.edge_fill = edge_fill
+        self.fill_values = fill_values(scene.dataset.dtypes[0])
+        self.resampling = Resampling.bilinear if grid.resampled else Resampling.nearest
+
+    def read(self, row: int, col: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels (bands, rows, cols) in the file's dtype and a validity mask, for a window inside the grid."""
+        ds = self.scene.dataset
+        window = self.grid.scene_window(row, col, rows, cols)
+        shape = (rows, cols)
+        try:
+            pixels = ds.read(self.indexes, window=window, out_shape=(len(self.indexes), *shape),
+                             resampling=self.resampling)
+            invalid = declared_invalid(pixels, self.scene.nodata)
+            if self.scene.alpha_index:
+                alpha = ds.read(self.scene.alpha_index, window=window, out_shape=shape, resampling=Resampling.nearest)
+                invalid |= alpha == 0
+            if self.scene.dataset_mask:
+                invalid |= ds.read_masks(1, window=window, out_shape=shape, resampling=Resampling.nearest) == 0
+        except RasterioError as exc:
+            raise InputError(f"{self.scene.path.name} cannot be read near row {int(window.row_off)}: "
+                             f"the file is truncated or damaged ({str(exc).splitlines()[0]})") from exc
+        if self.edge_fill is not None:
+            scene_rows = (row + np.arange(rows) + 0.5) * self.grid.scale_y
+            scene_cols = (col + np.arange(cols) + 0.5) * self.grid.scale_x
+            invalid |= solid_fill(pixels, self.fill_values) & self.edge_fill.lookup(scene_rows, scene_cols)
+        return pixels, ~invalid
+
+
+def overview(scene: Scene, bands: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, EdgeFillMap]:
+    """Decimated pixels, their validity, and the edge-connected fill map, from one small read."""
+    pixels = read_decimated(scene, bands)
+    invalid = declared_invalid(pixels, scene.nodata)
+    ds = scene.dataset
+    shape = pixels.shape[1:]
+    if scene.alpha_index:
+        invalid |= ds.read(scene.alpha_index, out_shape=shape, resampling=Resampling.nearest) == 0
+    if scene.dataset_mask:
+        invalid |= ds.read_masks(1, out_shape=shape, resampling=Resampling.nearest) == 0
+    solid = solid_fill(pixels, fill_values(pixels.dtype))
+    # Fill counts as edge-connected also when it reaches the edge through declared nodata.
+    connected = edge_connected(solid | invalid)
+    edge_map = EdgeFillMap(connected, scene.height, scene.width)
+    return pixels, ~invalid & ~(solid & connected), edge_map

@@ -1,0 +1,137 @@
+"""Opening a scene: checks that it can be mapped, and everything the pipeline needs to know about it."""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
+
+from deadtree.errors import InputError
+from deadtree.raster.band_mapping import map_bands, tagged_band_names
+
+MAX_PIXELS = 2e10  # ~141,000 px square; larger headers are far more often damaged than real
+MAX_SIDE = 2_000_000
+OVERVIEW_SIDE = 1024  # longest side of the decimated read used for statistics and edge fill
+
+
+@dataclass
+class Scene:
+    path: Path
+    dataset: rasterio.DatasetReader
+    band_index: dict[str, int]  # band name -> 1-based file band
+    alpha_index: int | None  # 1-based band that is a real transparency mask
+    gsd_m: tuple[float, float]  # ground size of a pixel (x, y) in metres
+    dataset_mask: bool = False  # an internal (per-dataset) mask to honour
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        return self.dataset.width
+
+    @property
+    def height(self) -> int:
+        return self.dataset.height
+
+    @property
+    def crs(self):
+        return self.dataset.crs
+
+    @property
+    def transform(self):
+        return self.dataset.transform
+
+    @property
+    def nodata(self):
+        return self.dataset.nodata
+
+    def indexes(self, bands: tuple[str, ...]) -> list[int]:
+        return [self.band_index[b] for b in bands]
+
+    def close(self) -> None:
+        self.dataset.close()
+
+
+def open_scene(path: str | Path, bands_override: tuple[str, ...] | None = None,
+               max_pixels: float = MAX_PIXELS) -> Scene:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a raster file")
+    try:
+        with warnings.catch_warnings():
+            # reported below as one clear line instead
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            dataset = rasterio.open(path)
+    except (RasterioIOError, RasterioError) as exc:
+        raise InputError(f"{path.name} is not a raster GDAL can read ({_first_line(exc)})") from exc
+    try:
+        return _describe(path, dataset, bands_override, max_pixels)
+    except BaseException:
+        dataset.close()
+        raise
+
+
+def _describe(path: Path, dataset, bands_override, max_pixels: float) -> Scene:
+    width, height = dataset.width, dataset.height
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > max_pixels:
+        raise InputError(
+            f"{path.name} claims {width} x {height} pixels, beyond the limit of {max_pixels:.3g} pixels: "
+            "the header is probably damaged (or split the scene into parts)"
+        )
+    if dataset.transform.is_identity and not dataset.gcps[0]:
+        raise InputError(f"{path.name} has no georeferencing (no geotransform): polygons could not be placed on a map")
+    if dataset.crs is None:
+        raise InputError(f"{path.name} has no coordinate reference system: assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX)")
+    if dataset.transform.is_identity or dataset.transform.b != 0 or dataset.transform.d != 0:
+        raise InputError(f"{path.name} is not north-up (rotated or GCP-only georeferencing): warp it first with gdalwarp")
+    alpha_samples = {
+        i + 1: _decimated(dataset, [i + 1])[0]
+        for i, interp in enumerate(dataset.colorinterp)
+        if interp.name == "alpha"
+    }
+    names = tagged_band_names(dataset.colorinterp, dataset.descriptions)
+    band_index, alpha_index = map_bands(names, alpha_samples, bands_override)
+    flags = dataset.mask_flag_enums[0]
+    dataset_mask = MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags and MaskFlags.nodata not in flags
+    return Scene(path, dataset, band_index, alpha_index, pixel_size_m(dataset), dataset_mask)
+
+
+def pixel_size_m(dataset) -> tuple[float, float]:
+    """Ground size of one pixel in metres, also for lon/lat scenes (measured on the ellipsoid at the centre)."""
+    res_x, res_y = abs(dataset.transform.a), abs(dataset.transform.e)
+    crs = dataset.crs
+    if crs.is_geographic:
+        from pyproj import Geod
+
+        geod = Geod(ellps="WGS84")
+        lon, lat = dataset.xy(dataset.height // 2, dataset.width // 2)
+        _, _, dx = geod.inv(lon, lat, lon + res_x, lat)
+        _, _, dy = geod.inv(lon, lat, lon, lat + res_y)
+        return float(dx), float(dy)
+    factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
+    return res_x * factor, res_y * factor
+
+
+def _decimated(dataset, indexes: list[int], side: int = OVERVIEW_SIDE) -> np.ndarray:
+    """A nearest-neighbour read with the longest side at most `side` px (uses overviews when present)."""
+    scale = max(dataset.width, dataset.height) / side
+    rows = max(1, math.ceil(dataset.height / max(scale, 1)))
+    cols = max(1, math.ceil(dataset.width / max(scale, 1)))
+    try:
+        return dataset.read(indexes, out_shape=(len(indexes), rows, cols), resampling=Resampling.nearest)
+    except (RasterioIOError, RasterioError) as exc:
+        raise InputError(f"{Path(dataset.name).name} cannot be read: the file is truncated or damaged ({_first_line(exc)})") from exc
+
+
+def read_decimated(scene: Scene, bands: tuple[str, ...], side: int = OVERVIEW_SIDE) -> np.ndarray:
+    return _decimated(scene.dataset, scene.indexes(bands), side)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,61 @@
+"""Which pixels are image and which are nodata: declared nodata, real alpha masks, internal masks, NaN, and
+solid fill (black or white) connected to the scene edge, the usual collar around orthomosaics."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+def fill_values(dtype: np.dtype) -> tuple[float, ...]:
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        return (0, float(np.iinfo(dtype).max))
+    return (0.0,)
+
+
+def solid_fill(pixels: np.ndarray, values: tuple[float, ...]) -> np.ndarray:
+    """Pixels where every band equals one of the fill values."""
+    out = np.zeros(pixels.shape[1:], dtype=bool)
+    for value in values:
+        out |= np.all(pixels == value, axis=0)
+    return out
+
+
+def edge_connected(fill: np.ndarray) -> np.ndarray:
+    """Fill regions touching the border; dilated by one cell so decimation cannot leave a rim of fill."""
+    labels, n = ndimage.label(fill)
+    if n == 0:
+        return np.zeros_like(fill)
+    border = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    touching = np.zeros(n + 1, dtype=bool)
+    touching[np.unique(border[border > 0])] = True
+    return ndimage.binary_dilation(touching[labels], iterations=1)
+
+
+@dataclass
+class EdgeFillMap:
+    """Edge-connected fill found on the decimated read, looked up at full resolution."""
+
+    mask: np.ndarray  # (rows, cols) bool on the decimated grid
+    scene_height: int
+    scene_width: int
+
+    def lookup(self, scene_rows: np.ndarray, scene_cols: np.ndarray) -> np.ndarray:
+        r = np.clip((scene_rows * self.mask.shape[0] / self.scene_height).astype(int), 0, self.mask.shape[0] - 1)
+        c = np.clip((scene_cols * self.mask.shape[1] / self.scene_width).astype(int), 0, self.mask.shape[1] - 1)
+        return self.mask[np.ix_(r, c)]
+
+
+def declared_invalid(pixels: np.ndarray, nodata) -> np.ndarray:
+    """Declared nodata (all bands equal to it) and NaN in any band."""
+    invalid = np.zeros(pixels.shape[1:], dtype=bool)
+    if pixels.dtype.kind == "f":
+        invalid |= np.any(~np.isfinite(pixels), axis=0)
+    if nodata is not None:
+        if np.isnan(nodata):
+            invalid |= np.all(np.isnan(pixels), axis=0)
+        else:
+            invalid |= np.all(pixels == nodata, axis=0)
+    return invalid

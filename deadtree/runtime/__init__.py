@@ -1,0 +1,1 @@
+"""ONNX Runtime side: model metadata, the shipped-model registry, sessions and providers."""

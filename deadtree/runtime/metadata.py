@@ -1,0 +1,58 @@
+"""What a model needs, read from its ONNX metadata: the pipeline configures itself from this."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from deadtree.errors import ModelError
+
+METADATA_KEY = "deadtree"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: str
+    task: str  # "segmenter" or "translator"
+    bands: tuple[str, ...]  # input bands in order, e.g. ("R", "G", "B", "NIR")
+    gsd_m: float  # ground sampling distance the model was trained at, metres per pixel
+    tile_size: int
+    overlap: int
+    threshold: float = 0.5  # segmenters: probability at or above which a pixel is dead tree
+    scaling: dict = field(default_factory=lambda: {"method": "percentile", "low_pct": 1.0, "high_pct": 99.0})
+    input_range: tuple[float, float] = (0.0, 1.0)  # where the percentile stretch's 0..1 is mapped before input
+    output_range: tuple[float, float] = (0.0, 1.0)  # translators: range of the translated image they write
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["bands"] = list(self.bands)
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model") -> "ModelInfo":
+        try:
+            data = json.loads(text)
+            data["bands"] = tuple(data["bands"])
+            data["input_range"] = tuple(data.get("input_range", (0.0, 1.0)))
+            data["output_range"] = tuple(data.get("output_range", (0.0, 1.0)))
+            known = set(cls.__dataclass_fields__)
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{source} carries unreadable deadtree metadata: {exc}") from exc
+
+
+def read_model_info(path: Path) -> ModelInfo:
+    """Read the metadata without building an inference session (cheap enough for listing models)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises several unrelated types for a damaged file
+        raise ModelError(f"{path} is not a readable ONNX model: {exc}") from exc
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in props:
+        raise ModelError(f"{path} has no '{METADATA_KEY}' metadata: export it with `deadtree export`")
+    return ModelInfo.from_json(props[METADATA_KEY], str(path))

@@ -1,0 +1,80 @@
+"""Finding shipped models by name, whether deadtree runs from a checkout, a wheel or the Docker image."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from deadtree.errors import ModelError
+from deadtree.runtime.metadata import ModelInfo, read_model_info
+
+ENV_MODELS_DIR = "DEADTREE_MODELS"
+
+
+def model_dirs() -> list[Path]:
+    """$DEADTREE_MODELS (folders separated by ':') when set, else the checkout's models/ and the installed
+    <prefix>/share/deadtree/models (wheel, Docker image)."""
+    if os.environ.get(ENV_MODELS_DIR):
+        dirs = [Path(p) for p in os.environ[ENV_MODELS_DIR].split(os.pathsep) if p]
+    else:
+        dirs = [Path(__file__).resolve().parents[2] / "models", Path(sys.prefix) / "share" / "deadtree" / "models"]
+    seen, unique = set(), []
+    for d in dirs:
+        key = d.resolve() if d.exists() else d
+        if d.is_dir() and key not in seen:
+            seen.add(key)
+            unique.append(d)
+    return unique
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    path: Path
+    info: ModelInfo
+
+    @property
+    def card(self) -> Path:
+        return self.path.with_suffix(".md")
+
+
+def list_models() -> list[ShippedModel]:
+    models: dict[str, ShippedModel] = {}
+    for directory in model_dirs():
+        for path in sorted(directory.glob("*.onnx")):
+            try:
+                info = read_model_info(path)
+            except ModelError:
+                continue
+            models.setdefault(info.name, ShippedModel(path, info))
+    return list(models.values())
+
+
+def resolve_model(name_or_path: str, task: str) -> Path:
+    """A path to an .onnx file, or the name of a shipped model."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".onnx" or os.sep in name_or_path:
+        if not candidate.is_file():
+            raise ModelError(f"model file not found: {name_or_path}")
+        return candidate
+    available = [m for m in list_models() if m.info.task == task]
+    for model in available:
+        if model.info.name == name_or_path:
+            return model.path
+    names = ", ".join(sorted(m.info.name for m in available)) or "none installed"
+    raise ModelError(f"unknown {task} {name_or_path!r}; shipped {task}s: {names} (see `deadtree models`)")
+
+
+def default_segmenter(scene_bands: set[str]) -> Path:
+    """The shipped segmenter that uses the most of the scene's bands (RGB+NIR for 4-band, RGB for 3-band)."""
+    candidates = [
+        m for m in list_models()
+        if m.info.task == "segmenter" and set(m.info.bands) <= scene_bands and m.info.extra.get("default", False)
+    ]
+    if not candidates:
+        shipped = [m for m in list_models() if m.info.task == "segmenter"]
+        needs = "; ".join(f"{m.info.name} needs {','.join(m.info.bands)}" for m in shipped) or "no models installed"
+        have = ",".join(sorted(scene_bands)) or "no usable bands"
+        raise ModelError(f"no shipped model can run on this scene's bands ({have}): {needs}. "
+                         "If the band order is not tagged in the file, say it with --bands (e.g. --bands R,G,B,NIR)")
+    return max(candidates, key=lambda m: len(m.info.bands)).path

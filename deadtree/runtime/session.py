@@ -1,0 +1,70 @@
+"""ONNX Runtime sessions with an explicit, logged choice of execution provider."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from deadtree.errors import ModelError
+from deadtree.runtime.metadata import ModelInfo, read_model_info
+
+log = logging.getLogger("deadtree")
+
+PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+
+
+def choose_providers(device: str, available: list[str]) -> list[str]:
+    """Providers to ask for, best first; asking for a GPU that is not there is an error, not a silent fallback."""
+    if device == "auto":
+        return [PROVIDERS[d] for d in AUTO_ORDER if PROVIDERS[d] in available]
+    if device not in PROVIDERS:
+        raise ModelError(f"unknown device {device!r}: use auto, cpu, cuda or tensorrt")
+    wanted = PROVIDERS[device]
+    if wanted not in available:
+        raise ModelError(
+            f"--device {device} asked for {wanted}, but this ONNX Runtime offers only {', '.join(available)}. "
+            "Install onnxruntime-gpu with a matching CUDA, or use --device cpu"
+        )
+    return [wanted] + ([PROVIDERS["cpu"]] if device != "cpu" else [])
+
+
+def cpu_threads() -> int:
+    """Cores this process may use (respects taskset / container CPU sets, unlike os.cpu_count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class OnnxModel:
+    """One model: its metadata and a session that runs batches of tiles."""
+
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.info: ModelInfo = read_model_info(self.path)
+        providers = choose_providers(device, ort.get_available_providers())
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cpu_threads()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # keep provider probing quiet on machines without a GPU
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except Exception as exc:  # ORT raises its own opaque types
+            raise ModelError(f"could not load {self.path.name} on {device}: {exc}") from exc
+        self.provider = self.session.get_providers()[0]
+        if device != "auto" and self.provider != PROVIDERS[device]:
+            raise ModelError(f"asked for {device}, but ONNX Runtime gave {self.provider}")
+        self.input_name = self.session.get_inputs()[0].name
+        log.info("%s %s runs on %s", self.info.name, self.info.version, self.provider)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]

@@ -1,0 +1,94 @@
+"""Tile grids, blending windows and the streaming accumulator that turns overlapping tiles into finished rows."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+WEIGHT_FLOOR = 1e-3  # keeps pixels seen by one tile only (scene edges) defined after normalisation
+
+
+@dataclass(frozen=True)
+class Tile:
+    row: int  # top-left in grid pixels; may be negative for shifted grids (the part outside is padded)
+    col: int
+    size: int
+
+
+def axis_starts(length: int, tile: int, stride: int, offset: int = 0) -> list[int]:
+    """Tile starts along one axis that reach every pixel; with offset 0 the last tile is pulled inside."""
+    starts = []
+    start = -offset
+    while True:
+        starts.append(start)
+        if start + tile >= length:
+            break
+        start += stride
+    if offset == 0 and length >= tile and starts[-1] + tile > length:
+        starts[-1] = length - tile
+    return starts
+
+
+def tile_rows(height: int, width: int, tile: int, overlap: int, offset: int = 0) -> list[list[Tile]]:
+    """The grid as rows of tiles, top to bottom: the accumulator finishes image rows as tile rows pass."""
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be between 0 and the tile size ({tile}), got {overlap}")
+    stride = tile - overlap
+    cols = axis_starts(width, tile, stride, offset)
+    return [[Tile(r, c, tile) for c in cols] for r in axis_starts(height, tile, stride, offset)]
+
+
+def blend_window(tile: int, overlap: int) -> np.ndarray:
+    """Flat in the middle, sin^2 ramps over the overlap: neighbouring ramps sum to one, so no seams."""
+    ramp = np.ones(tile, dtype=np.float32)
+    if overlap > 0:
+        x = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        rising = np.sin(0.5 * np.pi * x) ** 2
+        ramp[:overlap] = rising
+        ramp[-overlap:] = rising[::-1]
+    window = np.outer(ramp, ramp)
+    return np.maximum(window, WEIGHT_FLOOR)
+
+
+class StripAccumulator:
+    """Weighted sum of tile predictions over the strip of rows still open; finished rows are handed out.
+
+    Memory is (tile rows) x (scene width), whatever the scene height.
+    """
+
+    def __init__(self, height: int, width: int, tile: int):
+        self.height, self.width, self.tile = height, width, tile
+        self.top = 0  # grid row of the buffer's first row
+        self.sum = np.zeros((tile, width), dtype=np.float32)
+        self.weight = np.zeros((tile, width), dtype=np.float32)
+        self.valid = np.zeros((tile, width), dtype=bool)
+
+    def add(self, tile: Tile, values: np.ndarray, weight: np.ndarray, valid: np.ndarray) -> None:
+        r0, c0 = max(tile.row, 0), max(tile.col, 0)
+        r1, c1 = min(tile.row + tile.size, self.height), min(tile.col + tile.size, self.width)
+        if r0 >= r1 or c0 >= c1:
+            return
+        if r0 < self.top or r1 - self.top > self.tile:
+            raise RuntimeError("tiles must arrive row by row, after flush_until() of their first row")
+        src = (slice(r0 - tile.row, r1 - tile.row), slice(c0 - tile.col, c1 - tile.col))
+        dst = (slice(r0 - self.top, r1 - self.top), slice(c0, c1))
+        w = weight[src] * valid[src]
+        self.sum[dst] += values[src] * w
+        self.weight[dst] += w
+        self.valid[dst] |= valid[src]
+
+    def flush_until(self, row: int):
+        """Hand out rows [top, row) as (first row, blended values, valid); they receive no more tiles."""
+        row = min(max(row, self.top), self.height)
+        n = row - self.top
+        if n <= 0:
+            return None
+        values = np.divide(self.sum[:n], self.weight[:n], out=np.zeros_like(self.sum[:n]), where=self.weight[:n] > 0)
+        valid = self.valid[:n].copy()
+        first = self.top
+        for buf in (self.sum, self.weight, self.valid):
+            if n < self.tile:
+                buf[:-n] = buf[n:].copy()
+            buf[-n:] = 0
+        self.top = row
+        return first, values, valid

@@ -1,0 +1,95 @@
+"""Annotated frames from the layouts users have: the Kaggle folders and the ADA-Net HDF5 patch files.
+
+A frame is one image with its dead-tree mask, held in memory as uint8 (the USA set is ~100 MB), with the
+county it comes from so that train and validation can be split by place.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from deadtree.errors import InputError
+
+COUNTY_PATTERN = re.compile(r"^([a-z]{2}\d{3})_")
+HDF5_BAND_ORDER = ("NIR", "R", "G", "B")
+
+
+@dataclass
+class Frame:
+    sample_id: str
+    group: str  # the unit of the train/validation split: a county, or a source image
+    image: np.ndarray  # (rows, cols, bands) uint8, in the requested band order
+    mask: np.ndarray  # (rows, cols) bool, True = standing dead tree
+
+
+def county_of(sample_id: str) -> str:
+    """'mo109_2020_n_03_05_1' -> 'mo109' (state + county FIPS)."""
+    match = COUNTY_PATTERN.match(sample_id)
+    return match.group(1) if match else sample_id
+
+
+def load_frames(source: str | Path, bands: tuple[str, ...]) -> list[Frame]:
+    """Load every annotated frame from a Kaggle-layout folder or an ADA-Net HDF5 file."""
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() in (".h5", ".hdf5"):
+        return load_hdf5_frames(source, bands)
+    if (source / "RGB_images").is_dir() and (source / "masks").is_dir():
+        return load_kaggle_frames(source, bands)
+    raise InputError(
+        f"{source} is neither a Kaggle-layout folder (RGB_images/, NRG_images/, masks/) nor an HDF5 patch file"
+    )
+
+
+def load_kaggle_frames(root: Path, bands: tuple[str, ...]) -> list[Frame]:
+    frames = []
+    for rgb_path in sorted((root / "RGB_images").glob("RGB_*.png")):
+        sample_id = rgb_path.stem[len("RGB_"):]
+        mask_path = root / "masks" / f"mask_{sample_id}.png"
+        if not mask_path.exists():
+            continue
+        planes = {}
+        rgb = np.asarray(Image.open(rgb_path).convert("RGB"))
+        planes.update(R=rgb[..., 0], G=rgb[..., 1], B=rgb[..., 2])
+        if "NIR" in bands:
+            planes["NIR"] = _read_nir(root, sample_id)
+        image = np.dstack([planes[b] for b in bands])
+        mask = np.asarray(Image.open(mask_path).convert("L")) > 127
+        frames.append(Frame(sample_id, county_of(sample_id), image, mask))
+    if not frames:
+        raise InputError(f"no RGB_<id>.png with a matching masks/mask_<id>.png under {root}")
+    return frames
+
+
+def _read_nir(root: Path, sample_id: str) -> np.ndarray:
+    nrg = root / "NRG_images" / f"NRG_{sample_id}.png"
+    if nrg.exists():
+        return np.asarray(Image.open(nrg).convert("RGB"))[..., 0]
+    nir = root / "NIR_images" / f"NIR_{sample_id}.png"
+    if nir.exists():
+        return np.asarray(Image.open(nir).convert("L"))
+    raise InputError(f"sample {sample_id} has no NRG_images/NRG_{sample_id}.png: NIR bands are needed")
+
+
+def load_hdf5_frames(path: Path, bands: tuple[str, ...]) -> list[Frame]:
+    """Read the ADA-Net HDF5 schema: one group per patch with `image` (H, W, 4: NIR, R, G, B) and `label`."""
+    import h5py
+
+    order = [HDF5_BAND_ORDER.index(b) for b in bands]
+    frames = []
+    with h5py.File(path, "r") as handle:
+        for name in sorted(handle.keys()):
+            group = handle[name]
+            if "image" not in group:
+                continue
+            image = np.asarray(group["image"], dtype=np.uint8)[..., order]
+            label = np.asarray(group["label"]) if "label" in group else np.zeros(image.shape[:2])
+            source = group.attrs.get("source_image", name)
+            source = source.decode() if isinstance(source, bytes) else str(source)
+            frames.append(Frame(name, county_of(Path(source).stem), image, label > 0.5))
+    if not frames:
+        raise InputError(f"{path} holds no patch groups with an `image` dataset")
+    return frames

@@ -1,0 +1,48 @@
+"""Random training crops, half of them centred near a dead tree so the rare class is seen often enough."""
+from __future__ import annotations
+
+import numpy as np
+
+from deadtree.raster.normalise import band_percentiles
+from deadtree.training.frames import Frame
+
+
+class CropSampler:
+    def __init__(self, frames: list[Frame], crop: int, positive_fraction: float, augment, seed: int = 0):
+        self.frames = frames
+        self.crop = crop
+        self.positive_fraction = positive_fraction
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+        # Stretch statistics per frame, computed once: a frame plays the part of a scene.
+        self.stretches = [band_percentiles(f.image.transpose(2, 0, 1)) for f in frames]
+        self.positives = [np.argwhere(f.mask) for f in frames]
+
+    def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        images, masks = [], []
+        for _ in range(batch_size):
+            image, mask = self._one()
+            images.append(image)
+            masks.append(mask)
+        return np.stack(images), np.stack(masks)
+
+    def _one(self) -> tuple[np.ndarray, np.ndarray]:
+        index = int(self.rng.integers(len(self.frames)))
+        frame = self.frames[index]
+        rows, cols = frame.mask.shape
+        crop = min(self.crop, rows, cols)
+        positives = self.positives[index]
+        if len(positives) and self.rng.random() < self.positive_fraction:
+            r, c = positives[self.rng.integers(len(positives))]
+            r0 = int(np.clip(r - self.rng.integers(crop), 0, rows - crop))
+            c0 = int(np.clip(c - self.rng.integers(crop), 0, cols - crop))
+        else:
+            r0 = int(self.rng.integers(rows - crop + 1))
+            c0 = int(self.rng.integers(cols - crop + 1))
+        image = frame.image[r0 : r0 + crop, c0 : c0 + crop]
+        mask = frame.mask[r0 : r0 + crop, c0 : c0 + crop].astype(np.uint8)
+        if self.augment is not None:
+            out = self.augment(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        scaled = self.stretches[index].apply(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return scaled, mask.astype(np.float32)[None]

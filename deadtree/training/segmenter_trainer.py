@@ -1,0 +1,194 @@
+"""Train a segmenter from scratch with checkpoints, resume, county-held-out validation and threshold tuning."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from deadtree.metrics import PixelCounts, Scores
+from deadtree.nets.segmenter import build_segmenter, count_parameters, predict_probabilities
+from deadtree.raster.normalise import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT, band_percentiles
+from deadtree.training.augment import training_augmentation
+from deadtree.training.curves import plot_history
+from deadtree.training.frames import Frame, load_frames
+from deadtree.training.losses import segmentation_loss
+from deadtree.training.sampling import CropSampler
+from deadtree.training.split import split_groups
+
+THRESHOLDS = tuple(np.round(np.arange(0.2, 0.81, 0.05), 2))
+
+
+@dataclass
+class SegmenterConfig:
+    data: str
+    out_dir: str
+    bands: tuple[str, ...] = ("R", "G", "B", "NIR")
+    arch: str = "unet-r18-d4"
+    crop: int = 256
+    batch_size: int = 8
+    steps: int = 3000
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    positive_fraction: float = 0.6
+    val_every: int = 200
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    seed: int = 0
+    threads: int = 0
+    max_minutes: float = 0.0  # stop (resumably) after this much wall time in this run; 0 = no limit
+    flips_at_validation: bool = False
+    train_groups: list[str] = field(default_factory=list)  # restrict training to these groups (domain studies)
+
+
+def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+
+    frames = load_frames(config.data, tuple(config.bands))
+    val_groups = split_groups([f.group for f in frames], config.val_fraction, config.split_seed)
+    train_frames = [f for f in frames if f.group not in val_groups]
+    if config.train_groups:
+        train_frames = [f for f in train_frames if f.group in set(config.train_groups)]
+    val_frames = [f for f in frames if f.group in val_groups]
+    split = {
+        "rule": f"whole counties per state, about {config.val_fraction:.0%} of each state's frames, seed {config.split_seed}",
+        "validation_groups": sorted(val_groups),
+        "train_frames": len(train_frames),
+        "validation_frames": len(val_frames),
+    }
+    (out / "split.json").write_text(json.dumps(split, indent=2))
+
+    model = build_segmenter(config.arch, len(config.bands)).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.05, div_factor=10, final_div_factor=100
+    )
+    state = {"step": 0, "history": [], "best": None, "train_seconds": 0.0}
+    last_path = out / "last.pt"
+    if resume and last_path.exists():
+        ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        state = ckpt["state"]
+        np_state = ckpt.get("rng")
+    else:
+        np_state = None
+
+    sampler = CropSampler(train_frames, config.crop, config.positive_fraction, training_augmentation(), config.seed)
+    if np_state is not None:
+        sampler.rng.bit_generator.state = np_state
+
+    started = time.monotonic()
+    run_seconds_at_start = state["train_seconds"]
+    losses: list[float] = []
+    bar = tqdm(total=config.steps, initial=state["step"], desc=f"train {config.arch}", unit="step", dynamic_ncols=True)
+    model.train()
+    stopped_early = False
+    while state["step"] < config.steps:
+        images, masks = sampler.sample(config.batch_size)
+        x = torch.from_numpy(images).to(memory_format=torch.channels_last)
+        y = torch.from_numpy(masks)
+        loss = segmentation_loss(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        state["step"] += 1
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+        elapsed = time.monotonic() - started
+        out_of_time = config.max_minutes and elapsed > config.max_minutes * 60
+        if state["step"] % config.val_every == 0 or state["step"] == config.steps or out_of_time:
+            state["train_seconds"] = run_seconds_at_start + elapsed
+            record = {"step": state["step"], "train_loss": float(np.mean(losses)) if losses else math.nan}
+            record.update(evaluate(model, val_frames, flips=config.flips_at_validation))
+            model.train()
+            losses = []
+            state["history"].append(record)
+            improved = state["best"] is None or record["pixel_iou"] > state["best"]["pixel_iou"]
+            if improved:
+                state["best"] = record
+                _save(out / "best.pt", model, optimizer, scheduler, state, sampler, config)
+            _save(last_path, model, optimizer, scheduler, state, sampler, config)
+            plot_history(state["history"], out / "curves.png", ("pixel_iou", "pixel_f1", "object_f1"))
+            (out / "history.json").write_text(json.dumps(state["history"], indent=2))
+            tqdm.write(
+                f"step {record['step']}: val IoU {record['pixel_iou']:.3f} F1 {record['pixel_f1']:.3f} "
+                f"object F1 {record['object_f1']:.3f} @ threshold {record['threshold']}"
+                + ("  (best)" if improved else "")
+            )
+            if out_of_time and state["step"] < config.steps:
+                stopped_early = True
+                break
+    bar.close()
+    summary = {
+        "finished": not stopped_early,
+        "step": state["step"],
+        "best": state["best"],
+        "train_seconds": state["train_seconds"],
+        "parameters": count_parameters(model),
+        "split": split,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _save(path: Path, model, optimizer, scheduler, state, sampler: CropSampler, config: SegmenterConfig) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "state": state,
+            "rng": sampler.rng.bit_generator.state,
+            "config": asdict(config),
+            "scaling": {"method": "percentile", "low_pct": DEFAULT_LOW_PCT, "high_pct": DEFAULT_HIGH_PCT},
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+@torch.no_grad()
+def frame_probabilities(model, frame: Frame, flips: bool = False) -> np.ndarray:
+    """Whole-frame probabilities, padded by reflection to the network's stride of 32."""
+    model.eval()
+    image = frame.image.transpose(2, 0, 1)
+    scaled = band_percentiles(image).apply(image)
+    rows, cols = scaled.shape[1:]
+    pad_r, pad_c = (-rows) % 32, (-cols) % 32
+    padded = np.pad(scaled, ((0, 0), (0, pad_r), (0, pad_c)), mode="reflect")
+    x = torch.from_numpy(padded[None]).to(memory_format=torch.channels_last)
+    return predict_probabilities(model, x, flips=flips)[0, 0, :rows, :cols].numpy()
+
+
+def evaluate(model, frames: list[Frame], flips: bool = False, threshold: float | None = None) -> dict:
+    """Pooled validation scores; the threshold is tuned on these frames unless one is given."""
+    probs = [frame_probabilities(model, f, flips) for f in frames]
+    candidates = (threshold,) if threshold is not None else THRESHOLDS
+    best_t, best_iou = candidates[0], -1.0
+    for t in candidates:
+        counts = PixelCounts()
+        for p, f in zip(probs, frames):
+            counts.add(p >= t, f.mask)
+        iou = counts.scores()["iou"]
+        if iou > best_iou:
+            best_t, best_iou = t, iou
+    scores = Scores()
+    for p, f in zip(probs, frames):
+        scores.add(p >= best_t, f.mask)
+    out = scores.summary()
+    out["threshold"] = float(best_t)
+    return out

@@ -1,0 +1,1 @@
+"""Mask band to polygons: streamed polygonising, cleaning, measures, reprojection and writers."""

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from typer.testing import CliRunner
+
+from deadtree.cli import app
+from tests.scenes import write_scene
+
+runner = CliRunner()
+
+
+def segment(*args):
+    return runner.invoke(app, ["segment", *map(str, args), "--quiet"])
+
+
+def assert_clean_failure(result, folder, expect: str):
+    assert result.exit_code != 0
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ") and expect in lines[0], lines[0]
+    assert "Traceback" not in result.output
+    leftovers = [p.name for p in folder.iterdir() if p.suffix in (".geojson", ".gpkg") or p.name.startswith(".deadtree")]
+    assert leftovers == []
+
+
+def test_segment_writes_outputs_and_one_line_summary(tmp_path, toy_models):
+    scene = tmp_path / "scene.tif"
+    write_scene(scene)
+    result = segment(scene, "-o", tmp_path / "o.geojson", "--gpkg", tmp_path / "o.gpkg")
+    assert result.exit_code == 0, result.output
+    assert "dead-tree polygons" in result.output and "ha in total" in result.output
+    assert (tmp_path / "o.geojson").exists() and (tmp_path / "o.gpkg").exists()
+
+
+def test_help_speaks_to_foresters():
+    result = runner.invoke(app, ["segment", "--help"])
+    assert result.exit_code == 0
+    for words in ("--min-area", "--threshold", "--bands", "GeoPackage", "QGIS"):
+        assert words in result.output
+
+
+def bad_inputs(tmp_path):
+    """(name, scene path, extra args, expected words in the error)"""
+    cases = []
+    text = tmp_path / "notes.tif"
+    text.write_text("this is not a raster")
+    cases.append(("not a raster", text, [], "not a raster"))
+
+    good = tmp_path / "good.tif"
+    write_scene(good, height=400, width=400)
+    truncated = tmp_path / "truncated.tif"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    cases.append(("truncated", truncated, [], "truncated or damaged"))
+
+    no_crs = tmp_path / "nocrs.tif"
+    write_scene(no_crs, crs=None)
+    cases.append(("no CRS", no_crs, [], "no coordinate reference system"))
+
+    no_georef = tmp_path / "nogeoref.tif"
+    with rasterio.open(no_georef, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8") as ds:
+        ds.write(np.full((3, 64, 64), 100, np.uint8))
+    cases.append(("no georeferencing", no_georef, [], "no georeferencing"))
+
+    empty = tmp_path / "empty.tif"
+    write_scene(empty, nodata=0, border=150, border_value=0)
+    cases.append(("all nodata", empty, [], "no valid pixels"))
+
+    huge = tmp_path / "huge.tif"
+    with rasterio.open(huge, "w", driver="GTiff", width=1_500_000, height=1_500_000, count=4, dtype="uint8",
+                       crs="EPSG:32633", transform=Affine(0.6, 0, 500000, 0, -0.6, 6700000), tiled=True,
+                       compress="deflate", BIGTIFF="YES", SPARSE_OK="TRUE"):
+        pass
+    cases.append(("absurd header", huge, [], "beyond the limit"))
+
+    cases.append(("unwritable output", good, ["-o", "/proc/deadtree/out.geojson"], "cannot write"))
+    cases.append(("unknown model", good, ["--model", "no-such-model"], "unknown segmenter 'no-such-model'"))
+    cases.append(("missing file", tmp_path / "missing.tif", [], "no such file"))
+    cases.append(("bad threshold", good, ["--threshold", "1.5"], "--threshold"))
+    cases.append(("cuda without GPU", good, ["--device", "cuda"], "CUDAExecutionProvider"))
+    return cases
+
+
+def test_every_bad_input_gets_one_clear_line_and_no_output(tmp_path, toy_models, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, scene, extra, expect in bad_inputs(tmp_path):
+        result = segment(scene, *extra)
+        assert_clean_failure(result, tmp_path, expect)

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from deadtree.metrics import ObjectCounts, PixelCounts, Scores
+
+
+def test_pixel_scores_on_hand_made_masks():
+    truth = np.zeros((10, 10), bool)
+    truth[0:4, 0:4] = True  # 16 px
+    pred = np.zeros((10, 10), bool)
+    pred[2:6, 0:4] = True  # 16 px, 8 overlap
+    counts = PixelCounts()
+    counts.add(pred, truth)
+    s = counts.scores()
+    assert (counts.tp, counts.fp, counts.fn) == (8, 8, 8)
+    assert s["iou"] == pytest.approx(8 / 24)
+    assert s["f1"] == pytest.approx(0.5)
+    assert s["precision"] == pytest.approx(0.5)
+
+
+def test_pixel_scores_are_pooled_not_averaged():
+    counts = PixelCounts()
+    big = np.ones((10, 10), bool)
+    counts.add(big, big)  # 100 tp
+    small_truth = np.zeros((10, 10), bool)
+    small_truth[0, 0] = True
+    counts.add(np.zeros((10, 10), bool), small_truth)  # 1 fn
+    assert counts.scores()["iou"] == pytest.approx(100 / 101)
+
+
+def test_object_matching_is_one_to_one_at_iou_quarter():
+    truth = np.zeros((20, 20), bool)
+    truth[1:5, 1:5] = True  # object A (16 px)
+    truth[10:12, 10:12] = True  # object B (4 px)
+    pred = np.zeros((20, 20), bool)
+    pred[1:5, 1:3] = True  # half of A: IoU 0.5 -> match
+    pred[10:11, 10:11] = True  # 1 px of B: IoU 0.25 -> match (>=)
+    pred[15:18, 15:18] = True  # a false alarm
+    counts = ObjectCounts()
+    counts.add(pred, truth)
+    assert (counts.matched, counts.predicted, counts.truth) == (2, 3, 2)
+    s = counts.scores()
+    assert s["object_precision"] == pytest.approx(2 / 3)
+    assert s["object_recall"] == pytest.approx(1.0)
+    assert s["object_f1"] == pytest.approx(0.8)
+
+
+def test_object_below_threshold_is_not_matched_and_diagonal_pixels_connect():
+    truth = np.zeros((10, 10), bool)
+    truth[0:4, 0:4] = True
+    pred = np.zeros((10, 10), bool)
+    pred[0, 0] = pred[1, 1] = pred[2, 2] = True  # one 8-connected object, IoU 3/16 < 0.25
+    counts = ObjectCounts()
+    counts.add(pred, truth)
+    assert (counts.matched, counts.predicted) == (0, 1)
+
+
+def test_one_prediction_cannot_match_two_truths():
+    truth = np.zeros((4, 10), bool)
+    truth[:, 0:3] = True
+    truth[:, 4:7] = True
+    pred = np.zeros((4, 10), bool)
+    pred[:, 0:7] = True  # IoU 12/28 with each truth object
+    counts = ObjectCounts()
+    counts.add(pred, truth)
+    assert counts.matched == 1
+
+
+def test_scores_respect_validity():
+    truth = np.ones((4, 4), bool)
+    pred = np.zeros((4, 4), bool)
+    valid = np.zeros((4, 4), bool)
+    scores = Scores()
+    scores.add(pred, truth, valid)
+    assert scores.summary()["count_truth"] == 0
+    assert scores.pixels.fn == 0

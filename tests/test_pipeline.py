@@ -1,0 +1,168 @@
+import json
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+from affine import Affine
+from pyproj import Transformer
+from rasterio.features import rasterize
+from shapely.geometry import box, shape
+import shapely
+
+from deadtree.errors import InputError, ModelError
+from deadtree.pipeline import SegmentOptions, segment_scene
+from tests.geojson_rules import load_rfc7946
+from tests.scenes import Disc, write_scene
+
+
+def run(tmp_path, scene, **kw):
+    options = SegmentOptions(output=tmp_path / "out.geojson", **kw)
+    return segment_scene(scene, options)
+
+
+def footprint_lonlat(path):
+    with rasterio.open(path) as ds:
+        to_ll = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True)
+        return shapely.transform(box(*ds.bounds), lambda x, y: to_ll.transform(x, y), interleaved=False)
+
+
+def iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+SCENES = [
+    pytest.param(dict(crs="EPSG:32633"), id="utm-uint8-rgbn"),
+    pytest.param(dict(crs="EPSG:32633", bands=3), id="utm-rgb"),
+    pytest.param(dict(crs="EPSG:3067", dtype="uint16", tiled=True,
+                      transform=Affine(0.6, 0, 380000, 0, -0.6, 6680000)), id="tm35fin-uint16-tiled"),
+    pytest.param(dict(crs="EPSG:4326", transform=Affine(0.6 / 55660, 0, 25.0, 0, -0.6 / 111320, 60.0)),
+                 id="lonlat"),
+    pytest.param(dict(dtype="float32"), id="float32"),
+]
+
+
+@pytest.mark.parametrize("kw", SCENES)
+def test_polygons_land_on_the_dead_trees_in_lonlat(tmp_path, toy_models, kw):
+    scene = tmp_path / "scene.tif"
+    truth = write_scene(scene, **kw)
+    result = run(tmp_path, scene, gpkg=tmp_path / "out.gpkg", probabilities=tmp_path / "p.tif")
+    doc = load_rfc7946(tmp_path / "out.geojson")
+    n_discs = len([1 for _ in doc["features"]])
+    assert result.polygons == n_discs >= 3
+    assert result.model == ("toy-rgb" if kw.get("bands") == 3 else "toy-rgbn")
+    footprint = footprint_lonlat(scene)
+    for f in doc["features"]:
+        assert footprint.contains(shape(f["geometry"]))
+        assert set(f["properties"]) == {"id", "area_m2", "perimeter_m", "score_mean", "score_max"}
+        assert 0.5 <= f["properties"]["score_max"] <= 1
+    assert doc["deadtree"]["model"] == result.model and doc["deadtree"]["source"] == "scene.tif"
+    # polygons burned back onto the scene grid (via the GPKG in the scene's CRS) cover the discs
+    with rasterio.open(scene) as ds:
+        gdf = pyogrio.read_dataframe(tmp_path / "out.gpkg")
+        assert gdf.crs.to_epsg() == ds.crs.to_epsg() and gdf.crs.to_epsg() is not None
+        burned = rasterize(gdf.geometry, out_shape=truth.shape, transform=ds.transform).astype(bool)
+    assert iou(burned, truth) > 0.6
+    # area_m2 is in square metres, also for lon/lat scenes
+    assert sum(f["properties"]["area_m2"] for f in doc["features"]) == pytest.approx(burned.sum() * 0.36, rel=0.1)
+    with rasterio.open(tmp_path / "p.tif") as prob:
+        assert prob.crs == rasterio.open(scene).crs and prob.overviews(1) is not None
+
+
+def test_rasterised_polygons_reproduce_the_thresholded_mask(tmp_path, toy_models):
+    scene = tmp_path / "scene.tif"
+    write_scene(scene, height=400, width=300)
+    run(tmp_path, scene, gpkg=tmp_path / "o.gpkg", probabilities=tmp_path / "p.tif", simplify=0.0, min_area=0.0)
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        codes = ds.read(1)
+        mask = (codes != 255) & (codes >= 127)
+        gdf = pyogrio.read_dataframe(tmp_path / "o.gpkg")
+        burned = rasterize(gdf.geometry, out_shape=mask.shape, transform=ds.transform).astype(bool)
+    np.testing.assert_array_equal(burned, mask)
+    # with the default simplification the agreement stays close
+    run(tmp_path, scene, gpkg=tmp_path / "o.gpkg")
+    gdf = pyogrio.read_dataframe(tmp_path / "o.gpkg")
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        burned = rasterize(gdf.geometry, out_shape=mask.shape, transform=ds.transform).astype(bool)
+    assert iou(burned, mask) > 0.9
+
+
+def test_nodata_border_and_edge_fill_give_no_polygons(tmp_path, toy_models):
+    for value, nodata in ((255, None), (0, 0), (255, 255)):
+        scene = tmp_path / f"scene{value}{nodata}.tif"
+        discs = [Disc(60, 60, 5), Disc(150, 150, 5)]
+        write_scene(scene, border=30, border_value=value, nodata=nodata, discs=discs)
+        result = run(tmp_path, scene, probabilities=tmp_path / "p.tif")
+        # a white (255) collar would be 'dead' to the toy model: only the two discs may come out
+        assert result.polygons == 2, (value, nodata)
+        with rasterio.open(tmp_path / "p.tif") as ds:
+            codes = ds.read(1)
+        assert (codes[:30] == 255).all() and (codes[:, -30:] == 255).all()
+
+
+def test_all_nodata_tiles_are_not_sent_to_the_model(tmp_path, toy_models):
+    scene = tmp_path / "scene.tif"
+    write_scene(scene, height=400, width=400, border=150, border_value=0, nodata=0)
+    result = run(tmp_path, scene)
+    assert result.tiles_skipped > 0 and result.tiles_skipped < result.tiles
+
+
+def test_fine_resolution_scene_is_resampled_and_mapped_back(tmp_path, toy_models):
+    # a 0.25 m scene (Finnish orthophoto style) into the 0.6 m model
+    scene = tmp_path / "fine.tif"
+    discs = [Disc(100, 100, 14), Disc(300, 250, 12), Disc(420, 120, 16)]
+    truth = write_scene(scene, height=520, width=400, crs="EPSG:3067",
+                        transform=Affine(0.25, 0, 380000, 0, -0.25, 6680000), discs=discs)
+    result = run(tmp_path, scene, probabilities=tmp_path / "p.tif", gpkg=tmp_path / "o.gpkg")
+    assert result.polygons == 3
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        assert (ds.width, ds.height) == (400, 520)  # back on the scene's own grid
+        mask = ds.read(1)
+        mask = (mask != 255) & (mask >= 127)
+    assert iou(mask, truth) > 0.7
+    gdf = pyogrio.read_dataframe(tmp_path / "o.gpkg")
+    true_area = truth.sum() * 0.25 * 0.25
+    assert gdf.area_m2.sum() == pytest.approx(true_area, rel=0.35)
+
+
+def test_tile_grid_shift_does_not_change_the_answer(tmp_path, toy_models):
+    scene = tmp_path / "scene.tif"
+    write_scene(scene, height=300, width=300)
+    masks = []
+    for offset in (0, 24):
+        run(tmp_path, scene, probabilities=tmp_path / f"p{offset}.tif", grid_offset=offset)
+        with rasterio.open(tmp_path / f"p{offset}.tif") as ds:
+            codes = ds.read(1).astype(int)
+        masks.append(codes)
+    assert np.abs(masks[0] - masks[1]).max() <= 1  # blending leaves no trace of the grid
+
+
+def test_outputs_are_all_or_nothing(tmp_path, toy_models, monkeypatch):
+    scene = tmp_path / "scene.tif"
+    write_scene(scene)
+    import deadtree.pipeline as pipeline
+
+    def broken(*args, **kwargs):
+        raise InputError("disk on fire")
+
+    monkeypatch.setattr(pipeline, "_vectorise", broken)
+    with pytest.raises(InputError):
+        run(tmp_path, scene, gpkg=tmp_path / "o.gpkg", probabilities=tmp_path / "p.tif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models", "scene.tif"]
+
+
+def test_scene_whose_bands_fit_no_model_names_both(tmp_path, toy_models):
+    from rasterio.enums import ColorInterp as CI
+
+    scene = tmp_path / "scene.tif"
+    write_scene(scene, bands=2, colorinterp=[CI.red, CI.green])
+    with pytest.raises(ModelError, match=r"R,G.*needs R,G,B"):
+        run(tmp_path, scene)
+
+
+def test_geojson_metadata_names_model_and_scene(tmp_path, toy_models):
+    scene = tmp_path / "scene.tif"
+    write_scene(scene)
+    run(tmp_path, scene, model="toy-rgb")
+    meta = json.loads((tmp_path / "out.geojson").read_text())["deadtree"]
+    assert meta["model"] == "toy-rgb" and meta["model_version"] == "1.0" and meta["source"] == "scene.tif"

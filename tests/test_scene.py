@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp as CI
+
+from deadtree.bands import parse_band_list
+from deadtree.errors import InputError
+from deadtree.raster.reader import overview
+from deadtree.raster.scene import open_scene
+from tests.scenes import write_scene
+
+RGBA = [CI.red, CI.green, CI.blue, CI.alpha]
+
+
+def test_nir_tagged_as_alpha_is_read_as_nir(tmp_path):
+    write_scene(tmp_path / "s.tif", colorinterp=RGBA)
+    scene = open_scene(tmp_path / "s.tif")
+    assert scene.band_index == {"R": 1, "G": 2, "B": 3, "NIR": 4}
+    assert scene.alpha_index is None
+
+
+def test_real_alpha_mask_is_a_mask(tmp_path):
+    write_scene(tmp_path / "s.tif", bands=3, alpha_mask=True, colorinterp=[CI.red, CI.green, CI.blue, CI.alpha])
+    scene = open_scene(tmp_path / "s.tif")
+    assert scene.band_index == {"R": 1, "G": 2, "B": 3}
+    assert scene.alpha_index == 4
+    _, valid, _ = overview(scene, ("R", "G", "B"))
+    assert not valid[:, : valid.shape[1] // 4 - 1].any() and valid[:, valid.shape[1] // 2:].all()
+
+
+def test_rgb_plus_real_alpha_mask_in_four_band_file_is_a_mask(tmp_path):
+    path = tmp_path / "s.tif"
+    write_scene(path, bands=3, alpha_mask=True, colorinterp=RGBA)
+    assert open_scene(path).alpha_index == 4
+
+
+def test_band_override_and_untagged_guess(tmp_path):
+    path = tmp_path / "s.tif"
+    write_scene(path, colorinterp=[CI.undefined] * 4)
+    assert open_scene(path).band_index == {"R": 1, "G": 2, "B": 3, "NIR": 4}
+    scene = open_scene(path, parse_band_list("nir,red,green,blue"))
+    assert scene.band_index == {"NIR": 1, "R": 2, "G": 3, "B": 4}
+    with pytest.raises(InputError, match="names 3 bands but the scene has 4"):
+        open_scene(path, ("R", "G", "B"))
+
+
+def test_parse_band_list_rejects_nonsense():
+    with pytest.raises(InputError):
+        parse_band_list("R,G,X")
+    with pytest.raises(InputError):
+        parse_band_list("R,R,G")
+
+
+def test_edge_connected_fill_is_nodata_but_dark_pixels_inside_are_not(tmp_path):
+    path = tmp_path / "s.tif"
+    write_scene(path, border=20, border_value=0)
+    with rasterio.open(path, "r+") as ds:  # a black patch inside the image is image, not nodata
+        ds.write(np.zeros((4, 10, 10), np.uint8), window=rasterio.windows.Window(100, 100, 10, 10))
+    scene = open_scene(path)
+    _, valid, _ = overview(scene, ("R", "G", "B", "NIR"))
+    assert not valid[:20].any() and not valid[:, -20:].any()
+    assert valid[100:110, 100:110].all()
+
+
+def test_ground_resolution_of_lonlat_scene_is_in_metres(tmp_path):
+    path = tmp_path / "s.tif"
+    lat = 60.0
+    transform = Affine(0.6 / (111_320 * np.cos(np.radians(lat))), 0, 25.0, 0, -0.6 / 111_320, lat)
+    write_scene(path, crs="EPSG:4326", transform=transform)
+    gx, gy = open_scene(path).gsd_m
+    assert gx == pytest.approx(0.6, rel=0.01) and gy == pytest.approx(0.6, rel=0.01)
+
+
+def test_feet_are_converted_to_metres(tmp_path):
+    path = tmp_path / "s.tif"
+    write_scene(path, crs="EPSG:2227", transform=Affine(2.0, 0, 6_000_000, 0, -2.0, 2_000_000))  # US survey ft
+    gx, _ = open_scene(path).gsd_m
+    assert gx == pytest.approx(2.0 * 0.3048006, rel=1e-4)

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from deadtree.tiling import StripAccumulator, axis_starts, blend_window, tile_rows
+
+
+@pytest.mark.parametrize("length", [1, 63, 64, 65, 100, 257, 1000])
+@pytest.mark.parametrize("offset", [0, 7, 24])
+def test_grid_reaches_every_pixel(length, offset):
+    starts = axis_starts(length, 64, 48, offset)
+    covered = np.zeros(length, bool)
+    for s in starts:
+        covered[max(s, 0):max(min(s + 64, length), 0)] = True
+    assert covered.all()
+    assert starts == sorted(starts)
+
+
+def test_unshifted_grid_stays_inside_when_it_can():
+    starts = axis_starts(100, 64, 48)
+    assert starts[0] == 0 and starts[-1] == 100 - 64
+
+
+def test_blend_ramps_sum_to_one_where_tiles_overlap():
+    w = blend_window(64, 16)
+    row = w[32]  # a row through the flat middle
+    assert row[16:48] == pytest.approx(1.0)
+    # the falling ramp of one tile plus the rising ramp of the next (stride 48) is a partition of unity
+    assert (row[48:64] + row[0:16]) == pytest.approx(np.ones(16) * row[32], rel=1e-5)
+    assert w.min() > 0
+
+
+def test_accumulator_reproduces_a_constant_field_exactly():
+    h, w, tile, overlap = 150, 130, 64, 16
+    acc = StripAccumulator(h, w, tile)
+    out = np.full((h, w), np.nan, np.float32)
+    weights = blend_window(tile, overlap)
+    field = np.random.default_rng(0).random((h, w)).astype(np.float32)
+    for row_tiles in tile_rows(h, w, tile, overlap, offset=10):
+        flushed = acc.flush_until(row_tiles[0].row)
+        if flushed:
+            r, values, _ = flushed
+            out[r:r + len(values)] = values
+        for t in row_tiles:
+            patch = np.zeros((tile, tile), np.float32)
+            r0, c0 = max(t.row, 0), max(t.col, 0)
+            r1, c1 = min(t.row + tile, h), min(t.col + tile, w)
+            patch[r0 - t.row:r1 - t.row, c0 - t.col:c1 - t.col] = field[r0:r1, c0:c1]
+            valid = np.zeros((tile, tile), bool)
+            valid[r0 - t.row:r1 - t.row, c0 - t.col:c1 - t.col] = True
+            acc.add(t, patch, weights, valid)
+    r, values, valid = acc.flush_until(h)
+    out[r:] = values
+    assert valid.all()
+    # every tile predicts the same value for a pixel, so blending must return it unchanged
+    np.testing.assert_allclose(out, field, rtol=1e-5, atol=1e-6)
+
+
+def test_accumulator_memory_is_one_tile_high():
+    acc = StripAccumulator(100_000, 500, 64)
+    assert acc.sum.shape == (64, 500)
