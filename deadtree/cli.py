@@ -152,5 +152,43 @@ def train_segmenter_command(
     )
 
 
+@app.command("export")
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="A segmenter checkpoint (best.pt) written by `deadtree train segmenter`."),
+    name: str = typer.Option(..., "--name", help="Model name users pass to --model."),
+    version: str = typer.Option("1.0.0", "--version", help="Model version recorded in the file and the outputs."),
+    out_dir: Path = typer.Option(Path("models"), "--out-dir", help="Folder for NAME.onnx and its card NAME.md."),
+    tile: int = typer.Option(256, "--tile", help="Tile size the pipeline uses with this model."),
+    overlap: int = typer.Option(64, "--overlap", help="Tile overlap the pipeline uses with this model."),
+    default: bool = typer.Option(False, "--default", help="Make it the default for scenes with its bands."),
+    description: str = typer.Option("", "--description", help="One paragraph for the model card."),
+) -> None:
+    """Export a trained segmenter to ONNX with its metadata and write its model card."""
+    import shlex
+    import sys
+
+    import torch
+
+    from deadtree.training.export import export_segmenter_checkpoint
+    from deadtree.training.model_card import write_segmenter_card
+
+    if not checkpoint.is_file():
+        fail(f"checkpoint not found: {checkpoint}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{name}.onnx"
+    info, difference = export_segmenter_checkpoint(checkpoint, onnx_path, name, version, tile, overlap,
+                                                   default=default, description=description)
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    split = ckpt.get("split") or __import__("json").loads((checkpoint.parent / "split.json").read_text())
+    command = "deadtree " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    write_segmenter_card(onnx_path.with_suffix(".md"), info, ckpt, split, command, difference,
+                         onnx_path.stat().st_size)
+    typer.echo(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB, parity {difference:.1e}) and its card")
+
+
 def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
     app()

@@ -72,7 +72,9 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.05, div_factor=10, final_div_factor=100
     )
-    state = {"step": 0, "history": [], "best": None, "train_seconds": 0.0}
+    from deadtree.training.model_card import machine_description
+
+    state = {"step": 0, "history": [], "best": None, "train_seconds": 0.0, "machine": machine_description()}
     last_path = out / "last.pt"
     if resume and last_path.exists():
         ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
@@ -155,6 +157,7 @@ def _save(path: Path, model, optimizer, scheduler, state, sampler: CropSampler, 
             "rng": sampler.rng.bit_generator.state,
             "config": asdict(config),
             "scaling": {"method": "percentile", "low_pct": DEFAULT_LOW_PCT, "high_pct": DEFAULT_HIGH_PCT},
+            "split": json.loads((path.parent / "split.json").read_text()),
         },
         tmp,
     )

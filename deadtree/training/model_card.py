@@ -1,0 +1,97 @@
+"""Model cards: what a model was trained on, how, and how well it does on data it never saw."""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+from deadtree.runtime.metadata import ModelInfo
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}, torch CPU"
+
+
+def segmenter_command(config: dict) -> str:
+    """The `deadtree train segmenter` command that reproduces a run from its stored configuration."""
+    return (
+        f"deadtree train segmenter {config['data']} --out-dir {config['out_dir']} --bands {','.join(config['bands'])} "
+        f"--arch {config['arch']} --steps {config['steps']} --batch-size {config['batch_size']} --crop {config['crop']} "
+        f"--lr {config['lr']} --val-every {config['val_every']} --val-fraction {config['val_fraction']} "
+        f"--threads {config['threads']} --seed {config['seed']}"
+        + (f" --max-minutes {config['max_minutes']:g}  # repeat with --resume until finished" if config.get("max_minutes") else "")
+    )
+
+
+def _pct(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+
+def write_segmenter_card(path: Path, info: ModelInfo, checkpoint: dict, split: dict, export_command: str,
+                         parity: float, size_bytes: int) -> None:
+    state, config = checkpoint["state"], checkpoint["config"]
+    best = state.get("best") or {}
+    hours = state.get("train_seconds", 0) / 3600
+    lines = [
+        f"# {info.name} {info.version}",
+        "",
+        info.description or "Standing dead tree segmenter.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| task | dead-tree segmentation, one probability per pixel |",
+        f"| input bands | {', '.join(info.bands)} (in this order) |",
+        f"| value scaling | per-band {info.scaling.get('low_pct')}-{info.scaling.get('high_pct')} percentile stretch of the whole scene to 0-1 |",
+        f"| ground resolution | {info.gsd_m} m (other resolutions are resampled on the fly) |",
+        f"| tile / overlap | {info.tile_size} px / {info.overlap} px |",
+        f"| threshold | {info.threshold:.2f} (tuned on the validation split) |",
+        f"| architecture | {config['arch']} (segmentation-models-pytorch, trained from scratch) |",
+        f"| file size | {size_bytes / 1e6:.1f} MB, ONNX vs torch max abs difference {parity:.1e} |",
+        "",
+        "## Training data",
+        "",
+        "USA standing dead tree set (Ahishali et al., ADA-Net, arXiv:2504.04271): NAIP 0.6 m frames with expert",
+        f"masks; {split['train_frames']} training frames, {split['validation_frames']} validation frames.",
+        "",
+        f"Split: {split['rule']}. Validation counties: {', '.join(split['validation_groups'])}.",
+        "No frame of a validation county was used for training, for the threshold or for model selection other",
+        "than picking the best checkpoint by validation IoU.",
+        "",
+        "## How it was made",
+        "",
+        "```",
+        segmenter_command(config),
+        export_command,
+        "```",
+        "",
+        f"Trained {state['step']} steps ({config['batch_size']} crops of {config['crop']} px each) in {hours:.2f} h on "
+        f"{state.get('machine') or machine_description()}.",
+        "",
+        "## Validation scores (county-held-out split)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| pooled dead-class pixel IoU | {_pct(best.get('pixel_iou'))} |",
+        f"| pixel F1 | {_pct(best.get('pixel_f1'))} |",
+        f"| pixel precision / recall | {_pct(best.get('pixel_precision'))} / {_pct(best.get('pixel_recall'))} |",
+        f"| object precision | {_pct(best.get('object_precision'))} |",
+        f"| object recall | {_pct(best.get('object_recall'))} |",
+        f"| object F1 | {_pct(best.get('object_f1'))} |",
+        f"| at checkpoint step | {best.get('step', '-')} |",
+        "",
+        "Objects are 8-connected components; a ground-truth object counts as found when a predicted component",
+        "overlaps it at IoU >= 0.25, matched one to one. Scores are pooled over all validation frames, each frame",
+        "scaled by its own percentile stretch, predicted whole.",
+        "",
+    ]
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text("\n".join(lines))
+    tmp.replace(path)

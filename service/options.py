@@ -1,0 +1,94 @@
+"""The form options a client sends with a scene, checked, and turned into the pipeline's SegmentOptions."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from deadtree.bands import parse_band_list
+from deadtree.errors import DeadtreeError
+from deadtree.pipeline import SegmentOptions
+
+from service.errors import ApiError
+from service.jobfiles import MEDIA_TYPES
+
+FORMATS = tuple(MEDIA_TYPES)
+FORM_FIELDS = ("model", "translator", "threshold", "min_area", "format", "bands")
+MAX_NAME_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    model: str | None = None  # a shipped segmenter's name; None: the default for the scene's bands
+    translator: str | None = None
+    threshold: float | None = None
+    min_area: float = 1.0
+    format: str = "geojson"
+    bands: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_form(cls, fields: dict[str, str]) -> "JobOptions":
+        unknown = sorted(set(fields) - set(FORM_FIELDS))
+        if unknown:
+            raise _invalid(f"unknown form field {unknown[0]!r}; known fields: file, {', '.join(FORM_FIELDS)}")
+        values = {k: v.strip() for k, v in fields.items() if v.strip() != ""}
+        threshold = _number(values, "threshold")
+        if threshold is not None and not 0 < threshold < 1:
+            raise _invalid("threshold must be between 0 and 1 (exclusive)")
+        min_area = _number(values, "min_area")
+        if min_area is not None and min_area < 0:
+            raise _invalid("min_area cannot be negative")
+        fmt = values.get("format", "geojson").lower()
+        if fmt not in FORMATS:
+            raise _invalid(f"format must be one of {', '.join(FORMATS)}, not {values['format']!r}")
+        bands = None
+        if "bands" in values:
+            try:
+                bands = parse_band_list(values["bands"])
+            except DeadtreeError as exc:
+                raise _invalid(str(exc).replace("--bands", "bands")) from None
+        return cls(model=_name(values, "model"), translator=_name(values, "translator"), threshold=threshold,
+                   min_area=1.0 if min_area is None else min_area, format=fmt, bands=bands)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["bands"] = list(self.bands) if self.bands else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "JobOptions":
+        data = dict(data)
+        data["bands"] = tuple(data["bands"]) if data.get("bands") else None
+        return cls(**data)
+
+    def segment_options(self, geojson: Path, gpkg: Path | None, model_path: Path | None,
+                        translator_path: Path | None, device: str, max_pixels: float) -> SegmentOptions:
+        """Models are passed as resolved files of shipped models: a client's text never reaches a path lookup."""
+        return SegmentOptions(
+            output=geojson, gpkg=gpkg, model=str(model_path) if model_path else None,
+            translator=str(translator_path) if translator_path else None, bands=self.bands,
+            threshold=self.threshold, min_area=self.min_area, device=device, max_pixels=max_pixels,
+        )
+
+
+def _invalid(detail: str) -> ApiError:
+    return ApiError(422, "invalid_option", detail)
+
+
+def _number(values: dict[str, str], key: str) -> float | None:
+    if key not in values:
+        return None
+    try:
+        number = float(values[key])
+    except ValueError:
+        raise _invalid(f"{key} must be a number, not {values[key][:40]!r}") from None
+    if not math.isfinite(number):
+        raise _invalid(f"{key} must be a finite number")
+    return number
+
+
+def _name(values: dict[str, str], key: str) -> str | None:
+    name = values.get(key)
+    if name is not None and (len(name) > MAX_NAME_LENGTH or not name.isprintable()):
+        raise _invalid(f"{key} is not a model name: see GET /v1/models")
+    return name
