@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
-from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
@@ -181,7 +180,7 @@ async def receive_scene(request: Request, uploads_dir: Path, max_file_bytes: int
                     continue
                 try:
                     parser.write(chunk)
-                except MultipartParseError:
+                except ValueError:  # MultipartParseError and its siblings
                     collector.reject(ApiError(400, "malformed_upload", "the multipart body is malformed"))
                 if collector.pending_size >= FLUSH_BYTES:
                     await _flush(handle, collector)
@@ -190,7 +189,7 @@ async def receive_scene(request: Request, uploads_dir: Path, max_file_bytes: int
         if collector.rejection is None:
             try:
                 parser.finalize()
-            except MultipartParseError:
+            except ValueError:
                 pass
             if not collector.finished:
                 collector.reject(ApiError(400, "malformed_upload", "the upload ended before the multipart body did"))
@@ -204,7 +203,8 @@ async def receive_scene(request: Request, uploads_dir: Path, max_file_bytes: int
             raise ApiError(422, "invalid_upload", f"{collector.filename} is empty")
         return Upload(path, collector.filename, collector.file_size, collector.fields)
     except BaseException:
-        await anyio.to_thread.run_sync(_discard, handle, path)
+        with anyio.CancelScope(shield=True):  # also when the request was cancelled: never leave a partial file
+            await anyio.to_thread.run_sync(_discard, handle, path)
         raise
 
 

@@ -82,6 +82,8 @@ class GeoPackageWriter:
             gdf, self.path, layer=GPKG_LAYER, driver="GPKG", append=self.written > 0,
             promote_to_multi=True, geometry_type="MultiPolygon",
             layer_metadata=self.metadata if self.written == 0 else None,
+            # GeoPackage 1.2 opens without warnings in the GDAL 3.6 of older QGIS releases too
+            dataset_options={"VERSION": "1.2"} if self.written == 0 else None,
         )
         self.written += len(self.rows)
         self.rows, self.geoms = [], []
