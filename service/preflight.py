@@ -20,7 +20,7 @@ from service.models import find_shipped, shipped
 from service.options import JobOptions
 
 # GeoTIFF only: other GDAL drivers read formats (VRT, for one) that can point at files on the server.
-ALLOWED_DRIVERS = ["GTiff"]
+ALLOWED_DRIVER = "GTiff"
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def check_upload(path: Path, display_name: str, options: JobOptions, max_pixels:
 def _header_size(path: Path, display_name: str) -> tuple[int, int]:
     """Width and height from the header alone: GDAL decodes no pixel to open a file."""
     try:
-        with rasterio.open(path, driver=ALLOWED_DRIVERS) as dataset:
+        with rasterio.open(path, driver=ALLOWED_DRIVER) as dataset:
             return dataset.width, dataset.height
     except (RasterioError, OSError, ValueError):
         raise ApiError(422, "not_a_geotiff", f"{display_name} is not a GeoTIFF that can be read (not a TIFF, or "

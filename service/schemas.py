@@ -1,0 +1,181 @@
+"""What the API sends and takes, as it appears in the generated OpenAPI document (with examples)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.jobfiles import MEDIA_TYPES
+from service.options import FORMATS, MAX_NAME_LENGTH
+
+JOB_ID_EXAMPLE = "3f2b8c1e9a7d4e6f8b0c2d4e6f8a0b1c"
+
+
+class ErrorBody(BaseModel):
+    status: int = Field(description="The HTTP status, repeated for clients that only keep the body.")
+    code: str = Field(description="A stable machine-readable reason, e.g. invalid_scene, upload_too_large.")
+    detail: str = Field(description="One line for a person: what is wrong and what to do about it.")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "status": 422, "code": "invalid_scene",
+        "detail": "orthophoto.tif has no coordinate reference system: assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX)",
+    }]})
+
+
+class JobOptionsOut(BaseModel):
+    model: str | None
+    translator: str | None
+    threshold: float | None
+    min_area: float
+    format: Literal["geojson", "gpkg"]
+    bands: list[str] | None
+
+
+class JobResult(BaseModel):
+    url: str = Field(description="GET this for the polygons.")
+    media_type: str
+    polygons: int
+    area_m2: float
+    seconds: float
+    model: str
+    model_version: str
+    translator: str | None
+    provider: str
+    tiles: int
+    tiles_skipped: int
+
+
+class JobStatus(BaseModel):
+    id: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    progress: float = Field(ge=0, le=1, description="Fraction done, 0 to 1.")
+    filename: str = Field(description="The uploaded file's name, as the client sent it (display only).")
+    options: JobOptionsOut
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    queued_seconds: float | None = Field(description="Time spent waiting for a worker.")
+    run_seconds: float | None = Field(description="Time spent running so far, or in all once finished.")
+    attempts: int = Field(description="Runs started; above 1 after a server restart interrupted a run.")
+    error: ErrorBody | None
+    result: JobResult | None
+    expires_at: datetime | None = Field(description="When a finished job and its result are removed.")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": JOB_ID_EXAMPLE, "state": "succeeded", "progress": 1.0, "filename": "orthophoto.tif",
+        "options": {"model": None, "translator": None, "threshold": None, "min_area": 1.0, "format": "geojson",
+                    "bands": None},
+        "created_at": "2025-06-01T10:00:00Z", "started_at": "2025-06-01T10:00:02Z",
+        "finished_at": "2025-06-01T10:01:30Z", "queued_seconds": 2.0, "run_seconds": 88.0, "attempts": 1,
+        "error": None,
+        "result": {"url": f"/v1/jobs/{JOB_ID_EXAMPLE}/result", "media_type": "application/geo+json",
+                   "polygons": 412, "area_m2": 5230.5, "seconds": 87.6, "model": "deadtree-rgbn",
+                   "model_version": "1.0", "translator": None, "provider": "CPUExecutionProvider", "tiles": 380,
+                   "tiles_skipped": 12},
+        "expires_at": "2025-06-02T10:01:30Z",
+    }]})
+
+
+class ModelCard(BaseModel):
+    name: str
+    version: str
+    task: str = Field(description="segmenter or translator.")
+    bands: list[str]
+    gsd_m: float = Field(description="Ground sampling distance the model was trained at (m per pixel).")
+    tile_size: int
+    overlap: int
+    threshold: float
+    description: str
+    default: bool = Field(description="Used when the request names no model and the scene has its bands.")
+    validation: dict | None = Field(description="Scores on held-out validation data.")
+    card: str | None = Field(description="The model card (Markdown).")
+
+
+class ModelList(BaseModel):
+    models: list[ModelCard]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"models": [{
+        "name": "deadtree-rgbn", "version": "1.0", "task": "segmenter", "bands": ["R", "G", "B", "NIR"],
+        "gsd_m": 0.6, "tile_size": 256, "overlap": 32, "threshold": 0.5,
+        "description": "U-Net for standing dead trees in RGB+NIR orthophotos", "default": True,
+        "validation": {"pixel_iou": 0.61, "object_f1": 0.72}, "card": "# deadtree-rgbn\n...",
+    }]}]})
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str] = Field(description="Each check's outcome: 'ok' or what is wrong.")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "status": "ready", "checks": {"database": "ok", "workers": "ok", "data_dir": "ok", "models": "ok"}}]})
+
+
+def upload_request_body(description: str) -> dict:
+    """The multipart body, written out by hand: the endpoints stream it themselves instead of letting FastAPI
+    read it into memory, so FastAPI cannot derive it from their signatures."""
+    return {
+        "required": True,
+        "description": description,
+        "content": {"multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "additionalProperties": False,
+                "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "The orthophoto: a GeoTIFF with a CRS, RGB or RGB+NIR."},
+                    "model": {"type": "string", "maxLength": MAX_NAME_LENGTH, "examples": ["deadtree-rgbn"],
+                              "description": "Segmenter name from GET /v1/models. Default: the shipped model "
+                                             "for the scene's bands."},
+                    "translator": {"type": "string", "maxLength": MAX_NAME_LENGTH,
+                                   "description": "Translator name: adapts imagery unlike the training data."},
+                    "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                                  "examples": [0.5], "description": "Probability from which a pixel counts as "
+                                                                    "dead tree. Default: the model's own."},
+                    "min_area": {"type": "number", "minimum": 0, "default": 1.0, "examples": [1.0],
+                                 "description": "Drop polygons and fill holes smaller than this (m²)."},
+                    "format": {"type": "string", "enum": list(FORMATS), "default": "geojson",
+                               "description": "geojson: RFC 7946 in WGS 84 lon/lat; gpkg: GeoPackage in the "
+                                              "scene's CRS."},
+                    "bands": {"type": "string", "examples": ["R,G,B,NIR"],
+                              "description": "The scene's bands in file order, when its colour tags are "
+                                             "missing or wrong."},
+                },
+            },
+            "encoding": {"file": {"contentType": "image/tiff, application/octet-stream"}},
+        }},
+    }
+
+
+GEOJSON_EXAMPLE = {
+    "type": "FeatureCollection", "name": "dead_trees",
+    "features": [{"type": "Feature", "id": 1,
+                  "properties": {"id": 1, "area_m2": 12.6, "perimeter_m": 13.2, "score_mean": 0.83,
+                                 "score_max": 0.97},
+                  "geometry": {"type": "Polygon", "coordinates": [[[15.0001, 60.4001], [15.0002, 60.4001],
+                                                                   [15.0002, 60.4002], [15.0001, 60.4001]]]}}],
+}
+
+RESULT_CONTENT = {
+    MEDIA_TYPES["geojson"]: {"schema": {"type": "object"}, "example": GEOJSON_EXAMPLE},
+    MEDIA_TYPES["gpkg"]: {"schema": {"type": "string", "format": "binary"}},
+}
+
+
+def error_responses(*statuses: int) -> dict:
+    reasons = {
+        400: "The request body is malformed.",
+        401: "An API key is configured and the request has none, or a wrong one.",
+        404: "No such job (finished jobs are removed once they expire).",
+        409: "The job has not succeeded (yet).",
+        413: "The upload or the raster it declares is larger than allowed.",
+        415: "The body is not multipart/form-data.",
+        422: "The scene or an option cannot be used: the detail says why.",
+        503: "The queue is full: try again after Retry-After seconds.",
+    }
+    return {status: {"model": ErrorBody, "description": reasons[status]} for status in statuses}
