@@ -44,6 +44,14 @@ def segment(
     gpkg: Optional[Path] = typer.Option(None, "--gpkg", help="Also write a GeoPackage in the scene's own CRS."),
     probabilities: Optional[Path] = typer.Option(
         None, "--probabilities", help="Also write the dead-tree probability raster (Cloud Optimized GeoTIFF)."),
+    qml: bool = typer.Option(
+        False, "--qml", help="Also write the QGIS style beside the GeoJSON (same name, .qml), so QGIS shows the "
+        "outlines coloured yellow to red by score_mean. The GeoPackage always carries this style."),
+    preview: Optional[Path] = typer.Option(
+        None, "--preview", help="Also write a quicklook PNG of the scene (longest side 1600 px) with the polygons "
+        "outlined in yellow."),
+    preview_bands: str = typer.Option(
+        "rgb", "--preview-bands", help="Colours of the --preview: rgb (true colour) or nir (NIR,R,G false colour)."),
     model: Optional[str] = typer.Option(
         None, "--model", help="Segmenter name (see `deadtree models`) or .onnx file. Default: the shipped model "
         "for the scene's bands (RGB+NIR for 4-band scenes, RGB for 3-band)."),
@@ -77,6 +85,7 @@ def segment(
             output=output, gpkg=gpkg, probabilities=probabilities, model=model, translator=translator,
             bands=parse_band_list(bands) if bands else None, threshold=threshold, min_area=min_area,
             tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, progress=not quiet,
+            qml=qml, preview=preview, preview_bands=preview_bands,
         )
         result = segment_scene(scene, options)
     except DeadtreeError as exc:
@@ -152,6 +161,92 @@ def train_segmenter_command(
     )
 
 
+@train_app.command("translator")
+def train_translator_command(
+    source: Path = typer.Option(..., "--source", help="Imagery to translate FROM (no masks needed): Kaggle-layout "
+                                "folder, ADA-Net .h5 file, GeoTIFF or folder of GeoTIFFs.", show_default=False),
+    target: Path = typer.Option(..., "--target", help="Imagery whose look to translate TO (where the segmenter "
+                                "was trained); same kinds of input.", show_default=False),
+    out_dir: Path = typer.Option(Path("runs/translator"), "--out-dir", help="Checkpoints, sample grids, curves."),
+    bands: str = typer.Option("R,G,B,NIR", "--bands", help="Translator bands in model order."),
+    config: str = typer.Option("cpu", "--config", help="Preset: cpu (small, for CPU) or paper (the paper's, GPU)."),
+    source_filter: Optional[str] = typer.Option(None, "--source-filter", help="Keep source names starting with "
+                                                "these prefixes, e.g. WA,OR,NM (states) or mo109 (a county)."),
+    target_filter: Optional[str] = typer.Option(None, "--target-filter", help="Same for the target, e.g. AR,MO,TX."),
+    width: Optional[int] = typer.Option(None, "--width", help="Generator width (paper: 64). Default: the preset's."),
+    patch: Optional[int] = typer.Option(None, "--patch", help="Patch side in pixels, a power of two."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Patches per domain per step."),
+    attention: Optional[bool] = typer.Option(None, "--attention/--no-attention",
+                                             help="Attention blocks (off = plain CUT generator, the ablation)."),
+    freq_nce: Optional[bool] = typer.Option(None, "--freq-nce/--no-freq-nce", help="Frequency-domain NCE term."),
+    tiled_discriminator: Optional[int] = typer.Option(
+        None, "--tiled-discriminator", help="Score random crops of this side instead of whole patches (0 = whole)."),
+    disc_channels: Optional[int] = typer.Option(None, "--disc-channels", help="Discriminator base channels."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs in the whole schedule."),
+    decay_epochs: Optional[int] = typer.Option(None, "--decay-epochs",
+                                               help="Final epochs over which the learning rate falls to 0."),
+    steps_per_epoch: Optional[int] = typer.Option(
+        None, "--steps-per-epoch", help="Steps per epoch (0 = one pass over the source at stride patch/2)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (betas 0.5, 0.999)."),
+    gsd: Optional[float] = typer.Option(None, "--gsd", help="Ground resolution GeoTIFF inputs are read at (m)."),
+    max_minutes: float = typer.Option(0.0, "--max-minutes", help="Stop resumably after this many minutes."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT_DIR/last.pt (same options)."),
+) -> None:
+    """Train an ADA-Net translator that makes SOURCE imagery look like TARGET imagery (unpaired, no masks)."""
+    from deadtree.bands import parse_band_list
+    from deadtree.training.translator_data import parse_prefixes
+    from deadtree.training.translator_trainer import config_from_preset, train_translator
+
+    try:
+        settings = config_from_preset(
+            config, source=str(source), target=str(target), out_dir=str(out_dir), bands=parse_band_list(bands),
+            source_filter=parse_prefixes(source_filter), target_filter=parse_prefixes(target_filter), width=width,
+            patch=patch, batch_size=batch_size, attention=attention, freq_nce=freq_nce,
+            tiled_discriminator=tiled_discriminator, disc_channels=disc_channels, epochs=epochs,
+            decay_epochs=decay_epochs, steps_per_epoch=steps_per_epoch, lr=lr, gsd_m=gsd, max_minutes=max_minutes,
+            threads=threads, device=device, seed=seed,
+        )
+        summary = train_translator(settings, resume=resume)
+    except DeadtreeError as exc:
+        fail(str(exc))
+    typer.echo(f"{'finished' if summary['finished'] else 'paused (resume with --resume)'} at step "
+               f"{summary['step']} of {summary['total_steps']} (epoch {summary['epoch']}): {out_dir}/last.pt")
+
+
+@app.command("export-translator")
+def export_translator_command(
+    checkpoint: Path = typer.Argument(..., help="A translator checkpoint (last.pt) from `deadtree train translator`."),
+    name: str = typer.Option(..., "--name", help="Translator name users pass to --translator."),
+    version: str = typer.Option("1.0.0", "--version", help="Version recorded in the file and the outputs."),
+    out_dir: Path = typer.Option(Path("models"), "--out-dir", help="Folder for NAME.onnx and its card NAME.md."),
+    tile: int = typer.Option(256, "--tile", help="The one tile size the pipeline will run it on (multiple of 4)."),
+    overlap: Optional[int] = typer.Option(None, "--overlap", help="Tile overlap (default: a quarter of the tile)."),
+    gsd: float = typer.Option(0.6, "--gsd", help="Ground resolution it was trained at (m)."),
+    description: str = typer.Option("", "--description", help="One paragraph for the model card."),
+) -> None:
+    """Export a trained translator's generator to ONNX with its metadata and write its model card."""
+    import shlex
+    import sys
+
+    from deadtree.training.translator_export import export_translator_checkpoint, write_translator_card
+
+    if not checkpoint.is_file():
+        fail(f"checkpoint not found: {checkpoint}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{name}.onnx"
+    try:
+        info, difference, ckpt = export_translator_checkpoint(checkpoint, onnx_path, name, version, tile, overlap,
+                                                              gsd, description)
+    except DeadtreeError as exc:
+        fail(str(exc))
+    command = "deadtree " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    write_translator_card(onnx_path.with_suffix(".md"), info, ckpt, command, difference, onnx_path.stat().st_size)
+    typer.echo(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB, parity {difference:.1e}) and its card")
+
+
 @app.command("export")
 def export_command(
     checkpoint: Path = typer.Argument(..., help="A segmenter checkpoint (best.pt) written by `deadtree train segmenter`."),
@@ -184,6 +279,105 @@ def export_command(
     write_segmenter_card(onnx_path.with_suffix(".md"), info, ckpt, split, command, difference,
                          onnx_path.stat().st_size)
     typer.echo(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB, parity {difference:.1e}) and its card")
+
+
+@app.command("export-variants")
+def export_variants_command(
+    model: Path = typer.Argument(..., help="A shipped fp32 segmenter (.onnx) exported by `deadtree export`."),
+    data: Path = typer.Option(..., "--data", help="The Kaggle-layout folder it was trained on (calibration and checks)."),
+    out_dir: Path = typer.Option(Path("models"), "--out-dir", help="Where NAME-int8.onnx / NAME-fp16.onnx go."),
+    int8: bool = typer.Option(True, "--int8/--no-int8", help="Statically quantized int8 for CPUs."),
+    fp16: bool = typer.Option(True, "--fp16/--no-fp16", help="Half precision for GPUs."),
+    frames: int = typer.Option(0, "--frames", help="Use at most this many validation frames for the checks (0 = all)."),
+) -> None:
+    """Write int8 (CPU) and fp16 (GPU) variants of a segmenter, checked against it on validation frames.
+
+    int8 is calibrated on training frames only and kept only if its masks match fp32 at IoU >= 0.98 and its
+    validation pixel IoU and object F1 stay within 0.01 of fp32's; fp16 only if its probabilities stay
+    within 0.01 of fp32's and its masks match at IoU >= 0.99.
+    """
+    import json
+
+    from deadtree.runtime.metadata import read_model_info
+    from deadtree.training.frames import load_frames
+    from deadtree.training.variants import compare_on_frames, fp16_model, int8_model, write_variant
+
+    try:
+        info = read_model_info(model)
+        all_frames = load_frames(data, info.bands)
+    except DeadtreeError as exc:
+        fail(str(exc))
+    val_groups = set(info.extra.get("validation_groups", []))
+    if not val_groups:
+        fail(f"{model.name} records no validation split: export it again with `deadtree export`")
+    train = [f for f in all_frames if f.group not in val_groups]
+    val = [f for f in all_frames if f.group in val_groups][: frames or None]
+    if int8:
+        variant = int8_model(model, train, info.tile_size)
+        checks = compare_on_frames(model, variant, val, info.threshold)
+        typer.echo("int8: " + json.dumps({k: round(v, 4) for k, v in checks.items()}))
+        ok = (checks["mask_iou_vs_fp32"] >= 0.98
+              and abs(checks["variant_pixel_iou"] - checks["fp32_pixel_iou"]) <= 0.01
+              and abs(checks["variant_object_f1"] - checks["fp32_object_f1"]) <= 0.01)
+        if ok:
+            typer.echo(f"wrote {write_variant(model, 'int8', out_dir, variant, checks)}")
+        else:
+            typer.secho("int8 variant rejected: it does not match fp32 closely enough", fg=typer.colors.YELLOW, err=True)
+    if fp16:
+        variant = fp16_model(model)
+        checks = compare_on_frames(model, variant, val, info.threshold)
+        checks["checked_on"] = "ONNX Runtime CPU provider"
+        typer.echo("fp16: " + json.dumps({k: v if isinstance(v, str) else round(v, 4) for k, v in checks.items()}))
+        if checks["max_probability_difference"] <= 1e-2 and checks["mask_iou_vs_fp32"] >= 0.99:
+            typer.echo(f"wrote {write_variant(model, 'fp16', out_dir, variant, checks)}")
+        else:
+            typer.secho("fp16 variant rejected: it does not match fp32 closely enough", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    pred: Path = typer.Argument(..., show_default=False, help="Predictions: polygons (GeoJSON, GeoPackage, ...), a "
+                                "mask or probability raster, or a folder of PNG masks named like the truth masks."),
+    truth: Path = typer.Argument(..., show_default=False, help="Ground truth: polygons, a mask raster (nonzero = "
+                                 "dead tree, nodata left out) or a Kaggle-layout folder (masks/mask_<id>.png)."),
+    threshold: float = typer.Option(0.5, "--threshold", help="A predicted raster pixel is dead when its value, after "
+                                    "the file's scale (deadtree's --probabilities read 0-1), is at least this. "
+                                    "0/1 and 0/255 masks read right with any value in (0, 1]."),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="Raster whose pixels are compared when PRED and TRUTH "
+                                        "are both polygons (e.g. the scene)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the scores to this JSON file."),
+) -> None:
+    """Score predicted dead trees against ground truth, pixel by pixel and tree by tree.
+
+    Polygons are rasterised onto the truth raster's grid (or the predicted raster's, or --grid): a pixel counts
+    when its centre is inside, after reprojection if the CRS differs (GeoJSON is lon/lat). Pixel IoU, precision,
+    recall and F1 pool all pixels (and all images of a folder).
+
+    Objects are 8-connected groups of dead pixels. A true object counts as found when a predicted object
+    overlaps it with IoU >= 0.25; matches are one to one, taken greedily from the highest IoU down. Object
+    precision = matched / predicted objects, recall = matched / true objects. See docs/evaluate.md.
+    """
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from deadtree.evaluate import evaluate
+
+    try:
+        report = evaluate(pred, truth, threshold, grid)
+    except DeadtreeError as exc:
+        fail(str(exc))
+    table = Table(title=f"{pred.name} against {truth.name}")
+    for column in ("", "IoU", "precision", "recall", "F1"):
+        table.add_column(column, justify="right" if column else "left")
+    table.add_row("pixels", *(f"{report[f'pixel_{k}']:.3f}" for k in ("iou", "precision", "recall", "f1")))
+    table.add_row("objects", "-", *(f"{report[f'object_{k}']:.3f}" for k in ("precision", "recall", "f1")))
+    table.caption = (f"objects: {report['count_truth']} true, {report['count_predicted']} predicted, "
+                     f"{report['count_matched']} matched" + (f"; {report['images']} images" if report["images"] > 1 else ""))
+    Console().print(table)
+    if json_out:
+        json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 def main() -> None:  # pragma: no cover - console entry

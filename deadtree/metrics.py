@@ -109,3 +109,22 @@ def match_objects(pred_labels, n_pred, truth_labels, n_truth, iou_threshold: flo
 
 def _ratio(num: float, den: float) -> float:
     return float(num) / float(den) if den else 0.0
+
+
+def tuned_scores(probabilities: list[np.ndarray], truths: list[np.ndarray],
+                 thresholds: tuple[float, ...]) -> dict[str, float]:
+    """Pooled scores at the threshold (among `thresholds`) with the best pooled pixel IoU."""
+    best_t, best_iou = thresholds[0], -1.0
+    for t in thresholds:
+        counts = PixelCounts()
+        for p, truth in zip(probabilities, truths):
+            counts.add(p >= t, truth)
+        iou = counts.scores()["iou"]
+        if iou > best_iou:
+            best_t, best_iou = t, iou
+    scores = Scores()
+    for p, truth in zip(probabilities, truths):
+        scores.add(p >= best_t, truth)
+    out = scores.summary()
+    out["threshold"] = float(best_t)
+    return out

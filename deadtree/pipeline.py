@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import rasterio
 
 from deadtree import __version__
 from deadtree.errors import InputError, ModelError
 from deadtree.outputs import check_writable, discard, publish, workspace
+from deadtree.preview import preview_bands, write_preview
 from deadtree.raster.grid import identity_grid, model_grid
 from deadtree.raster.normalise import BandStretch, band_percentiles
 from deadtree.raster.probability import (
@@ -34,10 +36,12 @@ from deadtree.runtime.session import OnnxModel
 from deadtree.tiling import StripAccumulator, Tile, blend_window, tile_rows
 from deadtree.vector.geometry import Measurer, clean_outline, pixel_to_crs
 from deadtree.vector.polygonize import stream_components
-from deadtree.vector.writers import GeoJSONWriter, GeoPackageWriter
+from deadtree.vector.style import add_default_style, write_qml
+from deadtree.vector.writers import GPKG_LAYER, GeoJSONWriter, GeoPackageWriter
 
 log = logging.getLogger("deadtree")
 STRIP_ROWS = 512
+GDAL_CACHE_MB = 256  # GDAL's default (5% of RAM) would dominate the memory of a streamed run
 
 
 @dataclass
@@ -58,6 +62,9 @@ class SegmentOptions:
     grid_offset: int = 0  # shifts the tile grid (pixels); for checking that tiling leaves no trace
     progress: bool = False
     max_pixels: float | None = None
+    qml: bool = False  # also write the QGIS style as <output stem>.qml, which QGIS applies on opening
+    preview: Path | None = None  # quicklook PNG of the scene with the outlines drawn on it
+    preview_bands: str = "rgb"  # rgb (true colour) or nir (NIR,R,G false colour)
 
 
 @dataclass
@@ -94,6 +101,10 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
         outputs["gpkg"] = Path(options.gpkg)
     if options.probabilities:
         outputs["probabilities"] = Path(options.probabilities)
+    if options.qml:
+        outputs["qml"] = output.with_suffix(".qml")
+    if options.preview:
+        outputs["preview"] = Path(options.preview)
     for path in outputs.values():
         check_writable(path)
     if options.min_area < 0:
@@ -101,6 +112,14 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
     if options.threshold is not None and not 0 < options.threshold < 1:
         raise InputError("--threshold must be between 0 and 1")
 
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        result = _segment(scene_path, options, outputs, output, on_progress)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _segment(scene_path: Path, options: SegmentOptions, outputs: dict[str, Path], output: Path,
+             on_progress) -> SegmentResult:
     scene = open_scene(scene_path, options.bands, **({"max_pixels": options.max_pixels} if options.max_pixels else {}))
     tmp = workspace(output)
     try:
@@ -110,7 +129,6 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
     finally:
         scene.close()
         discard(tmp)
-    result.seconds = time.monotonic() - started
     return result
 
 
@@ -137,6 +155,8 @@ def _load_models(scene: Scene, options: SegmentOptions):
 def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: Path, on_progress) -> SegmentResult:
     from tqdm import tqdm
 
+    if "preview" in outputs:
+        preview_bands(scene, options.preview_bands)  # fail before the model runs, not after
     segmenter, translator = _load_models(scene, options)
     first = translator or segmenter
     read_bands = first.info.bands
@@ -171,7 +191,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     raster = ProbabilityRaster(grid_path, grid.width, grid.height, scene.crs, grid_transform)
     accumulator = StripAccumulator(grid.height, grid.width, tile)
     weights = blend_window(tile, overlap)
-    timings = {"model": 0.0}
+    timings = {}
     skipped = 0
     done = 0
     bar = tqdm(total=n_tiles, unit="tile", desc="segmenting", disable=not options.progress, dynamic_ncols=True)
@@ -182,6 +202,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         first_row, values, ok = flushed
         raster.write_rows(first_row, quantise(values * ok) if grid.resampled else quantise(values, ok))
 
+    tiles_started = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(_read_tiles, reader, grid, rows_of_tiles[0])
@@ -192,9 +213,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
                 write(accumulator.flush_until(row_tiles[0].row))
                 work = [(t, px, ok) for t, px, ok in batch if ok.any()]
                 skipped += len(batch) - len(work)
-                t0 = time.monotonic()
                 probs = predictor.predict([px for _, px, _ in work], [ok for _, _, ok in work])
-                timings["model"] += time.monotonic() - t0
                 for (t, _, ok), p in zip(work, probs):
                     accumulator.add(t, p, weights, ok)
                 done += len(batch)
@@ -206,6 +225,8 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         raster.close()
         bar.close()
 
+    timings["model"] = segmenter.seconds + (translator.seconds if translator else 0.0)
+    timings["tiles"] = time.monotonic() - tiles_started
     if grid.resampled:
         _resample_to_scene(grid_path, scene_prob, scene, read_bands, grid)
 
@@ -222,6 +243,9 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         "crs": scene.crs.to_string(),
     }
     polygons, area = _vectorise(scene, scene_prob, threshold, options, outputs, tmp, metadata)
+    if "preview" in outputs:
+        vectors = outputs["gpkg"] if "gpkg" in outputs else outputs["geojson"]  # the GPKG needs no reprojection
+        write_preview(tmp / outputs["preview"].name, scene, tmp / vectors.name, options.preview_bands)
     if "probabilities" in outputs:
         _to_cog(scene_prob)
     if on_progress:
@@ -308,7 +332,7 @@ def _vectorise(scene: Scene, prob_path: Path, threshold: float, options: Segment
     writers = [GeoJSONWriter(tmp / outputs["geojson"].name, scene.crs, metadata)]
     if "gpkg" in outputs:
         writers.append(GeoPackageWriter(tmp / outputs["gpkg"].name, scene.crs, metadata))
-    strips = ((row, dead_mask(codes, threshold), np.where(codes == NODATA, 0, codes) / PROB_SCALE)
+    strips = ((row, dead_mask(codes, threshold), np.where(codes == NODATA, 0, codes).astype(np.float32) / PROB_SCALE)
               for row, codes in read_strips(prob_path, STRIP_ROWS))
     count, total_area = 0, 0.0
     try:
@@ -327,6 +351,10 @@ def _vectorise(scene: Scene, prob_path: Path, threshold: float, options: Segment
     finally:
         for writer in writers:
             writer.close()
+    if "gpkg" in outputs:
+        add_default_style(tmp / outputs["gpkg"].name, GPKG_LAYER)
+    if "qml" in outputs:
+        write_qml(tmp / outputs["qml"].name)
     return count, total_area
 
 

@@ -59,7 +59,7 @@ def test_polygons_land_on_the_dead_trees_in_lonlat(tmp_path, toy_models, kw):
     assert doc["deadtree"]["model"] == result.model and doc["deadtree"]["source"] == "scene.tif"
     # polygons burned back onto the scene grid (via the GPKG in the scene's CRS) cover the discs
     with rasterio.open(scene) as ds:
-        gdf = pyogrio.read_dataframe(tmp_path / "out.gpkg")
+        gdf = pyogrio.read_dataframe(tmp_path / "out.gpkg", layer="dead_trees")
         assert gdf.crs.to_epsg() == ds.crs.to_epsg() and gdf.crs.to_epsg() is not None
         burned = rasterize(gdf.geometry, out_shape=truth.shape, transform=ds.transform).astype(bool)
     assert iou(burned, truth) > 0.6
@@ -76,12 +76,12 @@ def test_rasterised_polygons_reproduce_the_thresholded_mask(tmp_path, toy_models
     with rasterio.open(tmp_path / "p.tif") as ds:
         codes = ds.read(1)
         mask = (codes != 255) & (codes >= 127)
-        gdf = pyogrio.read_dataframe(tmp_path / "o.gpkg")
+        gdf = pyogrio.read_dataframe(tmp_path / "o.gpkg", layer="dead_trees")
         burned = rasterize(gdf.geometry, out_shape=mask.shape, transform=ds.transform).astype(bool)
     np.testing.assert_array_equal(burned, mask)
     # with the default simplification the agreement stays close
     run(tmp_path, scene, gpkg=tmp_path / "o.gpkg")
-    gdf = pyogrio.read_dataframe(tmp_path / "o.gpkg")
+    gdf = pyogrio.read_dataframe(tmp_path / "o.gpkg", layer="dead_trees")
     with rasterio.open(tmp_path / "p.tif") as ds:
         burned = rasterize(gdf.geometry, out_shape=mask.shape, transform=ds.transform).astype(bool)
     assert iou(burned, mask) > 0.9
@@ -120,7 +120,7 @@ def test_fine_resolution_scene_is_resampled_and_mapped_back(tmp_path, toy_models
         mask = ds.read(1)
         mask = (mask != 255) & (mask >= 127)
     assert iou(mask, truth) > 0.7
-    gdf = pyogrio.read_dataframe(tmp_path / "o.gpkg")
+    gdf = pyogrio.read_dataframe(tmp_path / "o.gpkg", layer="dead_trees")
     true_area = truth.sum() * 0.25 * 0.25
     assert gdf.area_m2.sum() == pytest.approx(true_area, rel=0.35)
 

@@ -37,7 +37,7 @@ def test_naip_tile_runs_the_rgbn_model_with_nir_from_the_alpha_tagged_band(tmp_p
     doc = load_rfc7946(tmp_path / "o.geojson")
     footprint = lonlat_footprint(scene)
     assert all(footprint.contains(shape(f["geometry"])) for f in doc["features"])
-    info = pyogrio.read_info(tmp_path / "o.gpkg")
+    info = pyogrio.read_info(tmp_path / "o.gpkg", layer="dead_trees")
     assert info["crs"] == "EPSG:26910" and info["features"] == len(doc["features"]) == result.polygons
 
 

@@ -81,7 +81,8 @@ def export_segmenter_checkpoint(checkpoint: Path, path: Path, name: str, version
         tile_size=tile, overlap=overlap, threshold=float(best.get("threshold", 0.5)), scaling=scaling,
         input_range=(0.0, 1.0), description=description,
         extra={"architecture": config["arch"], "default": default, "validation": best,
-               "trained_steps": ckpt["state"]["step"]},
+               "trained_steps": ckpt["state"]["step"],
+               "validation_groups": (ckpt.get("split") or {}).get("validation_groups", [])},
     )
     difference = export_onnx(WithSigmoid(net), info, path, len(config["bands"]), tile)
     return info, difference

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from deadtree.errors import InputError
+from deadtree.raster.normalise import band_percentiles
 
 COUNTY_PATTERN = re.compile(r"^([a-z]{2}\d{3})_")
 HDF5_BAND_ORDER = ("NIR", "R", "G", "B")
@@ -93,3 +94,13 @@ def load_hdf5_frames(path: Path, bands: tuple[str, ...]) -> list[Frame]:
     if not frames:
         raise InputError(f"{path} holds no patch groups with an `image` dataset")
     return frames
+
+
+def frame_input(frame: Frame, multiple: int = 32) -> np.ndarray:
+    """A whole frame as network input (1, bands, rows, cols): stretched like a scene, padded by reflection to
+    the network's stride. Crop predictions back with [..., :rows, :cols]."""
+    image = frame.image.transpose(2, 0, 1)
+    scaled = band_percentiles(image).apply(image)
+    rows, cols = scaled.shape[1:]
+    padded = np.pad(scaled, ((0, 0), (0, (-rows) % multiple), (0, (-cols) % multiple)), mode="reflect")
+    return padded[None]

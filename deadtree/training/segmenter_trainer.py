@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from deadtree.metrics import PixelCounts, Scores
+from deadtree.metrics import tuned_scores
 from deadtree.nets.segmenter import build_segmenter, count_parameters, predict_probabilities
-from deadtree.raster.normalise import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT, band_percentiles
+from deadtree.raster.normalise import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT
 from deadtree.training.augment import training_augmentation
 from deadtree.training.curves import plot_history
-from deadtree.training.frames import Frame, load_frames
+from deadtree.training.frames import Frame, frame_input, load_frames
 from deadtree.training.losses import segmentation_loss
 from deadtree.training.sampling import CropSampler
 from deadtree.training.split import split_groups
@@ -166,32 +166,13 @@ def _save(path: Path, model, optimizer, scheduler, state, sampler: CropSampler, 
 
 @torch.no_grad()
 def frame_probabilities(model, frame: Frame, flips: bool = False) -> np.ndarray:
-    """Whole-frame probabilities, padded by reflection to the network's stride of 32."""
     model.eval()
-    image = frame.image.transpose(2, 0, 1)
-    scaled = band_percentiles(image).apply(image)
-    rows, cols = scaled.shape[1:]
-    pad_r, pad_c = (-rows) % 32, (-cols) % 32
-    padded = np.pad(scaled, ((0, 0), (0, pad_r), (0, pad_c)), mode="reflect")
-    x = torch.from_numpy(padded[None]).to(memory_format=torch.channels_last)
+    rows, cols = frame.mask.shape
+    x = torch.from_numpy(frame_input(frame)).to(memory_format=torch.channels_last)
     return predict_probabilities(model, x, flips=flips)[0, 0, :rows, :cols].numpy()
 
 
 def evaluate(model, frames: list[Frame], flips: bool = False, threshold: float | None = None) -> dict:
     """Pooled validation scores; the threshold is tuned on these frames unless one is given."""
     probs = [frame_probabilities(model, f, flips) for f in frames]
-    candidates = (threshold,) if threshold is not None else THRESHOLDS
-    best_t, best_iou = candidates[0], -1.0
-    for t in candidates:
-        counts = PixelCounts()
-        for p, f in zip(probs, frames):
-            counts.add(p >= t, f.mask)
-        iou = counts.scores()["iou"]
-        if iou > best_iou:
-            best_t, best_iou = t, iou
-    scores = Scores()
-    for p, f in zip(probs, frames):
-        scores.add(p >= best_t, f.mask)
-    out = scores.summary()
-    out["threshold"] = float(best_t)
-    return out
+    return tuned_scores(probs, [f.mask for f in frames], (threshold,) if threshold is not None else THRESHOLDS)

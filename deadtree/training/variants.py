@@ -1,0 +1,117 @@
+"""Faster variants of a shipped segmenter: fp16 for GPUs, statically quantized int8 for CPUs.
+
+A variant is a model of its own (name-fp16, name-int8) with the parent's metadata, so `--model` selects it
+and the registry lists it. The int8 variant is calibrated on training frames only and checked against the
+fp32 parent on the validation frames before it is written.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from deadtree.metrics import PixelCounts, Scores
+from deadtree.runtime.metadata import METADATA_KEY, ModelInfo, read_model_info
+from deadtree.training.frames import Frame, frame_input
+
+
+def _with_info(model: onnx.ModelProto, info: ModelInfo) -> onnx.ModelProto:
+    for prop in list(model.metadata_props):
+        if prop.key == METADATA_KEY:
+            model.metadata_props.remove(prop)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, info.to_json()
+    return model
+
+
+def variant_info(parent: ModelInfo, precision: str, checks: dict) -> ModelInfo:
+    extra = {k: v for k, v in parent.extra.items() if k != "default"}
+    extra.update(variant_of=parent.name, precision=precision, checks=checks, default=False)
+    return ModelInfo(**{**parent.__dict__, "name": f"{parent.name}-{precision}", "extra": extra})
+
+
+def fp16_model(src: Path) -> onnx.ModelProto:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    # inputs and outputs stay float32, so callers need not know which variant they run
+    return convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+
+
+class _TileReader:
+    """Calibration batches for ONNX Runtime's static quantizer: stretched crops of training frames."""
+
+    def __init__(self, input_name: str, frames: list[Frame], tile: int, count: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        tiles = []
+        for k in range(count):
+            frame = frames[k % len(frames)]
+            x = frame_input(frame)[0]
+            r = int(rng.integers(0, max(1, x.shape[1] - tile)))
+            c = int(rng.integers(0, max(1, x.shape[2] - tile)))
+            tiles.append(x[:, r:r + tile, c:c + tile][None])
+        self.batches = iter([{input_name: t.astype(np.float32)} for t in tiles])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def int8_model(src: Path, calibration: list[Frame], tile: int, count: int = 48) -> onnx.ModelProto:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        input_name = onnx.load(str(prepared)).graph.input[0].name
+        out = Path(tmp) / "int8.onnx"
+        quantize_static(
+            str(prepared), str(out), _TileReader(input_name, calibration, tile, count),
+            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"CalibPercentile": 99.999},
+        )
+        return onnx.load(str(out))
+
+
+def _probabilities(path_or_bytes, frames: list[Frame]) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(path_or_bytes, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    out = []
+    for f in frames:
+        rows, cols = f.mask.shape
+        out.append(session.run(None, {name: frame_input(f)})[0][0, 0, :rows, :cols])
+    return out
+
+
+def compare_on_frames(parent: Path, variant: onnx.ModelProto, frames: list[Frame], threshold: float) -> dict:
+    """Mask agreement with the parent, and both models' validation scores at the parent's threshold."""
+    ref = _probabilities(str(parent), frames)
+    got = _probabilities(variant.SerializeToString(), frames)
+    agreement = PixelCounts()
+    ref_scores, got_scores = Scores(), Scores()
+    max_diff = 0.0
+    for r, g, f in zip(ref, got, frames):
+        agreement.add(g >= threshold, r >= threshold)
+        ref_scores.add(r >= threshold, f.mask)
+        got_scores.add(g >= threshold, f.mask)
+        max_diff = max(max_diff, float(np.abs(r - g).max()))
+    ref_s, got_s = ref_scores.summary(), got_scores.summary()
+    return {
+        "mask_iou_vs_fp32": agreement.scores()["iou"],
+        "max_probability_difference": max_diff,
+        "fp32_pixel_iou": ref_s["pixel_iou"], "variant_pixel_iou": got_s["pixel_iou"],
+        "fp32_object_f1": ref_s["object_f1"], "variant_object_f1": got_s["object_f1"],
+    }
+
+
+def write_variant(parent_path: Path, precision: str, out_dir: Path, model: onnx.ModelProto, checks: dict) -> Path:
+    info = variant_info(read_model_info(parent_path), precision, checks)
+    path = Path(out_dir) / f"{info.name}.onnx"
+    tmp = path.with_name(path.name + ".partial")
+    onnx.save(_with_info(model, info), str(tmp))
+    tmp.replace(path)
+    return path
