@@ -15,6 +15,14 @@ for uri in sys.argv[1:]:
     if layer.isValid():
         to_ll = QgsCoordinateTransform(layer.crs(), QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance())
         extent = to_ll.transformBoundingBox(layer.extent())
+        # What opening the layer gave. Read now: loadDefaultStyle() below replaces (and deletes) the renderer.
+        renderer = layer.renderer()
+        style = dict(
+            renderer=renderer.type() if renderer else None,
+            class_attribute=renderer.classAttribute() if hasattr(renderer, "classAttribute") else None,
+            classes=len(renderer.ranges()) if hasattr(renderer, "ranges") else 0,
+        )
+        del renderer
         message, has_style = "", False
         try:
             has_style = bool(layer.loadDefaultStyle()[1])
@@ -27,6 +35,7 @@ for uri in sys.argv[1:]:
             extent_lonlat=[extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum()],
             geometry_type=layer.geometryType(),
             default_style_loaded=has_style,
+            **style,
             note=message,
         )
     report.append(entry)

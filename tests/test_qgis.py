@@ -45,3 +45,22 @@ def test_geojson_and_gpkg_open_in_qgis_in_the_right_place(tmp_path, toy_models):
         x0, y0, x1, y1 = layer["extent_lonlat"]
         tol = 1e-4
         assert west - tol <= x0 <= x1 <= east + tol and south - tol <= y0 <= y1 <= north + tol
+
+
+def test_gpkg_and_qml_beside_geojson_open_with_the_score_style(tmp_path, toy_models):
+    scene = tmp_path / "scene.tif"
+    write_scene(scene)
+    segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson", gpkg=tmp_path / "o.gpkg", qml=True))
+    assert (tmp_path / "o.qml").is_file()
+    bare = tmp_path / "bare.geojson"  # the same polygons with no .qml beside them: QGIS's plain default
+    bare.write_bytes((tmp_path / "o.geojson").read_bytes())
+    probe = Path(__file__).with_name("qgis_probe.py")
+    layers = [tmp_path / "o.gpkg", tmp_path / "o.geojson", bare]
+    proc = subprocess.run([SYSTEM_PYTHON, str(probe), *map(str, layers)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    gpkg, geojson, plain = json.loads(proc.stdout.strip().splitlines()[-1])
+    for layer in (gpkg, geojson):
+        assert layer["valid"] and layer["default_style_loaded"], layer
+        assert layer["renderer"] == "graduatedSymbol" and layer["class_attribute"] == "score_mean", layer
+        assert layer["classes"] == 5
+    assert plain["renderer"] == "singleSymbol" and not plain["default_style_loaded"]

@@ -1,0 +1,87 @@
+"""Shared pieces of the benchmarks: realistic test scenes and a results table that is printed and saved."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+NAIP_DIRS = [ROOT.parent / "shared" / "data" / "geotiff" / "naip", ROOT / "examples"]
+
+
+def naip_tiles() -> list[np.ndarray]:
+    """Real 256 x 256 x 4 NAIP tiles (R, G, B, NIR) to build large scenes from."""
+    tiles = []
+    for folder in NAIP_DIRS:
+        for path in sorted(folder.glob("*.tif")):
+            with rasterio.open(path) as ds:
+                if ds.count == 4 and ds.width == 256 and ds.height == 256:
+                    tiles.append(ds.read())
+        if tiles:
+            break
+    if not tiles:
+        raise SystemExit("no 4-band NAIP tiles found (../shared/data/geotiff/naip or examples/)")
+    return tiles
+
+
+def mosaic(path: Path, side: int, compress: str = "deflate") -> Path:
+    """A side x side 4-band uint8 GeoTIFF of real NAIP tiles, written strip by strip (never whole in memory)."""
+    path = Path(path)
+    if path.exists():
+        return path
+    tiles = naip_tiles()
+    rng = np.random.default_rng(0)
+    profile = dict(driver="GTiff", width=side, height=side, count=4, dtype="uint8", crs="EPSG:26910",
+                   transform=Affine(0.6, 0, 400000, 0, -0.6, 4500000), tiled=True, blockxsize=512,
+                   blockysize=512, compress=compress, BIGTIFF="IF_SAFER")
+    tmp = path.with_suffix(".partial.tif")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        for row in range(0, side, 256):
+            rows = min(256, side - row)
+            strip = np.concatenate([tiles[rng.integers(len(tiles))] for _ in range(0, side, 256)], axis=2)
+            dst.write(strip[:, :rows, :side], window=Window(0, row, side, rows))
+        dst.colorinterp = [rasterio.enums.ColorInterp.red, rasterio.enums.ColorInterp.green,
+                           rasterio.enums.ColorInterp.blue, rasterio.enums.ColorInterp.undefined]
+        dst.set_band_description(4, "nir")
+    tmp.replace(path)
+    return path
+
+
+def machine() -> str:
+    cpu = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, {platform.system()}"
+
+
+def report(name: str, rows: list[dict], notes: dict | None = None) -> None:
+    """Print a table and save the figures with the machine and the command that produced them."""
+    keys = list(rows[0])
+    widths = [max(len(k), *(len(_fmt(r[k])) for r in rows)) for k in keys]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for r in rows:
+        print("  ".join(_fmt(r[k]).ljust(w) for k, w in zip(keys, widths)))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    record = {"benchmark": name, "machine": machine(), "command": "python " + " ".join(sys.argv),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows, "notes": notes or {}}
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2))
+    print(f"saved benchmarks/results/{name}.json")
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

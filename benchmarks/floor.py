@@ -1,0 +1,96 @@
+"""Benchmark 4: the arithmetic floor. The model's multiply-adds per megapixel (counted from the ONNX graph,
+with the tile overlap the pipeline uses) against this machine's measured fp32 matrix-multiply rate in ONNX
+Runtime, so the throughput of benchmark 1 can be read as a fraction of what the CPU can do.
+
+    python benchmarks/floor.py [--model models/deadtree-rgbn.onnx]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from common import RESULTS, ROOT, report
+from onnx import TensorProto, helper, shape_inference
+
+from deadtree.runtime.metadata import read_model_info
+from deadtree.runtime.registry import list_models
+
+
+def count_macs(path: Path, bands: int, tile: int) -> int:
+    model = onnx.load(str(path))
+    graph = model.graph
+    graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    for axis in (2, 3):
+        graph.input[0].type.tensor_type.shape.dim[axis].dim_value = tile
+    inferred = shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in
+              list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    weights = {i.name: list(i.dims) for i in inferred.graph.initializer}
+    macs = 0
+    for node in inferred.graph.node:
+        if node.op_type in ("Conv", "ConvTranspose"):
+            w = weights[node.input[1]]
+            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+            if node.op_type == "Conv":
+                out = shapes[node.output[0]]
+                macs += int(np.prod(out)) * w[1] * w[2] * w[3]
+            else:
+                inp = shapes[node.input[0]]
+                macs += int(np.prod(inp)) * w[1] * w[2] * w[3]
+            del groups
+        elif node.op_type in ("MatMul", "Gemm"):
+            a, b = shapes.get(node.input[0]), weights.get(node.input[1]) or shapes.get(node.input[1])
+            if a and b:
+                macs += int(np.prod(a)) * b[-1]
+    return macs
+
+
+def matmul_gflops(n: int = 2048, repeat: int = 10) -> float:
+    import onnxruntime as ort
+
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "mm",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n]),
+                               helper.make_tensor_value_info("b", TensorProto.FLOAT, [n, n])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    a = np.random.rand(n, n).astype(np.float32)
+    session.run(None, {"a": a, "b": a})
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        session.run(None, {"a": a, "b": a})
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, default=None)
+    args = parser.parse_args()
+    path = args.model or next(m.path for m in list_models() if m.info.task == "segmenter" and m.info.extra.get("default"))
+    info = read_model_info(path)
+    tile, overlap = info.tile_size, info.overlap
+    macs_tile = count_macs(path, len(info.bands), tile)
+    stride = tile - overlap
+    macs_per_mp = macs_tile / (stride * stride) * 1e6  # each scene pixel is covered (tile/stride)^2 times
+    gflops = matmul_gflops()
+    floor_mp_s = gflops * 1e9 / (2 * macs_per_mp)
+    row = {"model": info.name, "GMACs_per_tile": macs_tile / 1e9, "GMACs_per_scene_MP": macs_per_mp / 1e9,
+           "matmul_GFLOP_per_s": gflops, "floor_MP_per_s": floor_mp_s}
+    measured = RESULTS / "throughput.json"
+    if measured.exists():
+        mp_s = json.loads(measured.read_text())["rows"][0]["MP_per_s"]
+        row["measured_MP_per_s"] = mp_s
+        row["fraction_of_floor"] = mp_s / floor_mp_s
+    report("floor", [row], {"note": f"tile {tile}, overlap {overlap}: each pixel is computed (tile/stride)^2 = "
+                                     f"{(tile / stride) ** 2:.2f} times"})
+
+
+if __name__ == "__main__":
+    main()

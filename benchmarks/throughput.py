@@ -1,0 +1,41 @@
+"""Benchmark 1: megapixels per second of `segment` on a 4096 x 4096 4-band scene, and the pipeline's overhead
+(I/O, blending, polygons) as a percentage of the time the model itself needs for the same tiles.
+
+    python benchmarks/throughput.py [--side 4096] [--model NAME]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from common import RESULTS, mosaic, report
+
+from deadtree.pipeline import SegmentOptions, segment_scene
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--side", type=int, default=4096)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    scene = mosaic(Path(tempfile.gettempdir()) / f"deadtree-bench-{args.side}.tif", args.side)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        options = SegmentOptions(output=Path(tmp) / "o.geojson", model=args.model, batch_size=args.batch_size)
+        result = segment_scene(scene, options)
+    mp = args.side * args.side / 1e6
+    model = result.timings["model"]
+    rows.append({
+        "scene": f"{args.side}x{args.side}x4", "model": result.model, "provider": result.provider,
+        "tiles": result.tiles, "polygons": result.polygons, "total_s": result.seconds, "model_s": model,
+        "MP_per_s": mp / result.seconds, "model_only_MP_per_s": mp / model,
+        "overhead_pct_of_model": 100 * (result.seconds - model) / model,
+    })
+    report("throughput", rows, {"target": "overhead <= 10% of model time; >= 4 MP/s end to end"})
+
+
+if __name__ == "__main__":
+    main()
