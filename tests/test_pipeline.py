@@ -66,7 +66,8 @@ def test_polygons_land_on_the_dead_trees_in_lonlat(tmp_path, toy_models, kw):
     # area_m2 is in square metres, also for lon/lat scenes
     assert sum(f["properties"]["area_m2"] for f in doc["features"]) == pytest.approx(burned.sum() * 0.36, rel=0.1)
     with rasterio.open(tmp_path / "p.tif") as prob:
-        assert prob.crs == rasterio.open(scene).crs and prob.overviews(1) is not None
+        assert prob.crs == rasterio.open(scene).crs
+        assert prob.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
 
 
 def test_rasterised_polygons_reproduce_the_thresholded_mask(tmp_path, toy_models):
@@ -166,3 +167,26 @@ def test_geojson_metadata_names_model_and_scene(tmp_path, toy_models):
     run(tmp_path, scene, model="toy-rgb")
     meta = json.loads((tmp_path / "out.geojson").read_text())["deadtree"]
     assert meta["model"] == "toy-rgb" and meta["model_version"] == "1.0" and meta["source"] == "scene.tif"
+
+
+def test_internal_mask_is_nodata(tmp_path, toy_models):
+    scene = tmp_path / "scene.tif"
+    discs = [Disc(60, 60, 5), Disc(200, 200, 5)]
+    write_scene(scene, discs=discs)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(scene, "r+") as ds:
+            mask = np.full((ds.height, ds.width), 255, np.uint8)
+            mask[150:, 150:] = 0  # hides the second disc
+            ds.write_mask(mask)
+    result = run(tmp_path, scene, probabilities=tmp_path / "p.tif")
+    assert result.polygons == 1
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        assert (ds.read(1)[150:, 150:] == 255).all()
+
+
+def test_device_cpu_is_honoured_and_reported(tmp_path, toy_models):
+    scene = tmp_path / "scene.tif"
+    write_scene(scene)
+    assert run(tmp_path, scene, device="cpu").provider == "CPUExecutionProvider"
+    with pytest.raises(ModelError, match="CUDAExecutionProvider"):
+        run(tmp_path, scene, device="cuda")
