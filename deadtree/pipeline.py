@@ -255,7 +255,9 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
 
 
 def _read_tiles(reader: WindowReader, grid, row_tiles: list[Tile]):
-    """Read one row of tiles; parts outside the grid are mirrored in, and marked invalid."""
+    """Read one row of tiles. Parts outside the grid are mirrored in, validity too: the model then sees scene
+    texture there rather than flat fill (which would make answers depend on where the tile grid falls), and
+    the accumulator drops everything outside the grid anyway."""
     out = []
     for t in row_tiles:
         r0, c0 = max(t.row, 0), max(t.col, 0)
@@ -264,7 +266,7 @@ def _read_tiles(reader: WindowReader, grid, row_tiles: list[Tile]):
         pads = ((r0 - t.row, t.row + t.size - r1), (c0 - t.col, t.col + t.size - c1))
         if any(p for pair in pads for p in pair):
             pixels = np.pad(pixels, ((0, 0), *pads), mode="symmetric")
-            valid = np.pad(valid, pads, mode="constant", constant_values=False)
+            valid = np.pad(valid, pads, mode="symmetric")
         out.append((t, pixels, valid))
     return out
 

@@ -15,37 +15,53 @@ class Tile:
     size: int
 
 
-def axis_starts(length: int, tile: int, stride: int, offset: int = 0) -> list[int]:
-    """Tile starts along one axis that reach every pixel; with offset 0 the last tile is pulled inside."""
+def axis_starts(length: int, tile: int, stride: int, offset: int = 0, margin: int = 0) -> list[int]:
+    """Tile starts along one axis that reach every pixel.
+
+    The grid runs over the scene extended by `margin` on both sides (mirrored in when read), so that no scene
+    pixel sits at a tile's border, where a network sees no context. With offset and margin 0 the last tile
+    is pulled inside the scene instead of overhanging it.
+    """
     starts = []
-    start = -offset
+    start = -margin - offset
     while True:
         starts.append(start)
-        if start + tile >= length:
+        if start + tile >= length + margin:
             break
         start += stride
-    if offset == 0 and length >= tile and starts[-1] + tile > length:
+    if offset == 0 and margin == 0 and length >= tile and starts[-1] + tile > length:
         starts[-1] = length - tile
     return starts
 
 
-def tile_rows(height: int, width: int, tile: int, overlap: int, offset: int = 0) -> list[list[Tile]]:
-    """The grid as rows of tiles, top to bottom: the accumulator finishes image rows as tile rows pass."""
+def tile_rows(height: int, width: int, tile: int, overlap: int, offset: int = 0,
+              margin: int | None = None) -> list[list[Tile]]:
+    """The grid as rows of tiles, top to bottom: the accumulator finishes image rows as tile rows pass.
+
+    `margin` defaults to half the overlap: scene edges get the same context as tile seams."""
     if not 0 <= overlap < tile:
         raise ValueError(f"overlap must be between 0 and the tile size ({tile}), got {overlap}")
+    margin = overlap // 2 if margin is None else margin
     stride = tile - overlap
-    cols = axis_starts(width, tile, stride, offset)
-    return [[Tile(r, c, tile) for c in cols] for r in axis_starts(height, tile, stride, offset)]
+    cols = axis_starts(width, tile, stride, offset, margin)
+    return [[Tile(r, c, tile) for c in cols] for r in axis_starts(height, tile, stride, offset, margin)]
 
 
-def blend_window(tile: int, overlap: int) -> np.ndarray:
-    """Flat in the middle, sin^2 ramps over the overlap: neighbouring ramps sum to one, so no seams."""
+def blend_window(tile: int, overlap: int, margin: int | None = None) -> np.ndarray:
+    """Weights for blending a tile: ~zero over an outer margin, a sin^2 ramp across the overlap, flat inside.
+
+    A network sees less context near a tile's border (zero padding inside the convolutions), so predictions
+    there depend on where the grid falls; giving the margin (a quarter of the overlap by default) next to no
+    weight keeps only the well-supported predictions where neighbouring tiles overlap.
+    """
+    margin = overlap // 4 if margin is None else margin
     ramp = np.ones(tile, dtype=np.float32)
     if overlap > 0:
-        x = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
-        rising = np.sin(0.5 * np.pi * x) ** 2
+        width = overlap - 2 * margin  # rising and falling ramps of neighbours then sum to one
+        x = (np.arange(overlap, dtype=np.float32) - margin + 0.5) / max(width, 1)
+        rising = np.sin(0.5 * np.pi * np.clip(x, 0, 1)) ** 2
         ramp[:overlap] = rising
-        ramp[-overlap:] = rising[::-1]
+        ramp[-overlap:] = np.minimum(ramp[-overlap:], rising[::-1])
     window = np.outer(ramp, ramp)
     return np.maximum(window, WEIGHT_FLOOR)
 

@@ -25,8 +25,15 @@ def test_blend_ramps_sum_to_one_where_tiles_overlap():
     row = w[32]  # a row through the flat middle
     assert row[16:48] == pytest.approx(1.0)
     # the falling ramp of one tile plus the rising ramp of the next (stride 48) is a partition of unity
-    assert (row[48:64] + row[0:16]) == pytest.approx(np.ones(16) * row[32], rel=1e-5)
+    # (up to the small floor that keeps scene-edge pixels defined)
+    assert (row[48:64] + row[0:16]) == pytest.approx(np.ones(16), abs=2e-3)
     assert w.min() > 0
+    assert row[:4].max() <= 2e-3  # the outer margin, where the network lacks context, counts for next to nothing
+
+
+def test_scene_edges_get_context_from_a_margin():
+    rows = tile_rows(100, 100, 64, 16)
+    assert rows[0][0].row == -8 and rows[-1][-1].col + 64 >= 100 + 8
 
 
 def test_accumulator_reproduces_a_constant_field_exactly():
