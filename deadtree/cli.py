@@ -96,6 +96,48 @@ def segment(
     typer.echo(f"{result.summary()} -> {written}")
 
 
+@app.command("segment-many")
+def segment_many(
+    scenes: list[str] = typer.Argument(..., show_default=False, help="GeoTIFFs: quoted patterns such as "
+                                       "'tiles/*.tif' or 'survey/**/*.tif', files, or folders."),
+    out_dir: Path = typer.Option(..., "--out-dir", help="Folder for SCENE.geojson and SCENE.gpkg of each scene."),
+    merged: Optional[Path] = typer.Option(
+        None, "--merged", help="All polygons in one file with a `scene` column: .gpkg or .parquet (GeoParquet). "
+        "In the scenes' shared CRS, or lon/lat when they differ. Default: OUT_DIR/merged.gpkg."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="Address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786. Its workers "
+        "must see the scenes and OUT_DIR under the same paths. Default: a local cluster on this machine."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Scenes at a time on the local cluster "
+                                          "(default: one per CPU core)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Segmenter name or .onnx file (as for `segment`)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Probability (0-1) from which a pixel "
+                                              "counts as dead tree. Default: the model's own."),
+    min_area: float = typer.Option(1.0, "--min-area", help="Drop polygons and fill holes smaller than this (m²)."),
+    bands: Optional[str] = typer.Option(None, "--bands", help="The scenes' bands in file order, e.g. R,G,B,NIR."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, only failures and the summary."),
+) -> None:
+    """Segment many scenes in parallel, resumably, and merge all their polygons into one file.
+
+    Scenes already done in OUT_DIR (with the same options) are skipped, so an interrupted run picks up where it
+    stopped. A scene that fails is reported on one line and the rest go on; the exit code is 1 if any failed.
+    """
+    from deadtree.bands import parse_band_list
+    from deadtree.batch import BatchOptions, find_scenes, run_batch
+
+    try:
+        options = BatchOptions(out_dir=out_dir, scheduler=scheduler, workers=workers, merged=merged, model=model,
+                               threshold=threshold, min_area=min_area,
+                               bands=parse_band_list(bands) if bands else None, progress=not quiet)
+        result = run_batch(find_scenes(scenes), options)
+    except DeadtreeError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted: scenes finished so far are kept and will be skipped next time")
+    typer.echo(result.summary())
+    if not result.ok:
+        raise typer.Exit(code=1)
+
+
 @app.command("models")
 def models_command() -> None:
     """List the shipped models with the key figures from their cards."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+import anyio
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
@@ -46,7 +47,7 @@ router = APIRouter(prefix="/v1")
     "/segment", tags=["segment"], summary="Segment a scene and answer with the polygons",
     response_class=Response,
     responses={200: {"description": "The dead-tree polygons, in the format asked for.", "content": RESULT_CONTENT},
-               **error_responses(400, 401, 413, 415, 422, 503)},
+               **error_responses(400, 401, 413, 415, 422, 503, 507)},
     openapi_extra={"requestBody": upload_request_body(
         "The GeoTIFF in the field `file`, and options. For small scenes only (see DEADTREE_SYNC_MAX_UPLOAD_MB "
         "and DEADTREE_SYNC_MAX_PIXELS): larger ones get 413 and go to POST /v1/jobs.")},
@@ -69,7 +70,7 @@ async def segment_now(request: Request, state: ServiceState = Depends(service_st
         await run_in_threadpool(state.enqueue, upload, job_id, SYNC, options)
     except BaseException:
         state.waiters.forget(job_id)
-        await run_in_threadpool(upload.path.unlink, True)
+        await _discard_upload(upload)
         raise
     await finished
     job = await run_in_threadpool(state.store.get, job_id)
@@ -90,7 +91,7 @@ async def segment_now(request: Request, state: ServiceState = Depends(service_st
     response_model=JobStatus,
     responses={202: {"description": "Queued. Poll the job at the Location header.",
                      "headers": {"Location": {"description": "The job's URL.", "schema": {"type": "string"}}}},
-               **error_responses(400, 401, 413, 415, 422, 503)},
+               **error_responses(400, 401, 413, 415, 422, 503, 507)},
     openapi_extra={"requestBody": upload_request_body("The GeoTIFF in the field `file`, and options.")},
 )
 async def submit_job(request: Request, response: Response, state: ServiceState = Depends(service_state)) -> JobStatus:
@@ -107,7 +108,7 @@ async def submit_job(request: Request, response: Response, state: ServiceState =
         options = await _checked_options(state, upload, sync=False)
         await run_in_threadpool(state.enqueue, upload, job_id, JOB, options)
     except BaseException:
-        await run_in_threadpool(upload.path.unlink, True)
+        await _discard_upload(upload)
         raise
     job = await run_in_threadpool(state.store.get, job_id)
     response.headers["Location"] = f"/v1/jobs/{job_id}"
@@ -161,6 +162,12 @@ async def _checked_options(state: ServiceState, upload: Upload, sync: bool) -> J
     await run_in_threadpool(check_upload, upload.path, upload.filename, options, settings.max_pixels,
                             settings.sync_max_pixels if sync else None)
     return options
+
+
+async def _discard_upload(upload: Upload) -> None:
+    """Remove a refused upload, even while the request is being cancelled (once queued, it is the job's)."""
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(upload.path.unlink, True)
 
 
 def _find_job(state: ServiceState, job_id: str) -> Job:

@@ -21,6 +21,7 @@ from service.options import JobOptions
 
 # GeoTIFF only: other GDAL drivers read formats (VRT, for one) that can point at files on the server.
 ALLOWED_DRIVER = "GTiff"
+MAX_BLOCKS_TO_CHECK = 200_000  # about 0.2 s of header look-ups
 
 
 @dataclass(frozen=True)
@@ -32,15 +33,17 @@ class SceneFacts:
 
 def check_upload(path: Path, display_name: str, options: JobOptions, max_pixels: float,
                  sync_max_pixels: float | None = None) -> SceneFacts:
-    width, height = _header_size(path, display_name)
-    if width * height > max_pixels:
-        raise ApiError(413, "raster_too_large",
-                       f"{display_name} claims {width} x {height} pixels, more than this server takes "
-                       f"({max_pixels:.3g} pixels): split the scene into parts")
-    if sync_max_pixels is not None and width * height > sync_max_pixels:
-        raise ApiError(413, "use_jobs",
-                       f"{display_name} has {width} x {height} pixels, more than POST /v1/segment answers in one "
-                       f"request ({sync_max_pixels:.3g}); submit it to POST /v1/jobs and poll the job instead")
+    with _open_geotiff(path, display_name) as dataset:  # the header only: GDAL decodes no pixel to open a file
+        width, height = dataset.width, dataset.height
+        if width * height > max_pixels:
+            raise ApiError(413, "raster_too_large",
+                           f"{display_name} claims {width} x {height} pixels, more than this server takes "
+                           f"({max_pixels:.3g} pixels): split the scene into parts")
+        if sync_max_pixels is not None and width * height > sync_max_pixels:
+            raise ApiError(413, "use_jobs",
+                           f"{display_name} has {width} x {height} pixels, more than POST /v1/segment answers in "
+                           f"one request ({sync_max_pixels:.3g}); submit it to POST /v1/jobs and poll the job")
+        _check_complete(dataset, path.stat().st_size, display_name)
     try:
         scene = open_scene(path, options.bands, max_pixels=max_pixels)
     except DeadtreeError as exc:
@@ -56,14 +59,36 @@ def check_upload(path: Path, display_name: str, options: JobOptions, max_pixels:
     return SceneFacts(width, height, bands)
 
 
-def _header_size(path: Path, display_name: str) -> tuple[int, int]:
-    """Width and height from the header alone: GDAL decodes no pixel to open a file."""
+def _open_geotiff(path: Path, display_name: str):
     try:
-        with rasterio.open(path, driver=ALLOWED_DRIVER) as dataset:
-            return dataset.width, dataset.height
+        return rasterio.open(path, driver=ALLOWED_DRIVER)
     except (RasterioError, OSError, ValueError):
         raise ApiError(422, "not_a_geotiff", f"{display_name} is not a GeoTIFF that can be read (not a TIFF, or "
                        "its header is damaged or cut off)") from None
+
+
+def _check_complete(dataset, file_size: int, display_name: str) -> None:
+    """A cut-off upload keeps its header (GDAL writes it first) but loses the blocks at the end: compare where
+    the header says each block lies with the file's real size. Header reads only, newest blocks first."""
+    block_rows, block_cols = dataset.block_shapes[0]
+    n_rows = -(-dataset.height // max(block_rows, 1))
+    n_cols = -(-dataset.width // max(block_cols, 1))
+    bands = range(1, dataset.count + 1) if dataset.interleaving and dataset.interleaving.name == "band" else [1]
+    looked = 0
+    for band in reversed(bands):
+        for index in reversed(range(n_rows * n_cols)):
+            if looked >= MAX_BLOCKS_TO_CHECK:
+                return
+            looked += 1
+            row, col = divmod(index, n_cols)
+            try:
+                offset = dataset.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=band)
+                size = dataset.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=band)
+            except RasterioError:
+                return  # not the plain TIFF layout this check knows: leave it to the pipeline's own reads
+            if offset and size and int(offset) + int(size) > file_size:
+                raise ApiError(422, "truncated_scene", f"{display_name} is cut off: its header describes "
+                               f"more data than the {file_size} bytes that arrived (an incomplete upload or copy?)")
 
 
 def check_models(options: JobOptions, scene_bands: set[str], display_name: str) -> None:

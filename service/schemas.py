@@ -177,5 +177,6 @@ def error_responses(*statuses: int) -> dict:
         415: "The body is not multipart/form-data.",
         422: "The scene or an option cannot be used: the detail says why.",
         503: "The queue is full: try again after Retry-After seconds.",
+        507: "The server's disk is full for now: try again after Retry-After seconds.",
     }
     return {status: {"model": ErrorBody, "description": reasons[status]} for status in statuses}

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
+
+from deadtree.errors import InputError
 
 from service.settings import Settings
 
@@ -15,9 +18,22 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     from service.app import create_app
 
     settings = settings or Settings.from_env()
+    _check_data_dir(settings)
     _log_to_stderr()
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, limit_concurrency=MAX_CONNECTIONS)
+
+
+def _check_data_dir(settings: Settings) -> None:
+    """Fail with one line now rather than with a traceback from inside the server's start-up."""
+    try:
+        settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot use the data folder {settings.data_dir} (DEADTREE_DATA_DIR): "
+                         f"{exc.strerror or exc}") from None
+    if not os.access(settings.data_dir, os.W_OK | os.X_OK):
+        raise InputError(f"the data folder {settings.data_dir} (DEADTREE_DATA_DIR) is not writable")
 
 
 def _log_to_stderr() -> None:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from deadtree.errors import InputError
+from deadtree.errors import DeadtreeError, InputError
 
 MB = 1024 * 1024
 
@@ -49,16 +49,15 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
         env = os.environ if environ is None else environ
         values: dict = {}
-        for name, (parse, scale) in _ENV.items():
-            raw = env.get(f"DEADTREE_{name.upper()}")
-            if raw is None or raw.strip() == "":
+        for suffix, (field_name, parse) in ENV_SETTINGS.items():
+            variable = f"DEADTREE_{suffix.upper()}"
+            raw = env.get(variable, "").strip()
+            if not raw:
                 continue
-            key = _FIELD_FOR_ENV.get(name, name)
             try:
-                value = parse(raw.strip())
-                values[key] = int(value * scale) if scale != 1 else value
+                values[field_name] = parse(raw)
             except ValueError:
-                raise InputError(f"DEADTREE_{name.upper()}={raw!r} is not a valid {parse.__name__}") from None
+                raise InputError(f"{variable}={raw!r} is not a valid {parse.__doc__}") from None
         settings = cls(**values)
         settings.check()
         return settings
@@ -72,41 +71,65 @@ class Settings:
                 raise InputError(f"setting {name} must be a positive number, not {value!r}")
         if self.retry_after_s < 0:
             raise InputError("setting retry_after_s cannot be negative")
+        self._check_device()
 
+    def _check_device(self) -> None:
+        """A device this ONNX Runtime cannot give would fail every job: refuse to start instead."""
+        import onnxruntime
 
-def _origins(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+        from deadtree.runtime.session import choose_providers
+
+        try:
+            choose_providers(self.device, onnxruntime.get_available_providers())
+        except DeadtreeError as exc:
+            raise InputError(f"DEADTREE_DEVICE: {exc}") from None
 
 
 def _text(text: str) -> str:
+    """text"""
     return text
 
 
-_origins.__name__ = "comma-separated list"
-_text.__name__ = "text"
+def _integer(text: str) -> int:
+    """whole number"""
+    return int(text)
 
-# environment suffix -> (parser, multiplier); sizes are given in MiB, which is how people think of uploads
-_ENV = {
-    "data_dir": (Path, 1),
-    "api_key": (_text, 1),
-    "cors_origins": (_origins, 1),
-    "workers": (int, 1),
-    "queue_limit": (int, 1),
-    "retry_after": (int, 1),
-    "max_upload_mb": (float, MB),
-    "sync_max_upload_mb": (float, MB),
-    "max_pixels": (float, 1),
-    "sync_max_pixels": (float, 1),
-    "result_ttl": (float, 1),
-    "cleanup_interval": (float, 1),
-    "max_attempts": (int, 1),
-    "device": (_text, 1),
+
+def _number(text: str) -> float:
+    """number"""
+    return float(text)
+
+
+def _mebibytes(text: str) -> int:
+    """size in MiB"""  # sizes are given in MiB, which is how people think of uploads
+    return int(float(text) * MB)
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    """comma-separated list"""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _path(text: str) -> Path:
+    """path"""
+    return Path(text).expanduser()
+
+
+# DEADTREE_<suffix> -> (Settings field, parser whose docstring names what it expects)
+ENV_SETTINGS = {
+    "data_dir": ("data_dir", _path),
+    "api_key": ("api_key", _text),
+    "cors_origins": ("cors_origins", _origins),
+    "workers": ("workers", _integer),
+    "queue_limit": ("queue_limit", _integer),
+    "retry_after": ("retry_after_s", _integer),
+    "max_upload_mb": ("max_upload_bytes", _mebibytes),
+    "sync_max_upload_mb": ("sync_max_upload_bytes", _mebibytes),
+    "max_pixels": ("max_pixels", _number),
+    "sync_max_pixels": ("sync_max_pixels", _number),
+    "result_ttl": ("result_ttl_s", _number),
+    "cleanup_interval": ("cleanup_interval_s", _number),
+    "max_attempts": ("max_attempts", _integer),
+    "device": ("device", _text),
 }
-_FIELD_FOR_ENV = {
-    "retry_after": "retry_after_s",
-    "max_upload_mb": "max_upload_bytes",
-    "sync_max_upload_mb": "sync_max_upload_bytes",
-    "result_ttl": "result_ttl_s",
-    "cleanup_interval": "cleanup_interval_s",
-}
-assert set(_FIELD_FOR_ENV.get(k, k) for k in _ENV) == {f.name for f in fields(Settings)}
+assert {f for f, _ in ENV_SETTINGS.values()} == {f.name for f in fields(Settings)}, "every setting has a variable"

@@ -168,10 +168,13 @@ async def receive_scene(request: Request, uploads_dir: Path, max_file_bytes: int
     parser = MultipartParser(boundary, collector.callbacks())
     path = uploads_dir / f"{uuid.uuid4().hex}.part"
     handle = await anyio.to_thread.run_sync(open, path, "wb")
-    drained = 0
+    received = drained = 0
     try:
         try:
             async for chunk in request.stream():
+                received += len(chunk)
+                if received > max_file_bytes + FORM_OVERHEAD:  # padding outside the parts counts too
+                    collector.reject(ApiError(413, "upload_too_large", too_large_detail))
                 if collector.rejection is not None:
                     drained += len(chunk)
                     if drained > DRAIN_LIMIT:
@@ -212,7 +215,11 @@ async def _flush(handle, collector: _FormCollector) -> None:
     if collector.pending:
         data = b"".join(collector.pending)
         collector.pending, collector.pending_size = [], 0
-        await anyio.to_thread.run_sync(handle.write, data)
+        try:
+            await anyio.to_thread.run_sync(handle.write, data)
+        except OSError:  # the disk is full: the server's problem, not the client's, and likely to pass
+            raise ApiError(507, "insufficient_storage", "the server has no room for this upload now; try later",
+                           {"Retry-After": "60"}) from None
 
 
 def _discard(handle, path: Path) -> None:
