@@ -62,6 +62,7 @@ class SegmentOptions:
     grid_offset: int = 0  # shifts the tile grid (pixels); for checking that tiling leaves no trace
     progress: bool = False
     max_pixels: float | None = None
+    source_name: str | None = None  # recorded as the source scene (e.g. an upload's original file name)
     qml: bool = False  # also write the QGIS style as <output stem>.qml, which QGIS applies on opening
     preview: Path | None = None  # quicklook PNG of the scene with the outlines drawn on it
     preview_bands: str = "rgb"  # rgb (true colour) or nir (NIR,R,G false colour)
@@ -233,7 +234,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     info = segmenter.info
     metadata = {
         "layer": "dead_trees",
-        "source": scene.path.name,
+        "source": options.source_name or scene.path.name,
         "model": info.name,
         "model_version": info.version,
         "translator": translator.info.name if translator else None,

@@ -62,12 +62,14 @@ class JobOptions:
         return cls(**data)
 
     def segment_options(self, geojson: Path, gpkg: Path | None, model_path: Path | None,
-                        translator_path: Path | None, device: str, max_pixels: float) -> SegmentOptions:
+                        translator_path: Path | None, device: str, max_pixels: float,
+                        source_name: str | None = None) -> SegmentOptions:
         """Models are passed as resolved files of shipped models: a client's text never reaches a path lookup."""
         return SegmentOptions(
             output=geojson, gpkg=gpkg, model=str(model_path) if model_path else None,
             translator=str(translator_path) if translator_path else None, bands=self.bands,
             threshold=self.threshold, min_area=self.min_area, device=device, max_pixels=max_pixels,
+            source_name=source_name,
         )
 
 

@@ -142,7 +142,7 @@ class WorkerPool:
             geojson=self.files.result(job.id, "geojson"),
             gpkg=self.files.result(job.id, "gpkg") if options.format == "gpkg" else None,
             model_path=model, translator_path=translator, device=self.settings.device,
-            max_pixels=self.settings.max_pixels,
+            max_pixels=self.settings.max_pixels, source_name=job.filename,
         )
         return segment_scene(self.files.scene(job.id), segment_options, self._progress_reporter(job.id))
 

@@ -118,6 +118,7 @@ def test_segment_answers_the_same_polygons_as_the_pipeline(client, scenes, model
     expected = json.loads(expected_path.read_text())
     assert served["features"], "the toy model should find the discs"
     assert served["features"] == expected["features"]
+    assert served["deadtree"]["source"] == scenes["rgbn"].name  # the upload's name, not the server's file
     assert int(answer.headers["x-deadtree-polygons"]) == len(expected["features"])
 
 
