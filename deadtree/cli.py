@@ -118,8 +118,8 @@ def segment_many(
 ) -> None:
     """Segment many scenes in parallel, resumably, and merge all their polygons into one file.
 
-    Scenes already done in OUT_DIR (with the same options) are skipped, so an interrupted run picks up where it
-    stopped. A scene that fails is reported on one line and the rest go on; the exit code is 1 if any failed.
+    Scenes already done in OUT_DIR with the same options are skipped, so an interrupted run picks up where it stopped.
+    A scene that fails is reported on one line and the others go on; the exit code is then 1.
     """
     from deadtree.bands import parse_band_list
     from deadtree.batch import BatchOptions, find_scenes, run_batch
@@ -271,7 +271,6 @@ def export_translator_command(
 ) -> None:
     """Export a trained translator's generator to ONNX with its metadata and write its model card."""
     import shlex
-    import sys
 
     from deadtree.training.translator_export import export_translator_checkpoint, write_translator_card
 
@@ -284,7 +283,9 @@ def export_translator_command(
                                                               gsd, description)
     except DeadtreeError as exc:
         fail(str(exc))
-    command = "deadtree " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = " ".join(shlex.quote(str(a)) for a in (
+        "deadtree", "export-translator", checkpoint, "--name", name, "--version", version, "--out-dir", out_dir,
+        "--tile", tile, "--overlap", info.overlap, "--gsd", gsd))
     write_translator_card(onnx_path.with_suffix(".md"), info, ckpt, command, difference, onnx_path.stat().st_size)
     typer.echo(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB, parity {difference:.1e}) and its card")
 

@@ -59,6 +59,7 @@ class SegmentOptions:
     overlap: int | None = None
     batch_size: int = 8
     device: str = "auto"
+    threads: int | None = None  # CPU threads for the model; default: every core this process may use
     grid_offset: int = 0  # shifts the tile grid (pixels); for checking that tiling leaves no trace
     progress: bool = False
     max_pixels: float | None = None
@@ -136,10 +137,10 @@ def _segment(scene_path: Path, options: SegmentOptions, outputs: dict[str, Path]
 def _load_models(scene: Scene, options: SegmentOptions):
     available = set(scene.band_index)
     seg_path = resolve_model(options.model, "segmenter") if options.model else default_segmenter(available)
-    segmenter = OnnxModel(seg_path, options.device)
+    segmenter = OnnxModel(seg_path, options.device, options.threads)
     translator = None
     if options.translator:
-        translator = OnnxModel(resolve_model(options.translator, "translator"), options.device)
+        translator = OnnxModel(resolve_model(options.translator, "translator"), options.device, options.threads)
         if not set(segmenter.info.bands) <= set(translator.info.bands):
             raise ModelError(f"translator {translator.info.name} writes {','.join(translator.info.bands)} but "
                              f"segmenter {segmenter.info.name} reads {','.join(segmenter.info.bands)}")

@@ -1,0 +1,281 @@
+"""`deadtree segment-many`: many scenes in parallel on Dask distributed, resumable, merged at the end.
+
+Each scene is one Dask task that writes OUT_DIR/<stem>.geojson and OUT_DIR/<stem>.gpkg through segment_scene
+(atomic renames), then a small JSON marker in OUT_DIR/.done/. The marker is written last, and atomically, so a
+scene counts as done only when both outputs are complete: a run killed mid-scene redoes that scene next time,
+and one that finished is skipped. The marker also records the scene's size and time stamp and the options, so
+a changed scene or a different --threshold is redone rather than silently reused.
+
+Workers read the scenes and write OUT_DIR themselves, so with --scheduler (a remote cluster) both must be on a
+file system the workers see under the same paths, and deadtree must be installed on the workers. Model names
+are looked up on the workers too (their DEADTREE_MODELS or installed models); the workers of the local cluster
+inherit this process's environment.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from deadtree.errors import DeadtreeError, InputError
+from deadtree.vector.merge import MergeSummary, check_merged_target, merge_scene_layers
+
+DONE_FOLDER = ".done"
+SCENE_SUFFIXES = (".tif", ".tiff")
+CONNECT_TIMEOUT = "10s"
+
+
+@dataclass
+class BatchOptions:
+    out_dir: Path
+    scheduler: str | None = None  # tcp://host:port of a running cluster; None starts a local one
+    workers: int | None = None  # local cluster only; default: one per core
+    merged: Path | None = None  # default OUT_DIR/merged.gpkg
+    model: str | None = None
+    threshold: float | None = None
+    min_area: float = 1.0
+    bands: tuple[str, ...] | None = None
+    progress: bool = True
+
+    def settings(self) -> dict:
+        """What decides a scene's result; a marker made with other settings does not count as done."""
+        model = self.model
+        if model and (model.endswith(".onnx") or os.sep in model):
+            model = str(Path(model).resolve())  # workers may not share the caller's working folder
+        return {"model": model, "threshold": self.threshold, "min_area": self.min_area,
+                "bands": list(self.bands) if self.bands else None}
+
+
+@dataclass
+class SceneOutcome:
+    scene: str  # file name, as the user knows it
+    ok: bool
+    polygons: int = 0
+    area_m2: float = 0.0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class BatchResult:
+    scenes: int
+    segmented: list[SceneOutcome] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[SceneOutcome] = field(default_factory=list)
+    merged: MergeSummary | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        text = (f"{self.scenes} scenes: {len(self.segmented)} segmented, {len(self.skipped)} already done, "
+                f"{len(self.failed)} failed")
+        if self.failed:
+            text += f" ({', '.join(o.scene for o in self.failed)})"
+        if self.merged:
+            m = self.merged
+            text += (f"; {m.polygons} polygons from {m.scenes} scenes merged into {m.path} "
+                     f"({m.crs}, {m.crs_reason})")
+        else:
+            text += "; no scene succeeded, so no merged file was written"
+        return text
+
+
+def find_scenes(patterns: list[str]) -> list[Path]:
+    """Expand glob patterns (quoted, so the shell leaves them alone), plain files and folders of GeoTIFFs."""
+    found: dict[Path, None] = {}
+    for pattern in patterns:
+        if Path(pattern).is_dir():
+            matches = [str(p) for p in sorted(Path(pattern).iterdir()) if p.suffix.lower() in SCENE_SUFFIXES]
+            missing = f"folder {pattern} holds no .tif files"
+        else:
+            matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+            missing = f"{pattern} matches no files" if glob.has_magic(pattern) else f"{pattern}: no such file"
+        if not matches:
+            raise InputError(missing)
+        for match in matches:
+            if Path(match).is_file():
+                found[Path(match).resolve()] = None
+    scenes = list(found)
+    if not scenes:
+        raise InputError(f"{' '.join(patterns)} matches no files")
+    by_stem: dict[str, Path] = {}
+    for scene in scenes:
+        other = by_stem.setdefault(scene.stem, scene)
+        if other != scene:
+            raise InputError(f"{other} and {scene} would both write {scene.stem}.geojson: rename one, or run them "
+                             "into different --out-dir folders")
+    return scenes
+
+
+def scene_outputs(out_dir: Path, scene: Path) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    return {"geojson": out_dir / f"{scene.stem}.geojson", "gpkg": out_dir / f"{scene.stem}.gpkg",
+            "marker": out_dir / DONE_FOLDER / f"{scene.stem}.json"}
+
+
+def _fingerprint(scene: Path) -> dict:
+    stat = scene.stat()
+    return {"scene": str(scene), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def is_done(scene: Path, out_dir: Path, settings: dict) -> bool:
+    files = scene_outputs(out_dir, scene)
+    try:
+        marker = json.loads(files["marker"].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    same_input = {k: marker.get(k) for k in ("scene", "size", "mtime_ns")} == _fingerprint(scene)
+    return (same_input and marker.get("settings") == settings
+            and files["geojson"].is_file() and files["gpkg"].is_file())
+
+
+def segment_one(scene: str, out_dir: str, settings: dict) -> SceneOutcome:
+    """The Dask task. Every failure comes back as an outcome, so one bad scene never stops the others."""
+    from deadtree.pipeline import SegmentOptions, segment_scene
+
+    scene_path = Path(scene)
+    files = scene_outputs(Path(out_dir), scene_path)
+    try:
+        # An old marker must not outlive outputs this run is about to replace.
+        files["marker"].unlink(missing_ok=True)
+        options = SegmentOptions(output=files["geojson"], gpkg=files["gpkg"], model=settings["model"],
+                                 threshold=settings["threshold"], min_area=settings["min_area"],
+                                 bands=tuple(settings["bands"]) if settings["bands"] else None,
+                                 # one scene per single-threaded worker: more model threads would oversubscribe
+                                 threads=1)
+        result = segment_scene(scene_path, options)
+        marker = {**_fingerprint(scene_path), "settings": settings, "polygons": result.polygons,
+                  "area_m2": round(result.area_m2, 2), "model": result.model,
+                  "model_version": result.model_version, "seconds": round(result.seconds, 2)}
+        _write_json_atomically(files["marker"], marker)
+        return SceneOutcome(scene_path.name, True, result.polygons, result.area_m2, result.seconds)
+    except Exception as exc:  # noqa: BLE001 - reported per scene; the batch goes on
+        return SceneOutcome(scene_path.name, False, error=one_line(exc))
+
+
+def one_line(exc: BaseException) -> str:
+    if isinstance(exc, DeadtreeError):
+        text = str(exc)
+    else:  # not one of ours: the type name tells a developer where to look
+        text = f"{type(exc).__name__}: {exc}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _write_json_atomically(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+@contextmanager
+def dask_client(scheduler: str | None, workers: int):
+    """A client on the given cluster, or on a local one of `workers` processes with one thread each.
+
+    Processes rather than threads, because polygonising and writing a scene is Python code that holds the GIL;
+    one thread each, because one scene at a time per core is what keeps the cores busy without thrashing.
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise InputError(f"segment-many needs Dask: pip install 'deadtree[cluster]' ({exc})") from exc
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, ValueError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {detail}") from exc
+        with client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        yield client
+
+
+def run_batch(scenes: list[Path], options: BatchOptions,
+              echo: Callable[[str], None] | None = None) -> BatchResult:
+    """Segment the scenes not yet done, report each failure as it happens, then merge everything done."""
+    from deadtree.runtime.session import cpu_threads
+
+    echo = echo or _echo_stderr
+    out_dir = Path(options.out_dir)
+    merged_path = Path(options.merged) if options.merged else out_dir / "merged.gpkg"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check_merged_target(merged_path)
+    _check_no_clash(merged_path, out_dir, scenes)
+    if options.workers is not None and options.workers < 1:
+        raise InputError("--workers must be at least 1")
+    # Checked here too: an option every scene would reject should fail once, before the cluster starts.
+    if options.min_area < 0:
+        raise InputError("--min-area cannot be negative")
+    if options.threshold is not None and not 0 < options.threshold < 1:
+        raise InputError("--threshold must be between 0 and 1")
+    settings = options.settings()
+
+    result = BatchResult(len(scenes))
+    pending = []
+    for scene in scenes:
+        if is_done(scene, out_dir, settings):
+            result.skipped.append(scene.name)
+        else:
+            pending.append(scene)
+    if result.skipped:
+        echo(f"{len(result.skipped)} of {len(scenes)} scenes already done in {out_dir}: skipping them")
+    if pending:
+        if options.scheduler and options.workers:
+            echo("note: --workers applies to the local cluster only; the cluster at --scheduler keeps its own")
+        workers = min(options.workers or cpu_threads(), len(pending))
+        with dask_client(options.scheduler, workers) as client:
+            _run_pending(client, pending, out_dir, settings, options.progress, result, echo)
+
+    done = {s.name: scene_outputs(out_dir, s)["gpkg"] for s in scenes if is_done(s, out_dir, settings)}
+    if done:
+        result.merged = merge_scene_layers(done, merged_path)
+    return result
+
+
+def _run_pending(client, pending: list[Path], out_dir: Path, settings: dict, progress: bool,
+                 result: BatchResult, echo) -> None:
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    # Largest first, so a big scene does not start last and leave the other workers idle at the end.
+    pending = sorted(pending, key=lambda p: p.stat().st_size, reverse=True)
+    futures = {client.submit(segment_one, str(scene), str(out_dir.resolve()), settings, pure=False): scene
+               for scene in pending}
+    with tqdm(total=len(futures), unit="scene", desc="segmenting", disable=not progress, dynamic_ncols=True,
+              file=sys.stderr) as bar:
+        for future in as_completed(futures):
+            scene = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # noqa: BLE001 - the worker itself died (memory, a crash in native code)
+                outcome = SceneOutcome(scene.name, False, error=f"worker failed: {one_line(exc)}")
+            if outcome.ok:
+                result.segmented.append(outcome)
+            else:
+                result.failed.append(outcome)
+                echo(f"failed: {outcome.scene}: {outcome.error}")
+            bar.update(1)
+
+
+def _check_no_clash(merged: Path, out_dir: Path, scenes: list[Path]) -> None:
+    own = {p.resolve() for s in scenes for key, p in scene_outputs(out_dir, s).items() if key != "marker"}
+    if merged.resolve() in own:
+        raise InputError(f"--merged {merged} is also a scene's own output: choose another name")
+
+
+def _echo_stderr(line: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
