@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from common import RESULTS, ROOT, report
+from common import RESULTS, report
 from onnx import TensorProto, helper, shape_inference
 
 from deadtree.runtime.metadata import read_model_info

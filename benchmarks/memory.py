@@ -8,7 +8,7 @@ above the 25 MP figure.
 from __future__ import annotations
 
 import argparse
-import resource
+import json
 import subprocess
 import sys
 import tempfile
@@ -39,14 +39,13 @@ def main() -> None:
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if proc.returncode:
                 raise SystemExit(proc.stderr[-3000:])
-            import json
+
 
             out = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append({"scene": f"{side}x{side}x4", "megapixels": round(side * side / 1e6, 1),
                      "max_rss_MB": out["rss_kb"] / 1024, "polygons": out["polygons"],
                      "seconds": time.perf_counter() - started})
     if len(rows) >= 2:
-        growth = 100 * (rows[-1]["max_rss_MB"] / rows[0]["max_rss_MB"] - 1)
         for r in rows:
             r["growth_vs_first_pct"] = 100 * (r["max_rss_MB"] / rows[0]["max_rss_MB"] - 1)
     report("memory", rows, {"targets": "<= 1536 MB at 400 MP; <= 30% above the 25 MP figure"})

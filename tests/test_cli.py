@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 import rasterio
 from affine import Affine
 from typer.testing import CliRunner

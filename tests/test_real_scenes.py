@@ -1,5 +1,4 @@
 """End to end on real GeoTIFFs with the shipped models (../shared beside the clone; skipped where absent)."""
-import json
 
 import numpy as np
 import pyogrio

@@ -86,3 +86,22 @@ def export_segmenter_checkpoint(checkpoint: Path, path: Path, name: str, version
     )
     difference = export_onnx(WithSigmoid(net), info, path, len(config["bands"]), tile)
     return info, difference
+
+
+def export_segmenter_with_card(checkpoint: Path, out_dir: Path, name: str, version: str, tile: int, overlap: int,
+                               default: bool, description: str, command: str) -> tuple[Path, float]:
+    """`deadtree export`: the ONNX file and its model card beside it."""
+    import json
+
+    from deadtree.training.model_card import write_segmenter_card
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{name}.onnx"
+    info, difference = export_segmenter_checkpoint(checkpoint, onnx_path, name, version, tile, overlap,
+                                                   default=default, description=description)
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    split = ckpt.get("split") or json.loads((Path(checkpoint).parent / "split.json").read_text())
+    write_segmenter_card(onnx_path.with_suffix(".md"), info, ckpt, split, command, difference,
+                         onnx_path.stat().st_size)
+    return onnx_path, difference

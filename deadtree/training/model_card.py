@@ -47,7 +47,7 @@ def write_segmenter_card(path: Path, info: ModelInfo, checkpoint: dict, split: d
         "",
         "| | |",
         "|---|---|",
-        f"| task | dead-tree segmentation, one probability per pixel |",
+        "| task | dead-tree segmentation, one probability per pixel |",
         f"| input bands | {', '.join(info.bands)} (in this order) |",
         f"| value scaling | per-band {info.scaling.get('low_pct')}-{info.scaling.get('high_pct')} percentile stretch of the whole scene to 0-1 |",
         f"| ground resolution | {info.gsd_m} m (other resolutions are resampled on the fly) |",

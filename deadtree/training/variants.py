@@ -115,3 +115,47 @@ def write_variant(parent_path: Path, precision: str, out_dir: Path, model: onnx.
     onnx.save(_with_info(model, info), str(tmp))
     tmp.replace(path)
     return path
+
+
+INT8_MIN_MASK_IOU = 0.98
+INT8_MAX_SCORE_CHANGE = 0.01
+FP16_MAX_PROBABILITY_DIFFERENCE = 1e-2
+FP16_MIN_MASK_IOU = 0.99
+
+
+def make_variants(model: Path, data: Path, out_dir: Path, int8: bool = True, fp16: bool = True,
+                  max_frames: int = 0) -> list[str]:
+    """Build, check and (when they pass) write the variants; returns what happened, a line each."""
+    import json
+
+    from deadtree.errors import ModelError
+    from deadtree.training.frames import load_frames
+
+    info = read_model_info(model)
+    val_groups = set(info.extra.get("validation_groups", []))
+    if not val_groups:
+        raise ModelError(f"{Path(model).name} records no validation split: export it again with `deadtree export`")
+    frames = load_frames(data, info.bands)
+    train = [f for f in frames if f.group not in val_groups]
+    val = [f for f in frames if f.group in val_groups][: max_frames or None]
+    lines = []
+    candidates = []
+    if int8:
+        candidates.append(("int8", int8_model(model, train, info.tile_size), lambda c: (
+            c["mask_iou_vs_fp32"] >= INT8_MIN_MASK_IOU
+            and abs(c["variant_pixel_iou"] - c["fp32_pixel_iou"]) <= INT8_MAX_SCORE_CHANGE
+            and abs(c["variant_object_f1"] - c["fp32_object_f1"]) <= INT8_MAX_SCORE_CHANGE)))
+    if fp16:
+        candidates.append(("fp16", fp16_model(model), lambda c: (
+            c["max_probability_difference"] <= FP16_MAX_PROBABILITY_DIFFERENCE
+            and c["mask_iou_vs_fp32"] >= FP16_MIN_MASK_IOU)))
+    for precision, variant, passes in candidates:
+        checks = compare_on_frames(model, variant, val, info.threshold)
+        checks["checked_on"] = "ONNX Runtime CPU provider, validation frames"
+        lines.append(f"{precision}: " + json.dumps({k: v if isinstance(v, str) else round(v, 4)
+                                                   for k, v in checks.items()}))
+        if passes(checks):
+            lines.append(f"wrote {write_variant(model, precision, out_dir, variant, checks)}")
+        else:
+            lines.append(f"{precision} variant rejected: it does not match fp32 closely enough")
+    return lines

@@ -1,0 +1,3 @@
+from deadtree.cli import app
+
+app()

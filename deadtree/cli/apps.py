@@ -1,0 +1,31 @@
+"""The typer applications and the helpers every command shares."""
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    help="Map standing dead trees in aerial orthophotos: GeoTIFF in, georeferenced polygons out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+train_app = typer.Typer(help="Train models on your own annotated imagery (needs: pip install 'deadtree\\[train]').",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+def fail(message: str) -> None:
+    """One red line on stderr and exit code 2: what every user-facing error looks like."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def log_to_stderr(quiet: bool) -> None:
+    import logging
+
+    logger = logging.getLogger("deadtree")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)

@@ -1,0 +1,103 @@
+"""The `train` commands."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from deadtree.cli.apps import app, fail, log_to_stderr, train_app  # noqa: F401
+from deadtree.errors import DeadtreeError  # noqa: F401
+
+@train_app.command("segmenter")
+def train_segmenter_command(
+    data: Path = typer.Argument(..., help="Kaggle-layout folder (RGB_images/, NRG_images/, masks/) or ADA-Net .h5 file."),
+    out_dir: Path = typer.Option(Path("runs/segmenter"), "--out-dir", help="Where checkpoints, curves and the split go."),
+    bands: str = typer.Option("R,G,B,NIR", help="Bands to train on, in model input order: R,G,B,NIR or R,G,B."),
+    arch: str = typer.Option("unet-r18-d4", help="Network: unet-r18, unet-r18-lite, unet-r18-d4, unet-r34-d4, unet-effb0, unet-mnv2."),
+    steps: int = typer.Option(3000, help="Optimiser steps in the whole schedule (a resumed run continues it)."),
+    batch_size: int = typer.Option(8, help="Crops per step."),
+    crop: int = typer.Option(256, help="Crop size in pixels."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate of the one-cycle schedule."),
+    val_every: int = typer.Option(200, help="Validate and checkpoint every N steps."),
+    val_fraction: float = typer.Option(0.2, help="Share of each state's frames held out, by whole counties."),
+    threads: int = typer.Option(0, help="CPU threads for torch (0 = torch's default)."),
+    max_minutes: float = typer.Option(0.0, help="Stop resumably after this many minutes (0 = run to the end)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT_DIR/last.pt."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Train a dead-tree segmenter from scratch, validating on counties it never sees."""
+    from deadtree.bands import parse_band_list
+    from deadtree.training.segmenter_trainer import SegmenterConfig, train_segmenter
+
+    try:
+        config = SegmenterConfig(
+            data=str(data), out_dir=str(out_dir), bands=parse_band_list(bands), arch=arch, crop=crop,
+            batch_size=batch_size, steps=steps, lr=lr, val_every=val_every, val_fraction=val_fraction,
+            threads=threads, max_minutes=max_minutes, seed=seed,
+        )
+        summary = train_segmenter(config, resume=resume)
+    except DeadtreeError as exc:
+        fail(str(exc))
+    best = summary["best"] or {}
+    typer.echo(
+        f"{'finished' if summary['finished'] else 'paused (resume with --resume)'} at step {summary['step']}: "
+        f"best validation IoU {best.get('pixel_iou', float('nan')):.3f}, object F1 {best.get('object_f1', float('nan')):.3f}"
+    )
+
+
+@train_app.command("translator")
+def train_translator_command(
+    source: Path = typer.Option(..., "--source", help="Imagery to translate FROM (no masks needed): Kaggle-layout "
+                                "folder, ADA-Net .h5 file, GeoTIFF or folder of GeoTIFFs.", show_default=False),
+    target: Path = typer.Option(..., "--target", help="Imagery whose look to translate TO (where the segmenter "
+                                "was trained); same kinds of input.", show_default=False),
+    out_dir: Path = typer.Option(Path("runs/translator"), "--out-dir", help="Checkpoints, sample grids, curves."),
+    bands: str = typer.Option("R,G,B,NIR", "--bands", help="Translator bands in model order."),
+    config: str = typer.Option("cpu", "--config", help="Preset: cpu (small, for CPU) or paper (the paper's, GPU)."),
+    source_filter: Optional[str] = typer.Option(None, "--source-filter", help="Keep source names starting with "
+                                                "these prefixes, e.g. WA,OR,NM (states) or mo109 (a county)."),
+    target_filter: Optional[str] = typer.Option(None, "--target-filter", help="Same for the target, e.g. AR,MO,TX."),
+    width: Optional[int] = typer.Option(None, "--width", help="Generator width (paper: 64). Default: the preset's."),
+    patch: Optional[int] = typer.Option(None, "--patch", help="Patch side in pixels, a power of two."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Patches per domain per step."),
+    attention: Optional[bool] = typer.Option(None, "--attention/--no-attention",
+                                             help="Attention blocks (off = plain CUT generator, the ablation)."),
+    freq_nce: Optional[bool] = typer.Option(None, "--freq-nce/--no-freq-nce", help="Frequency-domain NCE term."),
+    tiled_discriminator: Optional[int] = typer.Option(
+        None, "--tiled-discriminator", help="Score random crops of this side instead of whole patches (0 = whole)."),
+    disc_channels: Optional[int] = typer.Option(None, "--disc-channels", help="Discriminator base channels."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs in the whole schedule."),
+    decay_epochs: Optional[int] = typer.Option(None, "--decay-epochs",
+                                               help="Final epochs over which the learning rate falls to 0."),
+    steps_per_epoch: Optional[int] = typer.Option(
+        None, "--steps-per-epoch", help="Steps per epoch (0 = one pass over the source at stride patch/2)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (betas 0.5, 0.999)."),
+    gsd: Optional[float] = typer.Option(None, "--gsd", help="Ground resolution GeoTIFF inputs are read at (m)."),
+    max_minutes: float = typer.Option(0.0, "--max-minutes", help="Stop resumably after this many minutes."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT_DIR/last.pt (same options)."),
+) -> None:
+    """Train an ADA-Net translator that makes SOURCE imagery look like TARGET imagery (unpaired, no masks)."""
+    from deadtree.bands import parse_band_list
+    from deadtree.training.translator_data import parse_prefixes
+    from deadtree.training.translator_trainer import config_from_preset, train_translator
+
+    try:
+        settings = config_from_preset(
+            config, source=str(source), target=str(target), out_dir=str(out_dir), bands=parse_band_list(bands),
+            source_filter=parse_prefixes(source_filter), target_filter=parse_prefixes(target_filter), width=width,
+            patch=patch, batch_size=batch_size, attention=attention, freq_nce=freq_nce,
+            tiled_discriminator=tiled_discriminator, disc_channels=disc_channels, epochs=epochs,
+            decay_epochs=decay_epochs, steps_per_epoch=steps_per_epoch, lr=lr, gsd_m=gsd, max_minutes=max_minutes,
+            threads=threads, device=device, seed=seed,
+        )
+        summary = train_translator(settings, resume=resume)
+    except DeadtreeError as exc:
+        fail(str(exc))
+    typer.echo(f"{'finished' if summary['finished'] else 'paused (resume with --resume)'} at step "
+               f"{summary['step']} of {summary['total_steps']} (epoch {summary['epoch']}): {out_dir}/last.pt")
+
+
