@@ -114,3 +114,12 @@ def test_onnx_parity_on_random_input(tmp_path):
                      overlap=16)
     difference = export_onnx(net, info, tmp_path / "p.onnx", 3, 64)
     assert difference <= 1e-4
+
+
+def test_state_selection_by_prefix():
+    from deadtree.training.frames import name_selected, parse_prefixes
+
+    east = parse_prefixes("AR, MO,TX")
+    assert east == ("ar", "mo", "tx")
+    assert name_selected("mo109", east) and not name_selected("wa009", east)
+    assert name_selected("wa009", parse_prefixes(""))

@@ -25,6 +25,7 @@ def train_segmenter_command(
     max_minutes: float = typer.Option(0.0, help="Stop resumably after this many minutes (0 = run to the end)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT_DIR/last.pt."),
     seed: int = typer.Option(0, help="Random seed."),
+    states: str = typer.Option("", "--states", help="Only frames of these states, e.g. AR,MO,TX (domain studies)."),
 ) -> None:
     """Train a dead-tree segmenter from scratch, validating on counties it never sees."""
     from deadtree.bands import parse_band_list
@@ -35,6 +36,7 @@ def train_segmenter_command(
             data=str(data), out_dir=str(out_dir), bands=parse_band_list(bands), arch=arch, crop=crop,
             batch_size=batch_size, steps=steps, lr=lr, val_every=val_every, val_fraction=val_fraction,
             threads=threads, max_minutes=max_minutes, seed=seed,
+            states=[x.strip() for x in states.split(",") if x.strip()],
         )
         summary = train_segmenter(config, resume=resume)
     except DeadtreeError as exc:
@@ -82,7 +84,7 @@ def train_translator_command(
 ) -> None:
     """Train an ADA-Net translator that makes SOURCE imagery look like TARGET imagery (unpaired, no masks)."""
     from deadtree.bands import parse_band_list
-    from deadtree.training.translator_data import parse_prefixes
+    from deadtree.training.frames import parse_prefixes
     from deadtree.training.translator_trainer import config_from_preset, train_translator
 
     try:

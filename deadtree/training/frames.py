@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -25,6 +26,19 @@ class Frame:
     group: str  # the unit of the train/validation split: a county, or a source image
     image: np.ndarray  # (rows, cols, bands) uint8, in the requested band order
     mask: np.ndarray  # (rows, cols) bool, True = standing dead tree
+
+
+def parse_prefixes(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """'WA,OR,NM' -> ('wa', 'or', 'nm'); names are matched case-insensitively by prefix."""
+    if not text:
+        return ()
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    return tuple(p.strip().lower() for p in parts if p.strip())
+
+
+def name_selected(name: str, prefixes: tuple[str, ...]) -> bool:
+    """True when no prefixes are given or the name starts with one (states 'wa', counties 'mo109')."""
+    return not prefixes or name.lower().startswith(prefixes)
 
 
 def county_of(sample_id: str) -> str:

@@ -27,6 +27,7 @@ def segmenter_command(config: dict) -> str:
         f"--arch {config['arch']} --steps {config['steps']} --batch-size {config['batch_size']} --crop {config['crop']} "
         f"--lr {config['lr']} --val-every {config['val_every']} --val-fraction {config['val_fraction']} "
         f"--threads {config['threads']} --seed {config['seed']}"
+        + (f" --states {','.join(config['states'])}" if config.get("states") else "")
         + (f" --max-minutes {config['max_minutes']:g}  # repeat with --resume until finished" if config.get("max_minutes") else "")
     )
 

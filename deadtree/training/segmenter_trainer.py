@@ -11,12 +11,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from deadtree.errors import InputError
 from deadtree.metrics import tuned_scores
 from deadtree.nets.segmenter import build_segmenter, count_parameters, predict_probabilities
 from deadtree.raster.normalise import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT
 from deadtree.training.augment import training_augmentation
 from deadtree.training.curves import plot_history
-from deadtree.training.frames import Frame, frame_input, load_frames
+from deadtree.training.frames import Frame, frame_input, load_frames, name_selected, parse_prefixes
 from deadtree.training.losses import segmentation_loss
 from deadtree.training.sampling import CropSampler
 from deadtree.training.split import split_groups
@@ -43,7 +44,7 @@ class SegmenterConfig:
     threads: int = 0
     max_minutes: float = 0.0  # stop (resumably) after this much wall time in this run; 0 = no limit
     flips_at_validation: bool = False
-    train_groups: list[str] = field(default_factory=list)  # restrict training to these groups (domain studies)
+    states: list[str] = field(default_factory=list)  # use only frames of these states, e.g. east: ar, mo, tx
 
 
 def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
@@ -54,10 +55,12 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     torch.manual_seed(config.seed)
 
     frames = load_frames(config.data, tuple(config.bands))
+    if config.states:
+        frames = [f for f in frames if name_selected(f.group, parse_prefixes(config.states))]
+        if not frames:
+            raise InputError(f"no frames of states {', '.join(config.states)} in {config.data}")
     val_groups = split_groups([f.group for f in frames], config.val_fraction, config.split_seed)
     train_frames = [f for f in frames if f.group not in val_groups]
-    if config.train_groups:
-        train_frames = [f for f in train_frames if f.group in set(config.train_groups)]
     val_frames = [f for f in frames if f.group in val_groups]
     split = {
         "rule": f"whole counties per state, about {config.val_fraction:.0%} of each state's frames, seed {config.split_seed}",

@@ -27,7 +27,7 @@ import numpy as np
 
 from deadtree.errors import InputError
 from deadtree.raster.normalise import BandStretch, band_percentiles
-from deadtree.training.frames import HDF5_BAND_ORDER, load_kaggle_frames
+from deadtree.training.frames import HDF5_BAND_ORDER, load_kaggle_frames, name_selected, parse_prefixes
 
 TRANSLATOR_RANGE = (-1.0, 1.0)  # the tanh range: what ModelInfo.input_range / output_range record
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
@@ -35,16 +35,6 @@ HDF5_SUFFIXES = (".h5", ".hdf5")
 _HDF5_STATS_STRIDE = 4  # every 4th pixel per axis is plenty for percentiles, and reads 1/16 of the data
 
 
-def parse_prefixes(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """'WA,OR,NM' -> ('wa', 'or', 'nm'); names are matched case-insensitively by prefix."""
-    if not text:
-        return ()
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    return tuple(p.strip().lower() for p in parts if p.strip())
-
-
-def _selected(name: str, prefixes: tuple[str, ...]) -> bool:
-    return not prefixes or name.lower().startswith(prefixes)
 
 
 def unit_to_model(unit: np.ndarray, clip: bool = False) -> np.ndarray:
@@ -133,7 +123,7 @@ class FramePatchSource(PatchSource):
 
     def __init__(self, root: Path, bands: tuple[str, ...], patch: int, prefixes: tuple[str, ...] = ()):
         super().__init__(root, bands, patch, prefixes)
-        frames = [f for f in load_kaggle_frames(Path(root), tuple(bands)) if _selected(f.sample_id, prefixes)]
+        frames = [f for f in load_kaggle_frames(Path(root), tuple(bands)) if name_selected(f.sample_id, prefixes)]
         frames = [f for f in frames if min(f.image.shape[:2]) >= patch]
         if not frames:
             raise InputError(f"no frame of {root} is at least {patch} px on a side"
@@ -173,7 +163,7 @@ class Hdf5PatchSource(PatchSource):
             source = group.attrs.get("source_image", name)
             source = Path(source.decode() if isinstance(source, bytes) else str(source)).stem
             rows, cols = group["image"].shape[:2]
-            if not _selected(source, prefixes) or min(rows, cols) < patch:
+            if not name_selected(source, prefixes) or min(rows, cols) < patch:
                 continue
             groups_of_source.setdefault(source, []).append(name)
             self.names.append(name)
@@ -251,7 +241,7 @@ class GeoTiffPatchSource(PatchSource):
         self._open: OrderedDict[Path, object] = OrderedDict()
         areas = []
         for path in sorted(Path(p) for p in paths):
-            if not _selected(path.stem, prefixes):
+            if not name_selected(path.stem, prefixes):
                 continue
             scene = open_scene(path, file_bands)
             try:
