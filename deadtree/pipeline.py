@@ -41,7 +41,9 @@ from deadtree.vector.writers import GPKG_LAYER, GeoJSONWriter, GeoPackageWriter
 
 log = logging.getLogger("deadtree")
 STRIP_ROWS = 512
-GDAL_CACHE_MB = 256  # GDAL's default (5% of RAM) would dominate the memory of a streamed run
+# GDAL's default block cache (5% of RAM) would dominate the memory of a streamed run. rasterio hands an
+# integer to GDAL as bytes: 256 here would mean 256 bytes, and re-decoded blocks for every row.
+GDAL_CACHE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -114,7 +116,7 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
     if options.threshold is not None and not 0 < options.threshold < 1:
         raise InputError("--threshold must be between 0 and 1")
 
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         result = _segment(scene_path, options, outputs, output, on_progress)
     result.seconds = time.monotonic() - started
     return result
