@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -13,8 +11,12 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from deadtree.machine import machine_description  # noqa: E402  (after sys.path is set)
+
 RESULTS = ROOT / "benchmarks" / "results"
 NAIP_DIRS = [ROOT.parent / "shared" / "data" / "geotiff" / "naip", ROOT / "examples"]
 
@@ -57,18 +59,6 @@ def mosaic(path: Path, side: int, compress: str = "deflate") -> Path:
     return path
 
 
-def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, {platform.system()}"
-
-
 def report(name: str, rows: list[dict], notes: dict | None = None) -> None:
     """Print a table and save the figures with the machine and the command that produced them."""
     keys = list(rows[0])
@@ -77,7 +67,7 @@ def report(name: str, rows: list[dict], notes: dict | None = None) -> None:
     for r in rows:
         print("  ".join(_fmt(r[k]).ljust(w) for k, w in zip(keys, widths)))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": name, "machine": machine(), "command": "python " + " ".join(sys.argv),
+    record = {"benchmark": name, "machine": machine_description(), "command": "python " + " ".join(sys.argv),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows, "notes": notes or {}}
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2))
     print(f"saved benchmarks/results/{name}.json")

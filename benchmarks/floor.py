@@ -73,7 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()
-    path = args.model or next(m.path for m in list_models() if m.info.task == "segmenter" and m.info.extra.get("default"))
+    defaults = [m for m in list_models() if m.info.task == "segmenter" and m.info.extra.get("default")]
+    path = args.model or max(defaults, key=lambda m: len(m.info.bands)).path  # the 4-band default, as in (1)
     info = read_model_info(path)
     tile, overlap = info.tile_size, info.overlap
     macs_tile = count_macs(path, len(info.bands), tile)

@@ -1,23 +1,10 @@
 """Model cards: what a model was trained on, how, and how well it does on data it never saw."""
 from __future__ import annotations
 
-import os
-import platform
 from pathlib import Path
 
+from deadtree.machine import machine_description
 from deadtree.runtime.metadata import ModelInfo
-
-
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores visible, {platform.system()} {platform.release()}, torch CPU"
 
 
 def segmenter_command(config: dict) -> str:

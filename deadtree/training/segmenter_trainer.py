@@ -22,7 +22,7 @@ from deadtree.training.losses import segmentation_loss
 from deadtree.training.sampling import CropSampler
 from deadtree.training.split import split_groups
 
-THRESHOLDS = tuple(np.round(np.arange(0.2, 0.81, 0.05), 2))
+THRESHOLDS = tuple(np.round(np.arange(0.2, 0.96, 0.05), 2))
 
 
 @dataclass
@@ -75,7 +75,7 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.05, div_factor=10, final_div_factor=100
     )
-    from deadtree.training.model_card import machine_description
+    from deadtree.machine import machine_description
 
     state = {"step": 0, "history": [], "best": None, "train_seconds": 0.0, "machine": machine_description()}
     last_path = out / "last.pt"

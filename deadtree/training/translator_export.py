@@ -87,7 +87,7 @@ def _domain_line(domain: dict | None) -> str:
 
 def write_translator_card(path: Path, info: ModelInfo, checkpoint: dict, export_command: str, parity: float,
                           size_bytes: int) -> None:
-    from deadtree.training.model_card import machine_description
+    from deadtree.machine import machine_description
 
     config, state = checkpoint["config"], checkpoint["state"]
     data = checkpoint.get("data", {})

@@ -174,7 +174,7 @@ def train_translator(config: TranslatorConfig, resume: bool = False) -> dict:
 
 
 def _train(config: TranslatorConfig, resume: bool, out: Path, device: torch.device, source, target) -> dict:
-    from deadtree.training.model_card import machine_description
+    from deadtree.machine import machine_description
 
     data = {"source": source.describe(), "target": target.describe(),
             "split": "unsupervised: masks are never read, so no held-out split is needed for the translator"}
