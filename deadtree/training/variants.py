@@ -114,7 +114,35 @@ def write_variant(parent_path: Path, precision: str, out_dir: Path, model: onnx.
     tmp = path.with_name(path.name + ".partial")
     onnx.save(_with_info(model, info), str(tmp))
     tmp.replace(path)
+    write_variant_card(path)
     return path
+
+
+def write_variant_card(path: Path) -> Path:
+    """A short card beside a variant: what it is a variant of, and how it compared with its parent."""
+    path = Path(path)
+    info = read_model_info(path)
+    checks = info.extra.get("checks", {})
+    rows = "\n".join(f"| {k.replace('_', ' ')} | {v:.4f} |" if isinstance(v, float) else f"| {k.replace('_', ' ')} | {v} |"
+                     for k, v in checks.items())
+    text = f"""# {info.name} {info.version}
+
+{info.extra.get('precision', '')} variant of `{info.extra.get('variant_of')}` (see its card for the training data, split
+and command). Same bands, scaling, ground resolution, tiles and threshold ({info.threshold:.2f}).
+
+Made with `deadtree export-variants models/{info.extra.get('variant_of')}.onnx --data <Kaggle-layout folder>`:
+int8 is statically quantized (QDQ, per-channel int8 weights, uint8 activations) with calibration on training
+frames only; fp16 converts weights and activations to half precision with float32 inputs and outputs.
+
+## Checks against the fp32 parent on the validation split
+
+| check | value |
+|---|---|
+{rows}
+"""
+    card = path.with_suffix(".md")
+    card.write_text(text)
+    return card
 
 
 INT8_MIN_MASK_IOU = 0.98
