@@ -102,6 +102,16 @@ def test_tiny_run_learns_resumes_and_exports(tmp_path):
     assert "deadtree train segmenter" in card and "pooled dead-class pixel IoU" in card
     assert "parity" not in proc.stdout or "e-0" in proc.stdout
 
+    # faster variants, checked against the fp32 model on the validation frames before they are written
+    from deadtree.training.variants import make_variants
+
+    lines = make_variants(out / "tiny.onnx", data, out, max_frames=2)
+    assert any(line.startswith("int8: ") for line in lines) and any(line.startswith("fp16: ") for line in lines)
+    assert (out / "tiny-fp16.onnx").exists() and (out / "tiny-fp16.md").exists()
+    fp16 = read_model_info(out / "tiny-fp16.onnx")
+    assert fp16.extra["variant_of"] == "tiny" and fp16.extra["checks"]["max_probability_difference"] <= 1e-2
+    assert fp16.tile_size == info.tile_size and not fp16.extra["default"]
+
 
 def test_onnx_parity_on_random_input(tmp_path):
     from deadtree.nets.segmenter import build_segmenter

@@ -18,7 +18,11 @@ def models_command() -> None:
     if not shipped:
         fail(f"no models found in {', '.join(str(d) for d in model_dirs()) or 'any model folder'}")
     table = Table(title="deadtree models")
-    for column in ("name", "task", "version", "bands", "GSD m", "tile", "val pixel IoU", "val object F1", "default"):
+    table.add_column("name", no_wrap=True)  # names and bands are what users type: never cut them
+    table.add_column("task")
+    table.add_column("version")
+    table.add_column("bands", no_wrap=True)
+    for column in ("GSD m", "tile", "val IoU", "val obj F1", "default"):
         table.add_column(column)
     for m in shipped:
         val = m.info.extra.get("validation") or {}

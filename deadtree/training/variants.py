@@ -145,6 +145,7 @@ frames only; fp16 converts weights and activations to half precision with float3
     return card
 
 
+CALIBRATION_TILE = 256
 INT8_MIN_MASK_IOU = 0.98
 INT8_MAX_SCORE_CHANGE = 0.01
 FP16_MAX_PROBABILITY_DIFFERENCE = 1e-2
@@ -169,7 +170,8 @@ def make_variants(model: Path, data: Path, out_dir: Path, int8: bool = True, fp1
     lines = []
     candidates = []
     if int8:
-        candidates.append(("int8", int8_model(model, train, info.tile_size), lambda c: (
+        # calibration crops must fit inside every frame (294 px and up); activation ranges do not depend on size
+        candidates.append(("int8", int8_model(model, train, min(info.tile_size, CALIBRATION_TILE)), lambda c: (
             c["mask_iou_vs_fp32"] >= INT8_MIN_MASK_IOU
             and abs(c["variant_pixel_iou"] - c["fp32_pixel_iou"]) <= INT8_MAX_SCORE_CHANGE
             and abs(c["variant_object_f1"] - c["fp32_object_f1"]) <= INT8_MAX_SCORE_CHANGE)))
