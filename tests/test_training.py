@@ -15,7 +15,7 @@ from deadtree.training.split import split_groups  # noqa: E402
 from tests.scenes import default_discs, disc_mask  # noqa: E402
 
 
-def write_kaggle_layout(root, counties=("ar001", "ar003", "mo005", "mo007", "wa009", "wa011"), size=96):
+def write_kaggle_layout(root, counties=("ar001", "ar003", "ar005", "wa009", "wa011", "wa013"), size=96):
     for sub in ("RGB_images", "NRG_images", "masks"):
         (root / sub).mkdir(parents=True)
     rng = np.random.default_rng(0)

@@ -62,6 +62,9 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     val_groups = split_groups([f.group for f in frames], config.val_fraction, config.split_seed)
     train_frames = [f for f in frames if f.group not in val_groups]
     val_frames = [f for f in frames if f.group in val_groups]
+    if not val_frames or not train_frames:
+        raise InputError("cannot split these frames by county into training and validation: "
+                         "at least two counties per state are needed")
     split = {
         "rule": f"whole counties per state, about {config.val_fraction:.0%} of each state's frames, seed {config.split_seed}",
         "validation_groups": sorted(val_groups),
