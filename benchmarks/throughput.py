@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=4096)
     parser.add_argument("--model", action="append", default=None,
                         help="model name or path; repeat to compare (default: the shipped default)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=None)
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     scene = mosaic(Path(tempfile.gettempdir()) / f"deadtree-bench-{args.side}.tif", args.side)

@@ -40,7 +40,12 @@ from deadtree.vector.style import add_default_style, write_qml
 from deadtree.vector.writers import GPKG_LAYER, GeoJSONWriter, GeoPackageWriter
 
 log = logging.getLogger("deadtree")
-STRIP_ROWS = 512
+STRIP_PIXELS = 2_000_000  # pixels per strip when mapping back and vectorising: memory independent of scene width
+BATCH_PIXELS = 8 * 256 * 256  # tile pixels per model call: model memory independent of tile size
+
+
+def strip_rows(width: int) -> int:
+    return int(min(512, max(16, STRIP_PIXELS // max(width, 1))))
 # GDAL's default block cache (5% of RAM) would dominate the memory of a streamed run. rasterio hands an
 # integer to GDAL as bytes: 256 here would mean 256 bytes, and re-decoded blocks for every row.
 GDAL_CACHE_BYTES = 256 * 1024 * 1024
@@ -59,7 +64,7 @@ class SegmentOptions:
     simplify: float = 0.75  # pixels; see vector.geometry.clean_outline
     tile_size: int | None = None
     overlap: int | None = None
-    batch_size: int = 8
+    batch_size: int | None = None  # tiles per model call; default: BATCH_PIXELS worth of tiles
     device: str = "auto"
     threads: int | None = None  # CPU threads for the model; default: every core this process may use
     grid_offset: int = 0  # shifts the tile grid (pixels); for checking that tiling leaves no trace
@@ -188,7 +193,8 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     n_tiles = sum(len(r) for r in rows_of_tiles)
 
     reader = WindowReader(scene, read_bands, grid, edge_fill)
-    predictor = _TilePredictor(segmenter, translator, stretch, neutral, options.batch_size)
+    batch_size = options.batch_size or max(1, BATCH_PIXELS // (tile * tile))
+    predictor = _TilePredictor(segmenter, translator, stretch, neutral, batch_size)
     grid_transform = grid.transform(scene.transform)
     scene_prob = tmp / (outputs["probabilities"].name if "probabilities" in outputs else "probabilities.tif")
     grid_path = tmp / "grid-probabilities.tif" if grid.resampled else scene_prob
@@ -321,8 +327,9 @@ def _resample_to_scene(grid_path: Path, scene_path_out: Path, scene: Scene, band
     out = ProbabilityRaster(scene_path_out, scene.width, scene.height, scene.crs, scene.transform)
     try:
         with rasterio.open(grid_path) as src:
-            for row in range(0, scene.height, STRIP_ROWS):
-                rows = min(STRIP_ROWS, scene.height - row)
+            step = strip_rows(scene.width)
+            for row in range(0, scene.height, step):
+                rows = min(step, scene.height - row)
                 probs = resample_strip(src, grid, row, rows)
                 _, valid = reader.read(row, 0, rows, scene.width)
                 out.write_rows(row, quantise(probs, valid))
@@ -339,7 +346,7 @@ def _vectorise(scene: Scene, prob_path: Path, threshold: float, options: Segment
     if "gpkg" in outputs:
         writers.append(GeoPackageWriter(tmp / outputs["gpkg"].name, scene.crs, metadata))
     strips = ((row, dead_mask(codes, threshold), np.where(codes == NODATA, 0, codes).astype(np.float32) / PROB_SCALE)
-              for row, codes in read_strips(prob_path, STRIP_ROWS))
+              for row, codes in read_strips(prob_path, strip_rows(scene.width)))
     count, total_area = 0, 0.0
     try:
         for component in stream_components(strips):

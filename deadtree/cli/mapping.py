@@ -41,7 +41,8 @@ def segment(
     min_area: float = typer.Option(1.0, "--min-area", help="Drop polygons and fill holes smaller than this (m²)."),
     tile_size: Optional[int] = typer.Option(None, "--tile-size", help="Tile size in model pixels (default: the model's)."),
     overlap: Optional[int] = typer.Option(None, "--overlap", help="Overlap between tiles in pixels (default: the model's)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Tiles per model call."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", help="Tiles per model call (default: as many as fit 8 tiles of 256 px)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt. auto takes the fastest present."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes, only the summary."),
 ) -> None:
