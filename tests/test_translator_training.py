@@ -74,7 +74,7 @@ def write_hdf5(path, sources=("mo109_2020_n_03_05_1.png", "wa001_2020_n_01_01_0.
 def test_kaggle_patches_are_the_frame_stretch_mapped_to_minus_one_one(tmp_path):
     root = write_kaggle_layout(tmp_path / "data")
     source = FramePatchSource(root, ("R", "G", "B", "NIR"), patch=96, prefixes=("wa",))
-    assert sorted(source.names) == ["wa009_2020_n_01_04_0", "wa011_2020_n_01_05_0"]
+    assert sorted(source.names) == ["wa009_2020_n_01_03_0", "wa011_2020_n_01_04_0", "wa013_2020_n_01_05_0"]
     patch = DomainSampler(source, seed=0, augment=False).batch(1)[0]
     # a whole-frame patch, so the crop position is fixed: it must be one frame's own stretch, mapped to [-1, 1]
     expected = [unit_to_model(band_percentiles(img).apply(img)) for img in source.images]
