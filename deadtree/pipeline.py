@@ -238,7 +238,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     timings["model"] = segmenter.seconds + (translator.seconds if translator else 0.0)
     timings["tiles"] = time.monotonic() - tiles_started
     if grid.resampled:
-        _resample_to_scene(grid_path, scene_prob, scene, read_bands, grid)
+        _resample_to_scene(grid_path, scene_prob, scene, read_bands, grid, edge_fill)
 
     info = segmenter.info
     metadata = {
@@ -319,11 +319,12 @@ class _TilePredictor:
         return self.segmenter.run(unit * (hi - lo) + lo)
 
 
-def _resample_to_scene(grid_path: Path, scene_path_out: Path, scene: Scene, bands, grid) -> None:
-    """Map model-grid probabilities back onto the scene's own grid, with the scene's own validity."""
+def _resample_to_scene(grid_path: Path, scene_path_out: Path, scene: Scene, bands, grid, edge_fill) -> None:
+    """Map model-grid probabilities back onto the scene's own grid, with the scene's own validity (the same
+    rules as the tiles, edge fill included)."""
     import rasterio
 
-    reader = WindowReader(scene, bands, identity_grid(scene.width, scene.height), None)
+    reader = WindowReader(scene, bands, identity_grid(scene.width, scene.height), edge_fill)
     out = ProbabilityRaster(scene_path_out, scene.width, scene.height, scene.crs, scene.transform)
     try:
         with rasterio.open(grid_path) as src:

@@ -190,3 +190,14 @@ def test_device_cpu_is_honoured_and_reported(tmp_path, toy_models):
     assert run(tmp_path, scene, device="cpu").provider == "CPUExecutionProvider"
     with pytest.raises(ModelError, match="CUDAExecutionProvider"):
         run(tmp_path, scene, device="cuda")
+
+
+def test_edge_fill_stays_nodata_when_the_scene_is_resampled(tmp_path, toy_models):
+    scene = tmp_path / "fine.tif"
+    write_scene(scene, height=400, width=400, crs="EPSG:3067", transform=Affine(0.25, 0, 380000, 0, -0.25, 6680000),
+                discs=[Disc(200, 200, 14)], border=40, border_value=0)
+    run(tmp_path, scene, probabilities=tmp_path / "p.tif")
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        codes = ds.read(1)
+    assert (codes[:40] == 255).all() and (codes[:, -40:] == 255).all()
+    assert (codes[150:250, 150:250] != 255).all()
