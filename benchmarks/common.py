@@ -36,20 +36,22 @@ def naip_tiles() -> list[np.ndarray]:
     return tiles
 
 
-def mosaic(path: Path, side: int, compress: str = "deflate") -> Path:
-    """A side x side 4-band uint8 GeoTIFF of real NAIP tiles, written strip by strip (never whole in memory)."""
+def mosaic(path: Path, side: int, compress: str = "deflate", height: int | None = None) -> Path:
+    """A side x side (or side x height) 4-band uint8 GeoTIFF of real NAIP tiles, written strip by strip
+    (never whole in memory)."""
     path = Path(path)
     if path.exists():
         return path
     tiles = naip_tiles()
     rng = np.random.default_rng(0)
-    profile = dict(driver="GTiff", width=side, height=side, count=4, dtype="uint8", crs="EPSG:26910",
+    height = height or side
+    profile = dict(driver="GTiff", width=side, height=height, count=4, dtype="uint8", crs="EPSG:26910",
                    transform=Affine(0.6, 0, 400000, 0, -0.6, 4500000), tiled=True, blockxsize=512,
                    blockysize=512, compress=compress, BIGTIFF="IF_SAFER")
     tmp = path.with_suffix(".partial.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
-        for row in range(0, side, 256):
-            rows = min(256, side - row)
+        for row in range(0, height, 256):
+            rows = min(256, height - row)
             strip = np.concatenate([tiles[rng.integers(len(tiles))] for _ in range(0, side, 256)], axis=2)
             dst.write(strip[:, :rows, :side], window=Window(0, row, side, rows))
         dst.colorinterp = [rasterio.enums.ColorInterp.red, rasterio.enums.ColorInterp.green,

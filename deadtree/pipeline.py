@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,6 +32,7 @@ from deadtree.raster.reader import WindowReader, overview
 from deadtree.raster.scene import Scene, open_scene
 from deadtree.runtime.registry import default_segmenter, resolve_model
 from deadtree.runtime.session import OnnxModel
+from deadtree.stages import StageChain
 from deadtree.tiling import StripAccumulator, Tile, blend_window, tile_rows
 from deadtree.vector.geometry import Measurer, clean_outline, pixel_to_crs
 from deadtree.vector.polygonize import stream_components
@@ -47,8 +47,24 @@ BATCH_PIXELS = 8 * 256 * 256  # tile pixels per model call: model memory indepen
 def strip_rows(width: int) -> int:
     return int(min(512, max(16, STRIP_PIXELS // max(width, 1))))
 # GDAL's default block cache (5% of RAM) would dominate the memory of a streamed run. rasterio hands an
-# integer to GDAL as bytes: 256 here would mean 256 bytes, and re-decoded blocks for every row.
+# integer to GDAL as bytes: 256 here would mean 256 bytes, and re-decoded blocks for every row. While tiles
+# are read, the cache is narrowed to what one row of tiles touches (see tile_cache_bytes).
 GDAL_CACHE_BYTES = 256 * 1024 * 1024
+MIN_TILE_CACHE_BYTES = 16 * 1024 * 1024
+
+
+def tile_cache_bytes(scene: Scene, tile_scene_rows: float) -> int:
+    """GDAL block cache for reading rows of tiles, left to right, top to bottom.
+
+    The blocks a row of tiles shares with the next must survive, in the least-recently-used cache, until the
+    next row reaches them: the cache holds the blocks under one row of tiles plus one more row of blocks.
+    Each block is then decoded about once, and no more is kept: a whole-scene cache would grow with the scene."""
+    ds = scene.dataset
+    block_rows = max(h for h, _ in ds.block_shapes)
+    itemsize = np.dtype(ds.dtypes[0]).itemsize
+    rows = tile_scene_rows + block_rows
+    needed = int(rows * scene.width * ds.count * itemsize * 1.1)
+    return int(min(GDAL_CACHE_BYTES, max(MIN_TILE_CACHE_BYTES, needed)))
 
 
 @dataclass
@@ -201,44 +217,37 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     raster = ProbabilityRaster(grid_path, grid.width, grid.height, scene.crs, grid_transform)
     accumulator = StripAccumulator(grid.height, grid.width, tile)
     weights = blend_window(tile, overlap)
-    timings = {}
-    skipped = 0
-    done = 0
+    tiles = [t for row in rows_of_tiles for t in row]
     bar = tqdm(total=n_tiles, unit="tile", desc="segmenting", disable=not options.progress, dynamic_ncols=True)
+    progress = {"done": 0, "skipped": 0}
+    strip_limit = strip_rows(scene.width)
 
-    def write(flushed):
+    def finished_strips():
+        """Blend predicted tiles, write finished rows, and hand them on as (row, dead mask, scores) strips
+        (on the model grid's own pixels only: a resampled grid is mapped back and vectorised afterwards)."""
+        for batch in predicted:
+            for work in batch:
+                yield from finish(accumulator.flush_until(work.tile.row))
+                if work.probs is not None:
+                    accumulator.add(work.tile, work.probs, weights, work.valid)
+                else:
+                    progress["skipped"] += 1
+                progress["done"] += 1
+                bar.update(1)
+                if on_progress:
+                    on_progress(0.9 * progress["done"] / n_tiles)
+        yield from finish(accumulator.flush_until(grid.height))
+
+    def finish(flushed):
         if flushed is None:
             return
         first_row, values, ok = flushed
-        raster.write_rows(first_row, quantise(values * ok) if grid.resampled else quantise(values, ok))
-
-    tiles_started = time.monotonic()
-    try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(_read_tiles, reader, grid, rows_of_tiles[0])
-            for index, row_tiles in enumerate(rows_of_tiles):
-                batch = pending.result()
-                if index + 1 < len(rows_of_tiles):
-                    pending = pool.submit(_read_tiles, reader, grid, rows_of_tiles[index + 1])
-                write(accumulator.flush_until(row_tiles[0].row))
-                work = [(t, px, ok) for t, px, ok in batch if ok.any()]
-                skipped += len(batch) - len(work)
-                probs = predictor.predict([px for _, px, _ in work], [ok for _, _, ok in work])
-                for (t, _, ok), p in zip(work, probs):
-                    accumulator.add(t, p, weights, ok)
-                done += len(batch)
-                bar.update(len(batch))
-                if on_progress:
-                    on_progress(0.9 * done / n_tiles)
-            write(accumulator.flush_until(grid.height))
-    finally:
-        raster.close()
-        bar.close()
-
-    timings["model"] = segmenter.seconds + (translator.seconds if translator else 0.0)
-    timings["tiles"] = time.monotonic() - tiles_started
-    if grid.resampled:
-        _resample_to_scene(grid_path, scene_prob, scene, read_bands, grid, edge_fill)
+        codes = quantise(values * ok) if grid.resampled else quantise(values, ok)
+        raster.write_rows(first_row, codes)
+        if grid.resampled:
+            return
+        for start in range(0, codes.shape[0], strip_limit):
+            yield first_row + start, *strip_layers(codes[start:start + strip_limit], threshold)
 
     info = segmenter.info
     metadata = {
@@ -252,7 +261,29 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         "deadtree_version": __version__,
         "crs": scene.crs.to_string(),
     }
-    polygons, area = _vectorise(scene, scene_prob, threshold, options, outputs, tmp, metadata)
+    tiles_started = time.monotonic()
+    try:
+        # Three stages side by side: reading and scaling tiles, the model, and (here) blending, writing and
+        # vectorising finished rows, so that post-processing hides behind model compute.
+        cache = tile_cache_bytes(scene, tile * grid.scale_y)
+        with rasterio.Env(GDAL_CACHEMAX=cache), StageChain() as chain:
+            batches = chain.add(_read_batches(reader, grid, tiles, predictor), name="deadtree-read")
+            predicted = chain.add((predictor.predict(batch) for batch in batches), name="deadtree-model")
+            if grid.resampled:
+                for _ in finished_strips():
+                    pass
+            else:
+                polygons, area = _vectorise(scene, finished_strips(), options, outputs, tmp, metadata)
+    finally:
+        raster.close()
+        bar.close()
+    timings = {"model": segmenter.seconds + (translator.seconds if translator else 0.0),
+               "tiles": time.monotonic() - tiles_started}
+    if grid.resampled:
+        _resample_to_scene(grid_path, scene_prob, scene, read_bands, grid, edge_fill)
+        strips = ((row, *strip_layers(codes, threshold)) for row, codes in read_strips(scene_prob, strip_limit))
+        polygons, area = _vectorise(scene, strips, options, outputs, tmp, metadata)
+    skipped = progress["skipped"]
     if "preview" in outputs:
         vectors = outputs["gpkg"] if "gpkg" in outputs else outputs["geojson"]  # the GPKG needs no reprojection
         write_preview(tmp / outputs["preview"].name, scene, tmp / vectors.name, options.preview_bands)
@@ -264,21 +295,45 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
                          skipped, translator.info.name if translator else None, timings)
 
 
-def _read_tiles(reader: WindowReader, grid, row_tiles: list[Tile]):
-    """Read one row of tiles. Parts outside the grid are mirrored in, validity too: the model then sees scene
+@dataclass
+class _TileWork:
+    tile: Tile
+    valid: np.ndarray
+    scaled: np.ndarray | None = None  # None: nothing valid, never sent to the model
+    probs: np.ndarray | None = None
+
+
+def _read_batches(reader: WindowReader, grid, tiles: list[Tile], predictor: "_TilePredictor"):
+    """Tiles in grid order, read and scaled, in batches of `predictor.batch_size` tiles for the model (tiles
+    without valid pixels ride along unscaled, so that progress and blending keep their order)."""
+    batch: list[_TileWork] = []
+    for_model = 0
+    for t in tiles:
+        pixels, valid = _read_tile(reader, grid, t)
+        work = _TileWork(t, valid)
+        if valid.any():
+            work.scaled = predictor.scale(pixels, valid)
+            for_model += 1
+        batch.append(work)
+        if for_model >= predictor.batch_size:
+            yield batch
+            batch, for_model = [], 0
+    if batch:
+        yield batch
+
+
+def _read_tile(reader: WindowReader, grid, t: Tile) -> tuple[np.ndarray, np.ndarray]:
+    """Read one tile. Parts outside the grid are mirrored in, validity too: the model then sees scene
     texture there rather than flat fill (which would make answers depend on where the tile grid falls), and
     the accumulator drops everything outside the grid anyway."""
-    out = []
-    for t in row_tiles:
-        r0, c0 = max(t.row, 0), max(t.col, 0)
-        r1, c1 = min(t.row + t.size, grid.height), min(t.col + t.size, grid.width)
-        pixels, valid = reader.read(r0, c0, r1 - r0, c1 - c0)
-        pads = ((r0 - t.row, t.row + t.size - r1), (c0 - t.col, t.col + t.size - c1))
-        if any(p for pair in pads for p in pair):
-            pixels = np.pad(pixels, ((0, 0), *pads), mode="symmetric")
-            valid = np.pad(valid, pads, mode="symmetric")
-        out.append((t, pixels, valid))
-    return out
+    r0, c0 = max(t.row, 0), max(t.col, 0)
+    r1, c1 = min(t.row + t.size, grid.height), min(t.col + t.size, grid.width)
+    pixels, valid = reader.read(r0, c0, r1 - r0, c1 - c0)
+    pads = ((r0 - t.row, t.row + t.size - r1), (c0 - t.col, t.col + t.size - c1))
+    if any(p for pair in pads for p in pair):
+        pixels = np.pad(pixels, ((0, 0), *pads), mode="symmetric")
+        valid = np.pad(valid, pads, mode="symmetric")
+    return pixels, valid
 
 
 class _TilePredictor:
@@ -294,15 +349,17 @@ class _TilePredictor:
         if translator:
             self.to_segmenter = [translator.info.bands.index(b) for b in segmenter.info.bands]
 
-    def predict(self, tiles: list[np.ndarray], valid: list[np.ndarray]) -> list[np.ndarray]:
-        out = []
-        for start in range(0, len(tiles), self.batch_size):
-            chunk = slice(start, start + self.batch_size)
-            scaled = np.stack([self._scale(t, ok) for t, ok in zip(tiles[chunk], valid[chunk])])
-            out.extend(self._run(scaled)[:, 0])
-        return out
+    def predict(self, batch: list[_TileWork]) -> list[_TileWork]:
+        """Fill in the probabilities of the batch's tiles that have valid pixels."""
+        work = [w for w in batch if w.scaled is not None]
+        for start in range(0, len(work), self.batch_size):
+            chunk = work[start:start + self.batch_size]
+            probs = self._run(np.stack([w.scaled for w in chunk]))[:, 0]
+            for w, p in zip(chunk, probs):
+                w.probs, w.scaled = p, None
+        return batch
 
-    def _scale(self, tile: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def scale(self, tile: np.ndarray, valid: np.ndarray) -> np.ndarray:
         scaled = self.stretch.apply(tile)
         if not valid.all():
             scaled[:, ~valid] = self.neutral[:, None]
@@ -338,16 +395,20 @@ def _resample_to_scene(grid_path: Path, scene_path_out: Path, scene: Scene, band
         out.close()
 
 
-def _vectorise(scene: Scene, prob_path: Path, threshold: float, options: SegmentOptions,
-               outputs: dict[str, Path], tmp: Path, metadata: dict) -> tuple[int, float]:
+def strip_layers(codes: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The dead-tree mask and the probabilities of a strip of stored probability codes."""
+    return dead_mask(codes, threshold), np.where(codes == NODATA, 0, codes).astype(np.float32) / PROB_SCALE
+
+
+def _vectorise(scene: Scene, strips, options: SegmentOptions, outputs: dict[str, Path], tmp: Path,
+               metadata: dict) -> tuple[int, float]:
+    """Polygons from (first row, mask, probabilities) strips of the scene grid, given top to bottom."""
     pixel_area = scene.gsd_m[0] * scene.gsd_m[1]
     min_area_px = options.min_area / pixel_area
     measure = Measurer(scene.crs)
     writers = [GeoJSONWriter(tmp / outputs["geojson"].name, scene.crs, metadata)]
     if "gpkg" in outputs:
         writers.append(GeoPackageWriter(tmp / outputs["gpkg"].name, scene.crs, metadata))
-    strips = ((row, dead_mask(codes, threshold), np.where(codes == NODATA, 0, codes).astype(np.float32) / PROB_SCALE)
-              for row, codes in read_strips(prob_path, strip_rows(scene.width)))
     count, total_area = 0, 0.0
     try:
         for component in stream_components(strips):

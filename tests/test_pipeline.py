@@ -201,3 +201,33 @@ def test_edge_fill_stays_nodata_when_the_scene_is_resampled(tmp_path, toy_models
         codes = ds.read(1)
     assert (codes[:40] == 255).all() and (codes[:, -40:] == 255).all()
     assert (codes[150:250, 150:250] != 255).all()
+
+
+def test_io_binding_gives_the_same_probabilities(tmp_path, toy_models):
+    from deadtree.runtime.session import OnnxModel
+
+    plain = OnnxModel(toy_models / "toy-rgbn.onnx", "cpu", io_binding=False)
+    bound = OnnxModel(toy_models / "toy-rgbn.onnx", "cpu", io_binding=True)
+    batch = np.random.default_rng(0).random((3, 4, 64, 64), dtype=np.float32)
+    assert not plain.io_binding and bound.io_binding
+    np.testing.assert_array_equal(plain.run(batch), bound.run(batch))
+    assert bound.seconds > 0
+
+
+@pytest.mark.parametrize("width,block,expected_mb", [(5000, 512, 21.48), (20000, 512, 85.94), (300, 16, 16.0)])
+def test_block_cache_holds_one_row_of_tiles_and_no_more(tmp_path, width, block, expected_mb):
+    from deadtree.pipeline import GDAL_CACHE_BYTES, tile_cache_bytes
+    from deadtree.raster.scene import open_scene
+
+    scene_path = tmp_path / "wide.tif"
+    with rasterio.open(scene_path, "w", driver="GTiff", width=width, height=64, count=4, dtype="uint8",
+                       crs="EPSG:32633", transform=Affine(0.6, 0, 0, 0, -0.6, 0), tiled=block > 16,
+                       blockxsize=max(block, 16), blockysize=max(block, 16)) as ds:
+        pass
+    scene = open_scene(scene_path)
+    try:
+        cache = tile_cache_bytes(scene, 512)
+    finally:
+        scene.close()
+    assert cache / 2**20 == pytest.approx(expected_mb, rel=0.01)
+    assert cache <= GDAL_CACHE_BYTES

@@ -9,6 +9,7 @@ from PIL import Image
 
 torch = pytest.importorskip("torch")
 
+from deadtree.errors import InputError  # noqa: E402
 from deadtree.training.frames import county_of, load_frames  # noqa: E402
 from deadtree.training.segmenter_trainer import SegmenterConfig, train_segmenter  # noqa: E402
 from deadtree.training.split import split_groups  # noqa: E402
@@ -77,13 +78,24 @@ def test_tiny_run_learns_resumes_and_exports(tmp_path):
         {f.group for f in load_frames(data, ("R", "G", "B", "NIR"))} - set(first["split"]["validation_groups"]))
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
 
-    # resume: a longer schedule continues from step 40 instead of starting again
+    # the weight average is what is validated and exported; the raw weights are kept to resume from
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
-    ckpt["scheduler"]["total_steps"] = 50
-    torch.save(ckpt, tmp_path / "run" / "last.pt")
+    key = next(k for k in ckpt["model"] if k.endswith("weight"))
+    assert not torch.equal(ckpt["model"][key], ckpt["train_model"][key])
+
+    # resume: a longer schedule continues from step 40 instead of starting again
     resumed = train_segmenter(SegmenterConfig(**{**config.__dict__, "steps": 50}), resume=True)
     assert resumed["step"] == 50
     assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == len(history) + 1
+
+    # warm start: a new run and schedule from the same weights; a different architecture is refused
+    warm = train_segmenter(SegmenterConfig(**{**config.__dict__, "steps": 10, "out_dir": str(tmp_path / "warm"),
+                                              "init_from": str(tmp_path / "run" / "best.pt")}))
+    assert warm["step"] == 10 and warm["best"]["pixel_iou"] > 0
+    with pytest.raises(InputError, match="not a unet-regnetx004"):
+        train_segmenter(SegmenterConfig(**{**config.__dict__, "arch": "unet-regnetx004",
+                                           "out_dir": str(tmp_path / "other"),
+                                           "init_from": str(tmp_path / "run" / "best.pt")}))
 
     # export through the CLI: ONNX with metadata, parity with torch, and a model card
     out = tmp_path / "models"
@@ -133,3 +145,15 @@ def test_state_selection_by_prefix():
     assert east == ("ar", "mo", "tx")
     assert name_selected("mo109", east) and not name_selected("wa009", east)
     assert name_selected("wa009", parse_prefixes(""))
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor():
+    from deadtree.training.segmenter_trainer import warmup_cosine
+
+    factors = [warmup_cosine(step, 1000) for step in range(1001)]
+    assert factors[0] == pytest.approx(0.1) and max(factors) == pytest.approx(1.0)
+    assert factors.index(max(factors)) == 50  # the end of the 5% warm-up
+    assert all(a >= b for a, b in zip(factors[50:], factors[51:]))  # then only falls
+    assert factors[-1] == pytest.approx(0.01)
+    # a schedule lengthened on resume keeps the step's place and just decays more slowly
+    assert warmup_cosine(500, 2000) > warmup_cosine(500, 1000)

@@ -14,11 +14,14 @@ def train_segmenter_command(
     data: Path = typer.Argument(..., help="Kaggle-layout folder (RGB_images/, NRG_images/, masks/) or ADA-Net .h5 file."),
     out_dir: Path = typer.Option(Path("runs/segmenter"), "--out-dir", help="Where checkpoints, curves and the split go."),
     bands: str = typer.Option("R,G,B,NIR", help="Bands to train on, in model input order: R,G,B,NIR or R,G,B."),
-    arch: str = typer.Option("unet-r18-d4", help="Network: unet-r18, unet-r18-lite, unet-r18-d4, unet-r34-d4, unet-effb0, unet-mnv2."),
+    arch: str = typer.Option("unet-r18-d4", help="Network: unet-regnetx004, unet-resnet10t, unet-r18-d4, unet-r34-d4, unet-r18, unet-r18-lite, unet-effb0, unet-mnv2."),
     steps: int = typer.Option(3000, help="Optimiser steps in the whole schedule (a resumed run continues it)."),
     batch_size: int = typer.Option(8, help="Crops per step."),
     crop: int = typer.Option(256, help="Crop size in pixels."),
-    lr: float = typer.Option(2e-3, help="Peak learning rate of the one-cycle schedule."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate of the one-cycle schedule."),
+    ema: float = typer.Option(0.998, help="Decay of the weight average that is validated and shipped (0 = off)."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Warm start from the weights of an "
+                                             "earlier checkpoint (same architecture and bands), new schedule."),
     val_every: int = typer.Option(200, help="Validate and checkpoint every N steps."),
     val_fraction: float = typer.Option(0.2, help="Share of each state's frames held out, by whole counties."),
     threads: int = typer.Option(0, help="CPU threads for torch (0 = torch's default)."),
@@ -35,7 +38,8 @@ def train_segmenter_command(
         config = SegmenterConfig(
             data=str(data), out_dir=str(out_dir), bands=parse_band_list(bands), arch=arch, crop=crop,
             batch_size=batch_size, steps=steps, lr=lr, val_every=val_every, val_fraction=val_fraction,
-            threads=threads, max_minutes=max_minutes, seed=seed,
+            threads=threads, max_minutes=max_minutes, seed=seed, ema_decay=ema,
+            init_from=str(init_from) if init_from else "",
             states=[x.strip() for x in states.split(",") if x.strip()],
         )
         summary = train_segmenter(config, resume=resume)

@@ -19,6 +19,7 @@ PROVIDERS = {
     "cpu": "CPUExecutionProvider",
 }
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+GPU_PROVIDERS = (PROVIDERS["tensorrt"], PROVIDERS["cuda"])
 
 
 def choose_providers(device: str, available: list[str]) -> list[str]:
@@ -47,7 +48,8 @@ def cpu_threads() -> int:
 class OnnxModel:
     """One model: its metadata and a session that runs batches of tiles."""
 
-    def __init__(self, path: Path, device: str = "auto", threads: int | None = None):
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None,
+                 io_binding: bool | None = None):
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -65,12 +67,30 @@ class OnnxModel:
         if device != "auto" and self.provider != PROVIDERS[device]:
             raise ModelError(f"asked for {device}, but ONNX Runtime gave {self.provider}")
         self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        # On a GPU, binding the input to device memory and the output to host memory spares ONNX Runtime a
+        # staging copy each way per batch; on the CPU there is nothing to spare, but the path works the same.
+        self.io_binding = self.provider in GPU_PROVIDERS if io_binding is None else io_binding
+        self._device = "cuda" if self.provider in GPU_PROVIDERS else "cpu"
         log.info("%s %s runs on %s", self.info.name, self.info.version, self.provider)
 
         self.seconds = 0.0  # time spent inside ONNX Runtime, for overhead accounting
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.io_binding:
+            out = self._run_bound(batch)
+        else:
+            out = self.session.run(None, {self.input_name: batch})[0]
         self.seconds += time.perf_counter() - started
         return out
+
+    def _run_bound(self, batch: np.ndarray) -> np.ndarray:
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self.input_name, ort.OrtValue.ortvalue_from_numpy(batch, self._device, 0))
+        binding.bind_output(self.output_name, "cpu")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]

@@ -34,7 +34,7 @@ class SegmenterConfig:
     crop: int = 256
     batch_size: int = 8
     steps: int = 3000
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     positive_fraction: float = 0.6
     val_every: int = 200
@@ -45,6 +45,8 @@ class SegmenterConfig:
     max_minutes: float = 0.0  # stop (resumably) after this much wall time in this run; 0 = no limit
     flips_at_validation: bool = False
     states: list[str] = field(default_factory=list)  # use only frames of these states, e.g. east: ar, mo, tx
+    ema_decay: float = 0.998  # validate and ship an exponential moving average of the weights; 0 = off
+    init_from: str = ""  # warm start: weights of an earlier checkpoint of the same architecture and bands
 
 
 def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
@@ -74,17 +76,20 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     (out / "split.json").write_text(json.dumps(split, indent=2))
 
     model = build_segmenter(config.arch, len(config.bands)).to(memory_format=torch.channels_last)
+    if config.init_from and not (resume and (out / "last.pt").exists()):
+        _warm_start(model, Path(config.init_from), config)
+    ema = WeightAverage(model, config.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.05, div_factor=10, final_div_factor=100
-    )
+    # Read from config.steps at every step, so that a resumed run may lengthen or shorten its schedule.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, config.steps))
     from deadtree.machine import machine_description
 
     state = {"step": 0, "history": [], "best": None, "train_seconds": 0.0, "machine": machine_description()}
     last_path = out / "last.pt"
     if resume and last_path.exists():
         ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
+        ema.load_averaged(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         state = ckpt["state"]
@@ -111,6 +116,7 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
         loss.backward()
         optimizer.step()
         scheduler.step()
+        ema.update()
         state["step"] += 1
         losses.append(loss.item())
         bar.update(1)
@@ -120,15 +126,15 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
         if state["step"] % config.val_every == 0 or state["step"] == config.steps or out_of_time:
             state["train_seconds"] = run_seconds_at_start + elapsed
             record = {"step": state["step"], "train_loss": float(np.mean(losses)) if losses else math.nan}
-            record.update(evaluate(model, val_frames, flips=config.flips_at_validation))
+            record.update(evaluate(ema.model, val_frames, flips=config.flips_at_validation))
             model.train()
             losses = []
             state["history"].append(record)
             improved = state["best"] is None or record["pixel_iou"] > state["best"]["pixel_iou"]
             if improved:
                 state["best"] = record
-                _save(out / "best.pt", model, optimizer, scheduler, state, sampler, config)
-            _save(last_path, model, optimizer, scheduler, state, sampler, config)
+                _save(out / "best.pt", ema, optimizer, scheduler, state, sampler, config)
+            _save(last_path, ema, optimizer, scheduler, state, sampler, config)
             plot_history(state["history"], out / "curves.png", ("pixel_iou", "pixel_f1", "object_f1"))
             (out / "history.json").write_text(json.dumps(state["history"], indent=2))
             tqdm.write(
@@ -152,11 +158,61 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     return summary
 
 
-def _save(path: Path, model, optimizer, scheduler, state, sampler: CropSampler, config: SegmenterConfig) -> None:
+def warmup_cosine(step: int, total: int, warmup: float = 0.05, start: float = 0.1, end: float = 0.01) -> float:
+    """Learning-rate factor: linear warm-up from `start` over the first 5% of steps, then a cosine to `end`."""
+    ramp = max(1, int(total * warmup))
+    if step < ramp:
+        return start + (1 - start) * step / ramp
+    progress = min(1.0, (step - ramp) / max(1, total - ramp))
+    return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _warm_start(model, checkpoint: Path, config: SegmenterConfig) -> None:
+    if not checkpoint.exists():
+        raise InputError(f"--init-from: {checkpoint} does not exist")
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    earlier = ckpt.get("config", {})
+    if earlier.get("arch") != config.arch or tuple(earlier.get("bands", ())) != tuple(config.bands):
+        raise InputError(f"--init-from: {checkpoint} is a {earlier.get('arch')} on {earlier.get('bands')}, "
+                         f"not a {config.arch} on {list(config.bands)}")
+    model.load_state_dict(ckpt["model"])
+
+
+class WeightAverage:
+    """Exponential moving average of the weights (and BatchNorm statistics).
+
+    Validation scores of a from-scratch model on 300 frames jump from one checkpoint to the next; the average
+    is steadier and usually better, so it is what gets validated, kept and exported."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.source = model
+        self.decay = decay
+        self.averaged = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+                         if decay > 0 else None)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.averaged.module if self.averaged is not None else self.source
+
+    def update(self) -> None:
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.source)
+
+    def load_averaged(self, state_dict: dict) -> None:
+        if self.averaged is not None:
+            self.averaged.module.load_state_dict(state_dict)
+            self.averaged.n_averaged.fill_(1)
+
+
+def _save(path: Path, ema: WeightAverage, optimizer, scheduler, state, sampler: CropSampler,
+          config: SegmenterConfig) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
-            "model": model.state_dict(),
+            "model": ema.model.state_dict(),  # what is validated and exported
+            "train_model": ema.source.state_dict(),  # what the optimiser continues from
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "state": state,
