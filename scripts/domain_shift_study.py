@@ -1,0 +1,137 @@
+"""The west -> east domain-shift study (docs/translator.md): one table, written as JSON and Markdown.
+
+An east-only segmenter is scored on western frames (WA, OR, NM) that it never saw, in five conditions:
+
+1. raw western imagery;
+2. western imagery histogram-matched to the east (per band, pooled eastern histogram);
+3. western imagery translated west -> east by the ADA-Net translator;
+4. the same with the CUT ablation (no attention blocks, no FreqNCE);
+5. the upper bound: a segmenter trained with western masks (the shipped model, whose training never saw the
+   western validation counties).
+
+Scored on the western frames of the project's validation counties (where all five conditions are fair) and,
+for conditions 1-4, on every western frame. Also: the distance between the western (raw, matched,
+translated) and the eastern pixel distributions.
+
+    python scripts/domain_shift_study.py --data ../shared/data/usa_deadtree --segmenter models/experiments/east-rgbn.onnx \
+        --translator models/experiments/west-to-east.onnx --cut models/experiments/west-to-east-cut.onnx \
+        --upper deadtree-rgbn --out docs/results/domain_shift.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from deadtree.domain_study import (  # noqa: E402
+    HistogramMatcher,
+    band_wasserstein,
+    frechet_distance,
+    sample_pixels,
+    score_frames,
+    stretched,
+    translate_frame,
+)
+from deadtree.machine import machine_description  # noqa: E402
+from deadtree.training.frames import load_frames  # noqa: E402
+from deadtree.training.split import split_groups  # noqa: E402
+
+WEST, EAST = ("wa", "or", "nm"), ("ar", "mo", "tx")
+BANDS = ("R", "G", "B", "NIR")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="Kaggle-layout folder of the USA set")
+    parser.add_argument("--segmenter", required=True, help="east-only segmenter (name or .onnx)")
+    parser.add_argument("--translator", help="ADA-Net translator west -> east (name or .onnx)")
+    parser.add_argument("--cut", help="CUT ablation translator (name or .onnx)")
+    parser.add_argument("--upper", help="segmenter trained with western masks (name or .onnx)")
+    parser.add_argument("--out", type=Path, required=True, help="JSON results; a .md table is written beside it")
+    parser.add_argument("--max-frames", type=int, default=0, help="score only the first N frames (quick checks)")
+    args = parser.parse_args()
+
+    started = time.time()
+    frames = load_frames(args.data, BANDS)
+    validation = split_groups([f.group for f in frames], 0.2, 0)
+    west_all = [f for f in frames if f.group[:2] in WEST]
+    west_val = [f for f in west_all if f.group in validation]
+    east = [f for f in frames if f.group[:2] in EAST]
+    if args.max_frames:
+        west_all, west_val = west_all[:args.max_frames], west_val[:args.max_frames]
+    matcher = HistogramMatcher([f.image for f in east])
+
+    conditions = [("1 east segmenter, raw west", dict(model=args.segmenter)),
+                  ("2 histogram-matched to east", dict(model=args.segmenter, adapt=matcher))]
+    if args.translator:
+        conditions.append(("3 ADA-Net translated", dict(model=args.segmenter, translator=args.translator)))
+    if args.cut:
+        conditions.append(("4 CUT translated (no attention, no FreqNCE)",
+                           dict(model=args.segmenter, translator=args.cut)))
+    rows = []
+    for name, kw in conditions:
+        for frames_name, subset in (("west validation counties", west_val), ("all west", west_all)):
+            scores = score_frames(subset, BANDS, name, **kw).as_dict()
+            rows.append({"frames": frames_name, "n_frames": len(subset), **scores})
+            print(_line(rows[-1]), flush=True)
+    if args.upper:
+        scores = score_frames(west_val, BANDS, "5 trained with west masks (upper bound)", model=args.upper).as_dict()
+        rows.append({"frames": "west validation counties", "n_frames": len(west_val), **scores})
+        print(_line(rows[-1]), flush=True)
+
+    distances = _distances(west_all, east, matcher, args.translator, args.cut)
+    for d in distances:
+        print(f"{d['imagery']:<40} Frechet {d['frechet']:.4f}  band W1 {d['band_wasserstein']:.4f}")
+    record = {"study": "west -> east domain shift", "machine": machine_description(),
+              "command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "seconds": time.time() - started, "rows": rows, "distances_to_east": distances}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2))
+    args.out.with_suffix(".md").write_text(_markdown(rows, distances))
+    print(f"saved {args.out} and {args.out.with_suffix('.md')}")
+
+
+def _distances(west, east, matcher, translator, cut) -> list[dict]:
+    from deadtree.runtime.registry import resolve_model
+    from deadtree.runtime.session import OnnxModel
+
+    east_px = np.concatenate([sample_pixels(stretched(f.image), 5000, i) for i, f in enumerate(east)])
+    variants = {"west, raw": lambda f: stretched(f.image),
+                "west, histogram-matched": lambda f: stretched(matcher(f.image))}
+    for label, name in (("west, ADA-Net translated", translator), ("west, CUT translated", cut)):
+        if name:
+            model = OnnxModel(resolve_model(name, "translator"), "cpu")
+            variants[label] = lambda f, m=model: translate_frame(stretched(f.image), m)
+    out = []
+    for label, make in variants.items():
+        px = np.concatenate([sample_pixels(make(f), 5000, i) for i, f in enumerate(west)])
+        out.append({"imagery": label, "frechet": frechet_distance(px, east_px),
+                    "band_wasserstein": band_wasserstein(px, east_px)})
+    return out
+
+
+def _line(row: dict) -> str:
+    return (f"{row['condition']:<46} {row['frames']:<26} IoU {row['pixel_iou']:.3f}  F1 {row['pixel_f1']:.3f}  "
+            f"object F1 {row['object_f1']:.3f}")
+
+
+def _markdown(rows: list[dict], distances: list[dict]) -> str:
+    lines = ["| condition | frames | pixel IoU | pixel F1 | object P | object R | object F1 |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['condition']} | {r['frames']} ({r['n_frames']}) | {r['pixel_iou']:.3f} | "
+                     f"{r['pixel_f1']:.3f} | {r['object_precision']:.3f} | {r['object_recall']:.3f} | "
+                     f"{r['object_f1']:.3f} |")
+    lines += ["", "| imagery | Fréchet distance to east | mean band Wasserstein-1 to east |", "|---|---|---|"]
+    lines += [f"| {d['imagery']} | {d['frechet']:.4f} | {d['band_wasserstein']:.4f} |" for d in distances]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
