@@ -30,8 +30,8 @@ from deadtree.raster.probability import (
 )
 from deadtree.raster.reader import WindowReader, overview
 from deadtree.raster.scene import Scene, open_scene
-from deadtree.runtime.registry import default_segmenter, resolve_model
-from deadtree.runtime.session import OnnxModel
+from deadtree.runtime.registry import default_segmenter, precision_variant, resolve_model
+from deadtree.runtime.session import OnnxModel, runs_on_gpu
 from deadtree.stages import StageChain
 from deadtree.tiling import StripAccumulator, Tile, blend_window, tile_rows
 from deadtree.vector.geometry import Measurer, clean_outline, pixel_to_crs
@@ -82,6 +82,7 @@ class SegmentOptions:
     overlap: int | None = None
     batch_size: int | None = None  # tiles per model call; default: BATCH_PIXELS worth of tiles
     device: str = "auto"
+    precision: str = "auto"  # auto: the shipped int8 variant on a CPU, fp16 on a GPU, else fp32
     threads: int | None = None  # CPU threads for the model; default: every core this process may use
     grid_offset: int = 0  # shifts the tile grid (pixels); for checking that tiling leaves no trace
     progress: bool = False
@@ -160,6 +161,7 @@ def _segment(scene_path: Path, options: SegmentOptions, outputs: dict[str, Path]
 def _load_models(scene: Scene, options: SegmentOptions):
     available = set(scene.band_index)
     seg_path = resolve_model(options.model, "segmenter") if options.model else default_segmenter(available)
+    seg_path = precision_variant(seg_path, options.precision, on_gpu=runs_on_gpu(options.device))
     segmenter = OnnxModel(seg_path, options.device, options.threads)
     translator = None
     if options.translator:

@@ -231,3 +231,32 @@ def test_block_cache_holds_one_row_of_tiles_and_no_more(tmp_path, width, block, 
         scene.close()
     assert cache / 2**20 == pytest.approx(expected_mb, rel=0.01)
     assert cache <= GDAL_CACHE_BYTES
+
+
+def test_precision_auto_runs_the_int8_variant_on_a_cpu(tmp_path, toy_models):
+    from tests.scenes import toy_model
+    from deadtree.runtime.metadata import METADATA_KEY, read_model_info
+    import onnx
+
+    variant = toy_model(toy_models / "toy-rgbn-int8.onnx", name="toy-rgbn-int8", default=False)
+    model = onnx.load(str(variant))
+    info = read_model_info(variant)
+    info.extra.update(variant_of="toy-rgbn", precision="int8")
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            prop.value = info.to_json()
+    onnx.save(model, str(variant))
+
+    scene = tmp_path / "scene.tif"
+    write_scene(scene)
+    assert run(tmp_path, scene).model == "toy-rgbn-int8"
+    assert run(tmp_path, scene, precision="fp32").model == "toy-rgbn"
+    assert run(tmp_path, scene, precision="int8", model="toy-rgbn").model == "toy-rgbn-int8"
+    # a variant asked for by name is run as it is
+    assert run(tmp_path, scene, model="toy-rgbn-int8", precision="auto").model == "toy-rgbn-int8"
+    with pytest.raises(ModelError, match="no fp16 variant"):
+        run(tmp_path, scene, precision="fp16")
+    with pytest.raises(ModelError, match="unknown precision"):
+        run(tmp_path, scene, precision="int4")
+    # the RGB model has no variant: auto quietly keeps fp32
+    assert run(tmp_path, scene, model="toy-rgb").model == "toy-rgb"

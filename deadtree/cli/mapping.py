@@ -44,6 +44,9 @@ def segment(
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", help="Tiles per model call (default: as many as fit 8 tiles of 256 px)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt. auto takes the fastest present."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto, fp32, int8 or fp16. auto runs the model's shipped int8 variant on a CPU "
+        "and its fp16 variant on a GPU (each checked against fp32 on the validation split), else fp32."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes, only the summary."),
 ) -> None:
     """Find standing dead trees in SCENE and write their outlines as polygons.
@@ -59,7 +62,7 @@ def segment(
         options = SegmentOptions(
             output=output, gpkg=gpkg, probabilities=probabilities, model=model, translator=translator,
             bands=parse_band_list(bands) if bands else None, threshold=threshold, min_area=min_area,
-            tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, progress=not quiet,
+            tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, precision=precision, progress=not quiet,
             qml=qml, preview=preview, preview_bands=preview_bands,
         )
         result = segment_scene(scene, options)

@@ -78,3 +78,26 @@ def default_segmenter(scene_bands: set[str]) -> Path:
         raise ModelError(f"no shipped model can run on this scene's bands ({have}): {needs}. "
                          "If the band order is not tagged in the file, say it with --bands (e.g. --bands R,G,B,NIR)")
     return max(candidates, key=lambda m: len(m.info.bands)).path
+
+
+PRECISIONS = ("auto", "fp32", "int8", "fp16")
+
+
+def precision_variant(model_path: Path, precision: str, on_gpu: bool) -> Path:
+    """The file to run for a model at a precision: the model itself for fp32, else its shipped variant.
+
+    auto means int8 on a CPU and fp16 on a GPU where such a variant is shipped (variants are only written when
+    they match the fp32 model on the validation split: masks at IoU >= 0.98, scores within 0.01), else fp32."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+    info = read_model_info(model_path)
+    if precision == "fp32" or info.extra.get("variant_of"):
+        return Path(model_path)
+    wanted = precision if precision != "auto" else ("fp16" if on_gpu else "int8")
+    for model in list_models():
+        if model.info.name == f"{info.name}-{wanted}" and model.info.extra.get("variant_of") == info.name:
+            return model.path
+    if precision == "auto":
+        return Path(model_path)
+    raise ModelError(f"{info.name} has no {wanted} variant installed; use --precision fp32 or auto "
+                     "(`deadtree export-variants` makes variants)")

@@ -37,6 +37,18 @@ def choose_providers(device: str, available: list[str]) -> list[str]:
     return [wanted] + ([PROVIDERS["cpu"]] if device != "cpu" else [])
 
 
+def runs_on_gpu(device: str) -> bool:
+    """Whether a model opened for `device` will run on a GPU provider (errors for missing ones come later,
+    from OnnxModel, with the full message)."""
+    import onnxruntime as ort
+
+    try:
+        providers = choose_providers(device, ort.get_available_providers())
+    except ModelError:
+        return False
+    return bool(providers) and providers[0] in GPU_PROVIDERS
+
+
 def cpu_threads() -> int:
     """Cores this process may use (respects taskset / container CPU sets, unlike os.cpu_count)."""
     try:
