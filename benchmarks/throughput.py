@@ -1,7 +1,7 @@
 """Benchmark 1: megapixels per second of `segment` on a 4096 x 4096 4-band scene, and the pipeline's overhead
 (I/O, blending, polygons) as a percentage of the time the model itself needs for the same tiles.
 
-    python benchmarks/throughput.py [--side 4096] [--model NAME]
+    python benchmarks/throughput.py [--side 4096] [--model NAME] [--precision auto|fp32|int8]
 """
 from __future__ import annotations
 
@@ -19,16 +19,20 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=4096)
     parser.add_argument("--model", action="append", default=None,
                         help="model name or path; repeat to compare (default: the shipped default)")
+    parser.add_argument("--precision", action="append", default=None,
+                        help="auto (int8 on a CPU where shipped), fp32, int8; repeat to compare (default: auto)")
     parser.add_argument("--batch-size", type=int, default=None)
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     scene = mosaic(Path(tempfile.gettempdir()) / f"deadtree-bench-{args.side}.tif", args.side)
     rows = []
     for name in args.model or [None]:
-        with tempfile.TemporaryDirectory() as tmp:
-            options = SegmentOptions(output=Path(tmp) / "o.geojson", model=name, batch_size=args.batch_size)
-            result = segment_scene(scene, options)
-        rows.append(_row(args.side, result))
+        for precision in args.precision or ["auto"]:
+            with tempfile.TemporaryDirectory() as tmp:
+                options = SegmentOptions(output=Path(tmp) / "o.geojson", model=name, batch_size=args.batch_size,
+                                         precision=precision)
+                result = segment_scene(scene, options)
+            rows.append(_row(args.side, result))
     report("throughput", rows, {"target": "overhead <= 10% of model time; >= 4 MP/s end to end"})
 
 

@@ -86,7 +86,7 @@ def score_frames(frames: Sequence[Frame], bands: Sequence[str], name: str, model
             image = adapt(frame.image) if adapt else frame.image
             scene = write_frame_scene(image, bands, tmp / "frame.tif")
             options = SegmentOptions(output=tmp / "frame.geojson", probabilities=tmp / "prob.tif", model=model,
-                                     translator=translator, bands=tuple(bands))
+                                     translator=translator, bands=tuple(bands), precision="fp32")
             segment_scene(scene, options)
             with rasterio.open(tmp / "prob.tif") as ds:
                 pred = dead_mask(ds.read(1), threshold)

@@ -61,7 +61,7 @@ class OnnxModel:
     """One model: its metadata and a session that runs batches of tiles."""
 
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None,
-                 io_binding: bool | None = None):
+                 io_binding: bool | None = None, spin: bool = False):
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -70,6 +70,10 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spin:
+            # Idle ONNX Runtime threads otherwise spin for a while after each batch, taking the cores that the
+            # read and finish stages of the pipeline need in exactly those moments.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # keep provider probing quiet on machines without a GPU
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
