@@ -51,6 +51,9 @@ def export_command(
     overlap: int = typer.Option(64, "--overlap", help="Tile overlap the pipeline uses with this model."),
     default: bool = typer.Option(False, "--default", help="Make it the default for scenes with its bands."),
     description: str = typer.Option("", "--description", help="One paragraph for the model card."),
+    checkpoint_dir: Optional[Path] = typer.Option(
+        None, "--checkpoint-dir", help="Also keep the weights as NAME-VERSION.pt here (half precision, no "
+        "optimiser state), to warm-start later training with `train segmenter --init-from`."),
 ) -> None:
     """Export a trained segmenter to ONNX with its metadata and write its model card."""
     import shlex
@@ -64,6 +67,11 @@ def export_command(
     path, difference = export_segmenter_with_card(checkpoint, out_dir, name, version, tile, overlap, default,
                                                   description, command)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, parity {difference:.1e}) and its card")
+    if checkpoint_dir:
+        from deadtree.training.export import write_warm_start_checkpoint
+
+        kept = write_warm_start_checkpoint(checkpoint, Path(checkpoint_dir) / f"{name}-{version}.pt")
+        typer.echo(f"wrote {kept} ({kept.stat().st_size / 1e6:.1f} MB) for warm starts")
 
 
 @app.command("export-variants")

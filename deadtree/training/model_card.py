@@ -15,6 +15,8 @@ def segmenter_command(config: dict) -> str:
         f"--lr {config['lr']} --val-every {config['val_every']} --val-fraction {config['val_fraction']} "
         f"--threads {config['threads']} --seed {config['seed']}"
         + (f" --states {','.join(config['states'])}" if config.get("states") else "")
+        + (f" --ema {config['ema_decay']:g}" if "ema_decay" in config else "")
+        + (f" --init-from {config['init_from']}" if config.get("init_from") else "")
         + (f" --max-minutes {config['max_minutes']:g}  # repeat with --resume until finished" if config.get("max_minutes") else "")
     )
 
@@ -61,7 +63,9 @@ def write_segmenter_card(path: Path, info: ModelInfo, checkpoint: dict, split: d
         "```",
         "",
         f"Trained {state['step']} steps ({config['batch_size']} crops of {config['crop']} px each) in {hours:.2f} h on "
-        f"{state.get('machine') or machine_description()}.",
+        f"{state.get('machine') or machine_description()}."
+        + (f" The shipped weights are the exponential moving average of the trained weights (decay "
+           f"{config['ema_decay']:g}), which is also what was validated." if config.get("ema_decay") else ""),
         "",
         "## Validation scores (county-held-out split)",
         "",
