@@ -84,3 +84,15 @@ def test_simplification_removes_staircase_vertices():
     assert simple.is_valid
     burned = rasterize([(simple, 1)], out_shape=mask.shape, transform=Affine.identity(), dtype="uint8") > 0
     assert (burned & mask).sum() / (burned | mask).sum() > 0.97
+
+
+def test_labelled_maxima_match_scipy():
+    from scipy import ndimage
+
+    from deadtree.vector.polygonize import labelled_maxima
+
+    rng = np.random.default_rng(1)
+    values = rng.random((120, 90)).astype(np.float32)
+    labels, n = ndimage.label(values > 0.7)
+    expected = ndimage.maximum(values, labels, np.arange(1, n + 1))
+    np.testing.assert_allclose(labelled_maxima(values, labels, n), expected)
