@@ -216,7 +216,10 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     grid_transform = grid.transform(scene.transform)
     scene_prob = tmp / (outputs["probabilities"].name if "probabilities" in outputs else "probabilities.tif")
     grid_path = tmp / "grid-probabilities.tif" if grid.resampled else scene_prob
-    raster = ProbabilityRaster(grid_path, grid.width, grid.height, scene.crs, grid_transform)
+    # The probability band is only written when asked for, or to be mapped back from a resampled grid: at the
+    # model's own resolution the polygons are traced from the rows as they are finished.
+    keep_band = grid.resampled or "probabilities" in outputs
+    raster = ProbabilityRaster(grid_path, grid.width, grid.height, scene.crs, grid_transform) if keep_band else None
     accumulator = StripAccumulator(grid.height, grid.width, tile)
     weights = blend_window(tile, overlap)
     tiles = [t for row in rows_of_tiles for t in row]
@@ -245,7 +248,8 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
             return
         first_row, values, ok = flushed
         codes = quantise(values * ok) if grid.resampled else quantise(values, ok)
-        raster.write_rows(first_row, codes)
+        if raster is not None:
+            raster.write_rows(first_row, codes)
         if grid.resampled:
             return
         for start in range(0, codes.shape[0], strip_limit):
@@ -277,7 +281,8 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
             else:
                 polygons, area = _vectorise(scene, finished_strips(), options, outputs, tmp, metadata)
     finally:
-        raster.close()
+        if raster is not None:
+            raster.close()
         bar.close()
     timings = {"model": segmenter.seconds + (translator.seconds if translator else 0.0),
                "tiles": time.monotonic() - tiles_started}
