@@ -77,6 +77,8 @@ def bad_inputs(tmp_path):
     cases.append(("missing file", tmp_path / "missing.tif", [], "no such file"))
     cases.append(("bad threshold", good, ["--threshold", "1.5"], "--threshold"))
     cases.append(("cuda without GPU", good, ["--device", "cuda"], "CUDAExecutionProvider"))
+    cases.append(("unknown precision", good, ["--precision", "int4"], "unknown precision 'int4'"))
+    cases.append(("missing variant", good, ["--precision", "fp16"], "no fp16 variant"))
     return cases
 
 
