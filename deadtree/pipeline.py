@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,7 @@ import rasterio
 
 from deadtree import __version__
 from deadtree.errors import InputError, ModelError
+from deadtree.heap import bound_heap_growth
 from deadtree.outputs import check_writable, discard, publish, workspace
 from deadtree.preview import preview_bands, write_preview
 from deadtree.raster.grid import identity_grid, model_grid
@@ -30,6 +32,7 @@ from deadtree.raster.probability import (
 )
 from deadtree.raster.reader import WindowReader, overview
 from deadtree.raster.scene import Scene, open_scene
+from deadtree.runtime.metadata import ModelInfo, read_model_info
 from deadtree.runtime.registry import default_segmenter, precision_variant, resolve_model
 from deadtree.runtime.session import OnnxModel, runs_on_gpu
 from deadtree.stages import StageChain
@@ -53,17 +56,19 @@ GDAL_CACHE_BYTES = 256 * 1024 * 1024
 MIN_TILE_CACHE_BYTES = 16 * 1024 * 1024
 
 
-def tile_cache_bytes(scene: Scene, tile_scene_rows: float) -> int:
-    """GDAL block cache for reading rows of tiles, left to right, top to bottom.
+def tile_cache_bytes(scene: Scene, tile_scene_px: float) -> int:
+    """GDAL block cache for reading tiles left to right, top to bottom: the file blocks under two tiles.
 
-    The blocks a row of tiles shares with the next must survive, in the least-recently-used cache, until the
-    next row reaches them: the cache holds the blocks under one row of tiles plus one more row of blocks.
-    Each block is then decoded about once, and no more is kept: a whole-scene cache would grow with the scene."""
+    Neighbouring tiles in a row share blocks and find them in the cache; a row of tiles shares block rows with
+    the next too, but keeping those would take a cache as wide as the scene, and memory would grow with the
+    scene's width. Decoding those shared block rows a second time costs about 1% of a run (decoding is fast
+    next to the model, and happens in the read stage, beside it)."""
     ds = scene.dataset
-    block_rows = max(h for h, _ in ds.block_shapes)
+    block_rows, block_cols = max(ds.block_shapes)
     itemsize = np.dtype(ds.dtypes[0]).itemsize
-    rows = tile_scene_rows + block_rows
-    needed = int(rows * scene.width * ds.count * itemsize * 1.1)
+    rows = tile_scene_px + block_rows
+    cols = min(scene.width, 2 * tile_scene_px + block_cols)
+    needed = int(rows * cols * ds.count * itemsize * 1.1)
     return int(min(GDAL_CACHE_BYTES, max(MIN_TILE_CACHE_BYTES, needed)))
 
 
@@ -106,6 +111,8 @@ class SegmentResult:
     tiles_skipped: int
     translator: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    tile_size: int = 0
+    overlap: int = 0
 
     def summary(self) -> str:
         return (f"{self.polygons} dead-tree polygons, {self.area_m2 / 10_000:.3f} ha in total, "
@@ -119,6 +126,7 @@ def default_output(scene_path: Path) -> Path:
 def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
                   on_progress: Callable[[float], None] | None = None) -> SegmentResult:
     options = options or SegmentOptions()
+    bound_heap_growth()
     started = time.monotonic()
     scene_path = Path(scene_path)
     output = Path(options.output) if options.output else default_output(scene_path)
@@ -158,24 +166,45 @@ def _segment(scene_path: Path, options: SegmentOptions, outputs: dict[str, Path]
     return result
 
 
-def _load_models(scene: Scene, options: SegmentOptions):
+@dataclass
+class _ModelChoice:
+    segmenter: Path
+    segmenter_info: ModelInfo
+    translator: Path | None = None
+    translator_info: ModelInfo | None = None
+
+    @property
+    def first(self) -> ModelInfo:
+        """The model that reads the scene."""
+        return self.translator_info or self.segmenter_info
+
+
+def _choose_models(scene: Scene, options: SegmentOptions) -> _ModelChoice:
+    """Which files will run, checked against each other and the scene's bands (metadata only: cheap)."""
     available = set(scene.band_index)
     seg_path = resolve_model(options.model, "segmenter") if options.model else default_segmenter(available)
     seg_path = precision_variant(seg_path, options.precision, on_gpu=runs_on_gpu(options.device))
-    segmenter = OnnxModel(seg_path, options.device, options.threads)
-    translator = None
+    choice = _ModelChoice(seg_path, read_model_info(seg_path))
     if options.translator:
-        translator = OnnxModel(resolve_model(options.translator, "translator"), options.device, options.threads)
-        if not set(segmenter.info.bands) <= set(translator.info.bands):
-            raise ModelError(f"translator {translator.info.name} writes {','.join(translator.info.bands)} but "
-                             f"segmenter {segmenter.info.name} reads {','.join(segmenter.info.bands)}")
-    needed = translator.info.bands if translator else segmenter.info.bands
+        choice.translator = resolve_model(options.translator, "translator")
+        choice.translator_info = read_model_info(choice.translator)
+        if not set(choice.segmenter_info.bands) <= set(choice.translator_info.bands):
+            raise ModelError(f"translator {choice.translator_info.name} writes "
+                             f"{','.join(choice.translator_info.bands)} but segmenter "
+                             f"{choice.segmenter_info.name} reads {','.join(choice.segmenter_info.bands)}")
+    needed = choice.first.bands
     missing = [b for b in needed if b not in available]
     if missing:
         have = ",".join(scene.band_index) or "no tagged bands"
-        raise ModelError(f"{scene.path.name} has bands {have}; model {(translator or segmenter).info.name} needs "
+        raise ModelError(f"{scene.path.name} has bands {have}; model {choice.first.name} needs "
                          f"{','.join(needed)} (missing {','.join(missing)}). If the file's tags are wrong, "
                          "give the band order with --bands")
+    return choice
+
+
+def _open_models(choice: _ModelChoice, options: SegmentOptions) -> tuple[OnnxModel, OnnxModel | None]:
+    segmenter = OnnxModel(choice.segmenter, options.device, options.threads)
+    translator = OnnxModel(choice.translator, options.device, options.threads) if choice.translator else None
     return segmenter, translator
 
 
@@ -184,21 +213,25 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
 
     if "preview" in outputs:
         preview_bands(scene, options.preview_bands)  # fail before the model runs, not after
-    segmenter, translator = _load_models(scene, options)
-    first = translator or segmenter
-    read_bands = first.info.bands
-    grid = model_grid(scene.width, scene.height, scene.gsd_m, segmenter.info.gsd_m)
+    choice = _choose_models(scene, options)
+    read_bands = choice.first.bands
+    grid = model_grid(scene.width, scene.height, scene.gsd_m, choice.segmenter_info.gsd_m)
     if grid.resampled:
-        log.info("resampling %.3g x %.3g m pixels to the model's %.3g m", *scene.gsd_m, segmenter.info.gsd_m)
+        log.info("resampling %.3g x %.3g m pixels to the model's %.3g m", *scene.gsd_m, choice.segmenter_info.gsd_m)
 
-    pixels, valid, edge_fill = overview(scene, read_bands)
-    if not valid.any():
-        raise InputError(f"{scene.path.name} holds no valid pixels: everything is nodata, masked or fill")
-    stretch = band_percentiles(pixels, valid, first.info.scaling.get("low_pct", 1.0),
-                               first.info.scaling.get("high_pct", 99.0))
-    # Nodata pixels are shown to the model as the scene's typical value, so a bright or dark collar
-    # cannot bleed into predictions next to it.
-    neutral = stretch.apply(np.median(pixels[:, valid], axis=1)[:, None, None]).ravel()
+    # ONNX Runtime builds its sessions while the scene statistics are read: neither waits for the other.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deadtree-load") as pool:
+        opening = pool.submit(_open_models, choice, options)
+        pixels, valid, edge_fill = overview(scene, read_bands)
+        if not valid.any():
+            raise InputError(f"{scene.path.name} holds no valid pixels: everything is nodata, masked or fill")
+        scaling = choice.first.scaling
+        stretch = band_percentiles(pixels, valid, scaling.get("low_pct", 1.0), scaling.get("high_pct", 99.0))
+        # Nodata pixels are shown to the model as the scene's typical value, so a bright or dark collar
+        # cannot bleed into predictions next to it.
+        neutral = stretch.apply(np.median(pixels[:, valid], axis=1)[:, None, None]).ravel()
+        segmenter, translator = opening.result()
+    first = translator or segmenter
 
     tile = options.tile_size or first.info.tile_size
     overlap = first.info.overlap if options.overlap is None else options.overlap
@@ -232,7 +265,8 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         (on the model grid's own pixels only: a resampled grid is mapped back and vectorised afterwards)."""
         for batch in predicted:
             for work in batch:
-                yield from finish(accumulator.flush_until(work.tile.row))
+                for flushed in accumulator.flush_chunks(work.tile.row, strip_limit):
+                    yield from finish(flushed)
                 if work.probs is not None:
                     accumulator.add(work.tile, work.probs, weights, work.valid)
                 else:
@@ -241,19 +275,16 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
                 bar.update(1)
                 if on_progress:
                     on_progress(0.9 * progress["done"] / n_tiles)
-        yield from finish(accumulator.flush_until(grid.height))
+        for flushed in accumulator.flush_chunks(grid.height, strip_limit):
+            yield from finish(flushed)
 
     def finish(flushed):
-        if flushed is None:
-            return
         first_row, values, ok = flushed
         codes = quantise(values * ok) if grid.resampled else quantise(values, ok)
         if raster is not None:
             raster.write_rows(first_row, codes)
-        if grid.resampled:
-            return
-        for start in range(0, codes.shape[0], strip_limit):
-            yield first_row + start, *strip_layers(codes[start:start + strip_limit], threshold)
+        if not grid.resampled:
+            yield first_row, *strip_layers(codes, threshold)
 
     info = segmenter.info
     metadata = {
@@ -299,7 +330,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     if on_progress:
         on_progress(1.0)
     return SegmentResult(polygons, area, 0.0, outputs, info.name, info.version, segmenter.provider, n_tiles,
-                         skipped, translator.info.name if translator else None, timings)
+                         skipped, translator.info.name if translator else None, timings, tile, overlap)
 
 
 @dataclass

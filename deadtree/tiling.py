@@ -95,16 +95,30 @@ class StripAccumulator:
 
     def flush_until(self, row: int):
         """Hand out rows [top, row) as (first row, blended values, valid); they receive no more tiles."""
+        chunks = list(self.flush_chunks(row))
+        if not chunks:
+            return None
+        if len(chunks) == 1:
+            return chunks[0]
+        return chunks[0][0], np.concatenate([c[1] for c in chunks]), np.concatenate([c[2] for c in chunks])
+
+    def flush_chunks(self, row: int, max_rows: int | None = None):
+        """Like flush_until, in chunks of at most `max_rows` rows, so that what is handed out at a time is
+        bounded by a pixel budget rather than by the tile height times the scene width. Consume it fully: the
+        buffer moves on once the last chunk has been taken."""
         row = min(max(row, self.top), self.height)
         n = row - self.top
         if n <= 0:
-            return None
-        values = np.divide(self.sum[:n], self.weight[:n], out=np.zeros_like(self.sum[:n]), where=self.weight[:n] > 0)
-        valid = self.valid[:n].copy()
-        first = self.top
+            return
+        step = max_rows or n
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            weight = self.weight[start:stop]
+            values = np.zeros_like(weight)
+            np.divide(self.sum[start:stop], weight, out=values, where=weight > 0)
+            yield self.top + start, values, self.valid[start:stop].copy()
         for buf in (self.sum, self.weight, self.valid):
             if n < self.tile:
                 buf[:-n] = buf[n:].copy()
             buf[-n:] = 0
         self.top = row
-        return first, values, valid

@@ -214,23 +214,26 @@ def test_io_binding_gives_the_same_probabilities(tmp_path, toy_models):
     assert bound.seconds > 0
 
 
-@pytest.mark.parametrize("width,block,expected_mb", [(5000, 512, 21.48), (20000, 512, 85.94), (300, 16, 16.0)])
-def test_block_cache_holds_one_row_of_tiles_and_no_more(tmp_path, width, block, expected_mb):
-    from deadtree.pipeline import GDAL_CACHE_BYTES, tile_cache_bytes
+def test_block_cache_holds_two_tiles_whatever_the_scene_width(tmp_path):
+    from deadtree.pipeline import GDAL_CACHE_BYTES, MIN_TILE_CACHE_BYTES, tile_cache_bytes
     from deadtree.raster.scene import open_scene
 
-    scene_path = tmp_path / "wide.tif"
-    with rasterio.open(scene_path, "w", driver="GTiff", width=width, height=64, count=4, dtype="uint8",
-                       crs="EPSG:32633", transform=Affine(0.6, 0, 0, 0, -0.6, 0), tiled=block > 16,
-                       blockxsize=max(block, 16), blockysize=max(block, 16)) as ds:
-        pass
-    scene = open_scene(scene_path)
-    try:
-        cache = tile_cache_bytes(scene, 512)
-    finally:
-        scene.close()
-    assert cache / 2**20 == pytest.approx(expected_mb, rel=0.01)
-    assert cache <= GDAL_CACHE_BYTES
+    caches = {}
+    for width in (5000, 20000):
+        path = tmp_path / f"wide{width}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=width, height=64, count=4, dtype="uint8",
+                           crs="EPSG:32633", transform=Affine(0.6, 0, 0, 0, -0.6, 0), tiled=True,
+                           blockxsize=512, blockysize=512):
+            pass
+        scene = open_scene(path)
+        try:
+            caches[width] = {tile: tile_cache_bytes(scene, tile) for tile in (512, 1024, 2048)}
+        finally:
+            scene.close()
+    assert caches[5000] == caches[20000]  # memory does not grow with the scene's width
+    assert caches[5000][512] == MIN_TILE_CACHE_BYTES
+    # two 2048 px tiles side by side plus a block: (2048 + 512) x (2 * 2048 + 512) x 4 bands, with 10% slack
+    assert caches[5000][2048] == int(2560 * 4608 * 4 * 1.1) <= GDAL_CACHE_BYTES
 
 
 def test_precision_auto_runs_the_int8_variant_on_a_cpu(tmp_path, toy_models):
@@ -260,3 +263,13 @@ def test_precision_auto_runs_the_int8_variant_on_a_cpu(tmp_path, toy_models):
         run(tmp_path, scene, precision="int4")
     # the RGB model has no variant: auto quietly keeps fp32
     assert run(tmp_path, scene, model="toy-rgb").model == "toy-rgb"
+
+
+def test_heap_settings_apply_once_on_glibc():
+    import platform
+
+    from deadtree.heap import bound_heap_growth
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert bound_heap_growth() is True and bound_heap_growth() is True

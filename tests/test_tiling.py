@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deadtree.tiling import StripAccumulator, axis_starts, blend_window, tile_rows
+from deadtree.tiling import StripAccumulator, Tile, axis_starts, blend_window, tile_rows
 
 
 @pytest.mark.parametrize("length", [1, 63, 64, 65, 100, 257, 1000])
@@ -65,3 +65,19 @@ def test_accumulator_reproduces_a_constant_field_exactly():
 def test_accumulator_memory_is_one_tile_high():
     acc = StripAccumulator(100_000, 500, 64)
     assert acc.sum.shape == (64, 500)
+
+
+def test_chunked_flush_hands_out_the_same_rows_within_a_budget():
+    tile, width = 32, 50
+    whole, chunked = StripAccumulator(100, width, tile), StripAccumulator(100, width, tile)
+    weights = np.ones((tile, tile), dtype=np.float32)
+    probs = np.random.default_rng(0).random((tile, tile)).astype(np.float32)
+    for acc in (whole, chunked):
+        acc.add(Tile(0, 0, tile), probs, weights, np.ones((tile, tile), bool))
+    first, values, valid = whole.flush_until(24)
+    chunks = list(chunked.flush_chunks(24, max_rows=10))
+    assert [c[0] for c in chunks] == [0, 10, 20] and [len(c[1]) for c in chunks] == [10, 10, 4]
+    np.testing.assert_array_equal(np.concatenate([c[1] for c in chunks]), values)
+    np.testing.assert_array_equal(np.concatenate([c[2] for c in chunks]), valid)
+    assert whole.top == chunked.top == 24
+    np.testing.assert_array_equal(whole.sum, chunked.sum)
