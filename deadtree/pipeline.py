@@ -388,12 +388,12 @@ class _TilePredictor:
             self.to_segmenter = [translator.info.bands.index(b) for b in segmenter.info.bands]
 
     def predict(self, batch: list[_TileWork]) -> list[_TileWork]:
-        """Fill in the probabilities of the batch's tiles that have valid pixels."""
+        """Fill in the probabilities of the batch's tiles that have valid pixels (at most `batch_size` of them:
+        _read_batches cuts the batches to that)."""
         work = [w for w in batch if w.scaled is not None]
-        for start in range(0, len(work), self.batch_size):
-            chunk = work[start:start + self.batch_size]
-            probs = self._run(np.stack([w.scaled for w in chunk]))[:, 0]
-            for w, p in zip(chunk, probs):
+        if work:
+            probs = self._run(np.stack([w.scaled for w in work]))[:, 0]
+            for w, p in zip(work, probs):
                 w.probs, w.scaled = p, None
         return batch
 

@@ -95,12 +95,8 @@ class StripAccumulator:
 
     def flush_until(self, row: int):
         """Hand out rows [top, row) as (first row, blended values, valid); they receive no more tiles."""
-        chunks = list(self.flush_chunks(row))
-        if not chunks:
-            return None
-        if len(chunks) == 1:
-            return chunks[0]
-        return chunks[0][0], np.concatenate([c[1] for c in chunks]), np.concatenate([c[2] for c in chunks])
+        chunks = list(self.flush_chunks(row))  # one chunk, or none; taking it all moves the buffer on
+        return chunks[0] if chunks else None
 
     def flush_chunks(self, row: int, max_rows: int | None = None):
         """Like flush_until, in chunks of at most `max_rows` rows, so that what is handed out at a time is

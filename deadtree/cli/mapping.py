@@ -62,8 +62,8 @@ def segment(
         options = SegmentOptions(
             output=output, gpkg=gpkg, probabilities=probabilities, model=model, translator=translator,
             bands=parse_band_list(bands) if bands else None, threshold=threshold, min_area=min_area,
-            tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, precision=precision, progress=not quiet,
-            qml=qml, preview=preview, preview_bands=preview_bands,
+            tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, precision=precision,
+            progress=not quiet, qml=qml, preview=preview, preview_bands=preview_bands,
         )
         result = segment_scene(scene, options)
     except DeadtreeError as exc:

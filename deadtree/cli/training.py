@@ -18,7 +18,7 @@ def train_segmenter_command(
     steps: int = typer.Option(3000, help="Optimiser steps in the whole schedule (a resumed run continues it)."),
     batch_size: int = typer.Option(8, help="Crops per step."),
     crop: int = typer.Option(256, help="Crop size in pixels."),
-    lr: float = typer.Option(1e-3, help="Peak learning rate of the one-cycle schedule."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate: reached after a 5% warm-up, then a cosine decay to 1% of it."),
     ema: float = typer.Option(0.998, help="Decay of the weight average that is validated and shipped (0 = off)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Warm start from the weights of an "
                                              "earlier checkpoint (same architecture and bands), new schedule."),
