@@ -166,3 +166,48 @@ def test_learning_rate_warms_up_then_decays_to_its_floor():
     assert factors[-1] == pytest.approx(0.01)
     # a schedule lengthened on resume keeps the step's place and just decays more slowly
     assert warmup_cosine(500, 2000) > warmup_cosine(500, 1000)
+
+
+def test_step_budget_sets_the_schedule_from_the_measured_step_time():
+    from deadtree.training.time_budget import StepBudget
+
+    now = [0.0]
+    budget = StepBudget(minutes=10, probe_start=10, probe_steps=40, reserve=0.1, clock=lambda: now[0])
+    fitted = None
+    for step in range(1, 51):
+        now[0] += 0.5  # half a second a step
+        fitted = budget.fitted_total(step) or fitted
+        if step < 50:
+            assert fitted is None
+    # 600 s * 0.9 = 540 s in all; 25 s gone, 515 s left at 0.5 s a step
+    assert fitted == 50 + 1030
+    assert budget.fitted_total(51) is None  # fitted once
+
+
+def test_worker_batches_differ_between_workers_and_match_the_sampler(tmp_path):
+    from deadtree.training.sampling import CropBatches
+
+    frames = load_frames(write_kaggle_layout(tmp_path / "data"), ("R", "G", "B"))
+    stream = CropBatches(frames, crop=32, positive_fraction=0.5, batch_size=3, seed=[0, 0])
+    images, masks = next(iter(stream))
+    assert images.shape == (3, 3, 32, 32) and masks.shape == (3, 1, 32, 32)
+    assert images.dtype == torch.float32 and bool(torch.isfinite(images).all())
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
+    batches = iter(loader)
+    first, second = next(batches)[0], next(batches)[0]  # one from each worker
+    assert not torch.equal(first, second)
+
+
+def test_fitted_run_sets_its_steps_and_records_them(tmp_path):
+    data = write_kaggle_layout(tmp_path / "data")
+    config = SegmenterConfig(data=str(data), out_dir=str(tmp_path / "run"), arch="unet-r18-d4", crop=32,
+                             batch_size=2, steps=100000, lr=3e-3, val_every=0, threads=1, fit_minutes=0.05,
+                             workers=1)
+    summary = train_segmenter(config)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert 50 < ckpt["config"]["steps"] < 100000  # the budget, not the asked-for length, set the schedule
+    assert summary["step"] <= ckpt["config"]["steps"]
+    assert ckpt["config"]["workers"] == 1 and "GPU" not in ckpt["state"]["machine"]
+    from deadtree.training.model_card import segmenter_command
+
+    assert f"--steps {ckpt['config']['steps']}" in segmenter_command(ckpt["config"])

@@ -271,3 +271,27 @@ def test_identity_translator_leaves_the_segmentation_unchanged(tmp_path):
     wrong = export_identity_translator(tmp_path / "wrong-range.onnx", output_range=(0.0, 1.0))
     _, q_wrong = probabilities(tmp_path, scene, probe, wrong, "probe_wrong")
     assert np.abs(q_plain - q_wrong).max() > 0.2
+
+
+def test_budget_fitted_run_sets_its_epochs_and_still_decays(tmp_path):
+    root = write_kaggle_layout(tmp_path / "data")
+    config = config_from_preset("cpu", source=str(root), target=str(root), source_filter=("wa",),
+                                target_filter=("ar", "mo"), steps_per_epoch=4, epochs=1000, decay_epochs=500,
+                                out_dir=str(tmp_path / "fit"), fit_minutes=0.1, **TINY)
+    summary = train_translator(config)
+    ckpt = torch.load(tmp_path / "fit" / "last.pt", weights_only=False)
+    epochs, decay = ckpt["config"]["epochs"], ckpt["config"]["decay_epochs"]
+    assert epochs < 1000 and decay == max(1, round(epochs / 2))  # the asked-for share of decay is kept
+    assert summary["total_steps"] == epochs * 4
+    if summary["finished"]:
+        assert summary["final_lr"] < 2e-4  # the decay happened inside the budget
+
+    # the slim copy keeps what export needs, in half precision
+    from deadtree.training.slim import write_slim_checkpoint
+
+    slim = write_slim_checkpoint(tmp_path / "fit" / "last.pt", tmp_path / "slim.pt")
+    kept = torch.load(slim, weights_only=False)
+    assert set(kept) == {"generator", "config", "state", "data", "scaling"}
+    assert all(v.dtype == torch.float16 for v in kept["generator"].values() if v.is_floating_point())
+    info, difference, _ = export_translator_checkpoint(slim, tmp_path / "s.onnx", "s", "0.1", tile=64)
+    assert difference <= 1e-4

@@ -22,13 +22,18 @@ def train_segmenter_command(
     ema: float = typer.Option(0.998, help="Decay of the weight average that is validated and shipped (0 = off)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Warm start from the weights of an "
                                              "earlier checkpoint (same architecture and bands), new schedule."),
-    val_every: int = typer.Option(200, help="Validate and checkpoint every N steps."),
+    val_every: int = typer.Option(200, help="Validate and checkpoint every N steps (0 = eight times over the schedule)."),
     val_fraction: float = typer.Option(0.2, help="Share of each state's frames held out, by whole counties."),
     threads: int = typer.Option(0, help="CPU threads for torch (0 = torch's default)."),
     max_minutes: float = typer.Option(0.0, help="Stop resumably after this many minutes (0 = run to the end)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT_DIR/last.pt."),
     seed: int = typer.Option(0, help="Random seed."),
     states: str = typer.Option("", "--states", help="Only frames of these states, e.g. AR,MO,TX (domain studies)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (bfloat16 forward pass on cuda)."),
+    workers: int = typer.Option(0, "--workers", help="Processes that cut and augment crops (0 = in the loop; "
+                                "use a few on a GPU so that it never waits)."),
+    fit_minutes: float = typer.Option(0.0, "--fit-minutes", help="Time the first steps, then set --steps so the "
+                                      "whole schedule fits in this many minutes (0 = off)."),
 ) -> None:
     """Train a dead-tree segmenter from scratch, validating on counties it never sees."""
     from deadtree.bands import parse_band_list
@@ -40,7 +45,8 @@ def train_segmenter_command(
             batch_size=batch_size, steps=steps, lr=lr, val_every=val_every, val_fraction=val_fraction,
             threads=threads, max_minutes=max_minutes, seed=seed, ema_decay=ema,
             init_from=str(init_from) if init_from else "",
-            states=[x.strip() for x in states.split(",") if x.strip()],
+            states=[x.strip() for x in states.split(",") if x.strip()], device=device, workers=workers,
+            fit_minutes=fit_minutes,
         )
         summary = train_segmenter(config, resume=resume)
     except DeadtreeError as exc:
@@ -81,6 +87,8 @@ def train_translator_command(
     lr: Optional[float] = typer.Option(None, "--lr", help="Adam learning rate (betas 0.5, 0.999)."),
     gsd: Optional[float] = typer.Option(None, "--gsd", help="Ground resolution GeoTIFF inputs are read at (m)."),
     max_minutes: float = typer.Option(0.0, "--max-minutes", help="Stop resumably after this many minutes."),
+    fit_minutes: float = typer.Option(0.0, "--fit-minutes", help="Time the first steps, then set --epochs so "
+                                      "the whole schedule, decay included, fits in this many minutes (0 = off)."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for torch (0 = torch's default)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
@@ -98,6 +106,7 @@ def train_translator_command(
             patch=patch, batch_size=batch_size, attention=attention, freq_nce=freq_nce,
             tiled_discriminator=tiled_discriminator, disc_channels=disc_channels, epochs=epochs,
             decay_epochs=decay_epochs, steps_per_epoch=steps_per_epoch, lr=lr, gsd_m=gsd, max_minutes=max_minutes,
+            fit_minutes=fit_minutes,
             threads=threads, device=device, seed=seed,
         )
         summary = train_translator(settings, resume=resume)

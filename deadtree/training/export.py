@@ -110,16 +110,7 @@ def export_segmenter_with_card(checkpoint: Path, out_dir: Path, name: str, versi
 def write_warm_start_checkpoint(checkpoint: Path, path: Path) -> Path:
     """The weights of a training checkpoint in half precision, with its configuration, split and history but
     no optimiser state: a quarter of the size, enough for `train segmenter --init-from` (which starts a new
-    schedule anyway)."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    slim = {
-        "model": {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()},
-        "config": ckpt["config"], "split": ckpt.get("split"), "scaling": ckpt.get("scaling"),
-        "state": {k: ckpt["state"].get(k) for k in ("step", "history", "best", "train_seconds", "machine")},
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(slim, tmp)
-    tmp.replace(path)
-    return path
+    schedule anyway) and for `export`."""
+    from deadtree.training.slim import write_slim_checkpoint
+
+    return write_slim_checkpoint(checkpoint, path)

@@ -17,6 +17,8 @@ def segmenter_command(config: dict) -> str:
         + (f" --states {','.join(config['states'])}" if config.get("states") else "")
         + (f" --ema {config['ema_decay']:g}" if "ema_decay" in config else "")
         + (f" --init-from {config['init_from']}" if config.get("init_from") else "")
+        + (f" --device {config['device']}" if config.get("device", "auto") != "auto" else "")
+        + (f" --workers {config['workers']}" if config.get("workers") else "")
         + (f" --max-minutes {config['max_minutes']:g}  # repeat with --resume until finished" if config.get("max_minutes") else "")
     )
 

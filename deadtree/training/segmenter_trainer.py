@@ -19,7 +19,9 @@ from deadtree.training.augment import training_augmentation
 from deadtree.training.curves import plot_history
 from deadtree.training.frames import Frame, frame_input, load_frames, name_selected, parse_prefixes
 from deadtree.training.losses import segmentation_loss
-from deadtree.training.sampling import CropSampler
+from deadtree.training.devices import training_device, training_machine
+from deadtree.training.sampling import CropBatches, CropSampler
+from deadtree.training.time_budget import StepBudget
 from deadtree.training.split import split_groups
 
 THRESHOLDS = tuple(np.round(np.arange(0.2, 0.96, 0.05), 2))
@@ -37,7 +39,7 @@ class SegmenterConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     positive_fraction: float = 0.6
-    val_every: int = 200
+    val_every: int = 200  # 0 = eight validations over the schedule
     val_fraction: float = 0.2
     split_seed: int = 0
     seed: int = 0
@@ -47,6 +49,9 @@ class SegmenterConfig:
     states: list[str] = field(default_factory=list)  # use only frames of these states, e.g. east: ar, mo, tx
     ema_decay: float = 0.998  # validate and ship an exponential moving average of the weights; 0 = off
     init_from: str = ""  # warm start: weights of an earlier checkpoint of the same architecture and bands
+    device: str = "auto"  # auto, cpu or cuda; on cuda the forward pass runs in bfloat16
+    workers: int = 0  # processes that cut and augment crops; 0 = in the training loop
+    fit_minutes: float = 0.0  # set --steps from the measured step time to fill this budget; 0 = off
 
 
 def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
@@ -55,6 +60,7 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    device = training_device(config.device)
 
     frames = load_frames(config.data, tuple(config.bands))
     if config.states:
@@ -75,19 +81,17 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     }
     (out / "split.json").write_text(json.dumps(split, indent=2))
 
-    model = build_segmenter(config.arch, len(config.bands)).to(memory_format=torch.channels_last)
+    model = build_segmenter(config.arch, len(config.bands)).to(device, memory_format=torch.channels_last)
     if config.init_from and not (resume and (out / "last.pt").exists()):
         _warm_start(model, Path(config.init_from), config)
     ema = WeightAverage(model, config.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     # Read from config.steps at every step, so that a resumed run may lengthen or shorten its schedule.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, config.steps))
-    from deadtree.machine import machine_description
-
-    state = {"step": 0, "history": [], "best": None, "train_seconds": 0.0, "machine": machine_description()}
+    state = {"step": 0, "history": [], "best": None, "train_seconds": 0.0, "machine": training_machine(device)}
     last_path = out / "last.pt"
     if resume and last_path.exists():
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(last_path, map_location=device, weights_only=False)
         model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
         ema.load_averaged(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -101,17 +105,24 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     if np_state is not None:
         sampler.rng.bit_generator.state = np_state
 
+    next_batch = _batch_source(config, train_frames, sampler, state["step"], device)
     started = time.monotonic()
     run_seconds_at_start = state["train_seconds"]
+    steps_at_start = state["step"]
+    budget = StepBudget(config.fit_minutes) if config.fit_minutes else None
+    # A budget-fitted run also stops at 110% of its budget, in case the machine slows down after the probe.
+    max_minutes = config.max_minutes or config.fit_minutes * 1.1
     losses: list[float] = []
     bar = tqdm(total=config.steps, initial=state["step"], desc=f"train {config.arch}", unit="step", dynamic_ncols=True)
     model.train()
     stopped_early = False
     while state["step"] < config.steps:
-        images, masks = sampler.sample(config.batch_size)
-        x = torch.from_numpy(images).to(memory_format=torch.channels_last)
-        y = torch.from_numpy(masks)
-        loss = segmentation_loss(model(x), y)
+        x, y = next_batch()
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        y = y.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x)
+        loss = segmentation_loss(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -122,8 +133,13 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
         elapsed = time.monotonic() - started
-        out_of_time = config.max_minutes and elapsed > config.max_minutes * 60
-        if state["step"] % config.val_every == 0 or state["step"] == config.steps or out_of_time:
+        fitted = budget.fitted_total(state["step"] - steps_at_start) if budget else None
+        if fitted:
+            config.steps = bar.total = steps_at_start + fitted
+            tqdm.write(f"fitted to {config.fit_minutes:g} minutes: {config.steps} steps")
+        out_of_time = max_minutes and elapsed > max_minutes * 60
+        val_every = config.val_every or max(1, config.steps // 8)
+        if state["step"] % val_every == 0 or state["step"] == config.steps or out_of_time:
             state["train_seconds"] = run_seconds_at_start + elapsed
             record = {"step": state["step"], "train_loss": float(np.mean(losses)) if losses else math.nan}
             record.update(evaluate(ema.model, val_frames, flips=config.flips_at_validation))
@@ -156,6 +172,19 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _batch_source(config: SegmenterConfig, frames: list[Frame], sampler: CropSampler, step: int, device):
+    """A function that returns the next (images, masks) batch as CPU tensors."""
+    if not config.workers:
+        return lambda: tuple(torch.from_numpy(a) for a in sampler.sample(config.batch_size))
+    from torch.utils.data import DataLoader
+
+    # Worker streams are seeded from the step, so a resumed run draws new crops instead of repeating old ones.
+    stream = CropBatches(frames, config.crop, config.positive_fraction, config.batch_size, [config.seed, step])
+    batches = iter(DataLoader(stream, batch_size=None, num_workers=config.workers,
+                              pin_memory=device.type == "cuda", prefetch_factor=2))
+    return lambda: next(batches)
 
 
 def warmup_cosine(step: int, total: int, warmup: float = 0.05, start: float = 0.1, end: float = 0.01) -> float:
@@ -242,8 +271,9 @@ def _save(path: Path, ema: WeightAverage, optimizer, scheduler, state, sampler: 
 def frame_probabilities(model, frame: Frame, flips: bool = False) -> np.ndarray:
     model.eval()
     rows, cols = frame.mask.shape
-    x = torch.from_numpy(frame_input(frame)).to(memory_format=torch.channels_last)
-    return predict_probabilities(model, x, flips=flips)[0, 0, :rows, :cols].numpy()
+    device = next(model.parameters()).device
+    x = torch.from_numpy(frame_input(frame)).to(device).contiguous(memory_format=torch.channels_last)
+    return predict_probabilities(model, x, flips=flips)[0, 0, :rows, :cols].float().cpu().numpy()
 
 
 def evaluate(model, frames: list[Frame], flips: bool = False, threshold: float | None = None) -> dict:

@@ -65,6 +65,8 @@ def translator_command(config: dict) -> str:
         parts += [f"--{option.replace('_', '-').replace('gsd-m', 'gsd')}", str(config[option])]
     parts.append("--attention" if config["attention"] else "--no-attention")
     parts.append("--freq-nce" if config["freq_nce"] else "--no-freq-nce")
+    if config.get("device", "auto") != "auto":
+        parts += ["--device", config["device"]]
     command = " ".join(shlex.quote(p) for p in parts)
     if config.get("max_minutes"):
         command += f" --max-minutes {config['max_minutes']:g}  # repeat with --resume until finished"

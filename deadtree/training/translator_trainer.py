@@ -8,11 +8,10 @@ resumably mid-epoch, so long CPU trainings can be run in slices.
 """
 from __future__ import annotations
 
-import functools
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +20,13 @@ from tqdm import tqdm
 
 from deadtree.errors import InputError
 from deadtree.nets.adanet import ResidualDiscriminator, ResnetAttentionGenerator
+from deadtree.training.devices import training_device, training_machine
+from deadtree.training.time_budget import StepBudget
 from deadtree.training.nce import FreqNCE, PatchSampleMLP, translator_step
 from deadtree.training.translator_data import DomainSampler, open_domain
 from deadtree.training.translator_report import LOSS_KEYS, plot_translator_history, save_sample_grid
 
+SAVE_EVERY_S = 120.0
 ADAM_BETAS = (0.5, 0.999)  # the usual GAN setting: a short first-moment memory keeps up with a moving opponent
 
 
@@ -55,6 +57,7 @@ class TranslatorConfig:
     decay_epochs: int = 10  # the last N epochs decay the learning rate linearly to 0
     steps_per_epoch: int = 250  # 0 = one pass over the source's patches at stride patch / 2, as the reference
     max_minutes: float = 0.0  # stop (resumably) after this much wall time in this run; 0 = no limit
+    fit_minutes: float = 0.0  # set the number of epochs from the measured step time to fill this budget; 0 = off
     augment: bool = True
     samples: int = 4  # rows in the per-epoch sample grid
     seed: int = 0
@@ -116,14 +119,6 @@ def _check_config(config: TranslatorConfig) -> None:
         raise InputError("--decay-epochs must lie between 0 and --epochs")
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but torch sees no CUDA GPU")
-    return torch.device(name)
-
-
 @dataclass
 class TranslatorNets:
     generator: ResnetAttentionGenerator
@@ -158,7 +153,7 @@ def train_translator(config: TranslatorConfig, resume: bool = False) -> dict:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    device = _device(config.device)
+    device = training_device(config.device)
 
     source = open_domain(config.source, config.bands, config.patch, config.gsd_m, config.source_filter)
     try:
@@ -174,8 +169,6 @@ def train_translator(config: TranslatorConfig, resume: bool = False) -> dict:
 
 
 def _train(config: TranslatorConfig, resume: bool, out: Path, device: torch.device, source, target) -> dict:
-    from deadtree.machine import machine_description
-
     data = {"source": source.describe(), "target": target.describe(),
             "split": "unsupervised: masks are never read, so no held-out split is needed for the translator"}
     (out / "data.json").write_text(json.dumps(data, indent=2))
@@ -192,7 +185,7 @@ def _train(config: TranslatorConfig, resume: bool, out: Path, device: torch.devi
     steps_per_epoch = config.steps_per_epoch or max(1, math.ceil(source.epoch_patches / config.batch_size))
     state = {"step": 0, "steps_per_epoch": steps_per_epoch, "history": [], "train_seconds": 0.0,
              "step_seconds": 0.0, "step_cpu_seconds": 0.0, "epoch_sums": {}, "epoch_steps": 0,
-             "machine": machine_description(), "device": str(device)}
+             "machine": training_machine(device), "device": str(device)}
     last_path = out / "last.pt"
     checkpoint = None
     if resume and last_path.exists():
@@ -201,8 +194,13 @@ def _train(config: TranslatorConfig, resume: bool, out: Path, device: torch.devi
         state = checkpoint["state"]
         steps_per_epoch = state["steps_per_epoch"]  # an epoch keeps its length across resumes
 
-    total_steps = config.epochs * steps_per_epoch
-    schedule = functools.partial(lr_factor, total_steps=total_steps, decay_steps=config.decay_epochs * steps_per_epoch)
+    # The schedule reads `plan` at every step, so that fitting the run to a time budget can change its length.
+    plan = {"total": config.epochs * steps_per_epoch, "decay": config.decay_epochs * steps_per_epoch}
+    total_steps = plan["total"]
+
+    def schedule(step: int) -> float:
+        return lr_factor(step, plan["total"], plan["decay"])
+
     scheduler_g = torch.optim.lr_scheduler.LambdaLR(optimizer_g, schedule)
     scheduler_d = torch.optim.lr_scheduler.LambdaLR(optimizer_d, schedule)
 
@@ -258,6 +256,10 @@ def _train(config: TranslatorConfig, resume: bool, out: Path, device: torch.devi
     bar = tqdm(total=total_steps, initial=state["step"], desc="train translator", unit="step", dynamic_ncols=True)
     recent: dict[str, list[float]] = {k: [] for k in LOSS_KEYS}
     stopped_early = False
+    budget = StepBudget(config.fit_minutes) if config.fit_minutes else None
+    # A budget-fitted run also stops at 110% of its budget, in case the machine slows down after the probe.
+    max_minutes = config.max_minutes or config.fit_minutes * 1.1
+    last_saved = time.monotonic()
     for module in (nets.generator, nets.discriminator, nets.heads, nets.freq_nce):
         if module is not None:
             module.train()
@@ -286,12 +288,23 @@ def _train(config: TranslatorConfig, resume: bool, out: Path, device: torch.devi
                             nce_y=f"{np.mean(recent['nce_identity']):.2f}", lr=f"{lr:.1e}")
             elapsed = time.monotonic() - started
             state["train_seconds"] = seconds_at_start + elapsed
-            out_of_time = bool(config.max_minutes) and elapsed > config.max_minutes * 60
-            if state["step"] % steps_per_epoch == 0:
+            fitted = budget.fitted_total(state["step"] - steps_at_start) if budget else None
+            if fitted:
+                config = _fit_epochs(config, steps_at_start + fitted, steps_per_epoch, state["step"])
+                plan.update(total=config.epochs * steps_per_epoch, decay=config.decay_epochs * steps_per_epoch)
+                total_steps = bar.total = plan["total"]
+                tqdm.write(f"fitted to {config.fit_minutes:g} minutes: {config.epochs} epochs of {steps_per_epoch} "
+                           f"steps, the last {config.decay_epochs} decaying")
+            out_of_time = bool(max_minutes) and elapsed > max_minutes * 60
+            epoch_end = state["step"] % steps_per_epoch == 0
+            if epoch_end:
                 end_epoch(lr)
+            # The paper-sized nets and their Adam moments weigh ~0.5 GB: writing them after every short GPU
+            # epoch would cost more than the epoch, so epoch ends save at most every SAVE_EVERY_S seconds.
+            if (out_of_time or state["step"] == total_steps
+                    or (epoch_end and time.monotonic() - last_saved >= SAVE_EVERY_S)):
                 save()
-            elif out_of_time or state["step"] == total_steps:
-                save()
+                last_saved = time.monotonic()
             if out_of_time and state["step"] < total_steps:
                 stopped_early = True
                 break
@@ -317,6 +330,13 @@ def _train(config: TranslatorConfig, resume: bool, out: Path, device: torch.devi
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _fit_epochs(config: TranslatorConfig, total_steps: int, steps_per_epoch: int, step: int) -> TranslatorConfig:
+    """The config with as many epochs as fit in `total_steps`, decaying over the same share of them as asked."""
+    epochs = max(step // steps_per_epoch + 1, round(total_steps / steps_per_epoch))
+    decay = min(epochs, max(1, round(epochs * config.decay_epochs / max(1, config.epochs))))
+    return replace(config, epochs=epochs, decay_epochs=decay)
 
 
 @torch.no_grad()

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Training and GPU checks on a lent GPU machine (the `device` tool), from the repository root there.
+#
+#   gpu_session.sh unpack TAR...  unpack frame chunks (scripts/device/pack_frames.py) into /tmp/usa_deadtree
+#   gpu_session.sh smoke          a few steps of each trainer and the GPU benchmark on what is unpacked
+#   gpu_session.sh train          the segmenters and translators side by side on one GPU, each fitted to
+#                                 FIT_MINUTES (default 5.75), then slim checkpoints, logs and GPU figures to $OUT
+#
+# The machine has torch and CUDA but no registry: the wheels deadtree needs for training travel in .whl/.
+set -u
+DATA=../shared/data/usa_deadtree   # the path the model cards show, as on a developer's checkout
+RUNS=runs/gpu
+OUT=${OUT:-/tmp/out}
+DEVICE=${DEVICE:-cuda}
+FIT=${FIT_MINUTES:-5.75}
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+mkdir -p "$OUT" "$RUNS"
+
+site() {
+  python3 -c "import segmentation_models_pytorch, albumentations" 2>/dev/null && return
+  if [ ! -d /tmp/site/segmentation_models_pytorch ] && [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 3
+  fi
+  [ -d /tmp/site ] && export PYTHONPATH=/tmp/site:$PWD || export PYTHONPATH=$PWD
+}
+
+unpack() {
+  mkdir -p /tmp/usa_deadtree ../shared/data
+  [ -e "$DATA" ] || ln -s /tmp/usa_deadtree "$DATA"
+  for tar in "$@"; do tar -xf "$tar" -C /tmp/usa_deadtree || exit 4; done
+  echo "frames unpacked: $(ls /tmp/usa_deadtree/masks | wc -l)"
+}
+
+segmenter() {  # NAME ARGS...: one segmenter run, log in $RUNS/NAME.log
+  local name=$1; shift
+  python3 -m deadtree.cli train segmenter "$DATA" --out-dir "$RUNS/$name" --device "$DEVICE" --threads 2 "$@" \
+    > "$RUNS/$name.log" 2>&1
+  echo "$name: exit $? $(tail -c 200 "$RUNS/$name.log" | tr '\r' '\n' | tail -1)"
+}
+
+translator() {  # NAME ARGS...
+  local name=$1; shift
+  python3 -m deadtree.cli train translator --source "$DATA" --target "$DATA" --source-filter wa,or,nm \
+    --target-filter ar,mo,tx --out-dir "$RUNS/$name" --device "$DEVICE" --threads 2 "$@" > "$RUNS/$name.log" 2>&1
+  echo "$name: exit $? $(tail -c 200 "$RUNS/$name.log" | tr '\r' '\n' | tail -1)"
+}
+
+slim() {  # CHECKPOINT OUTFILE
+  python3 -c "import sys; from deadtree.training.slim import write_slim_checkpoint as w; w(sys.argv[1], sys.argv[2])" "$1" "$2" \
+    && echo "$2: $(du -h "$2" | cut -f1)"
+}
+
+collect_logs() {
+  for log in "$RUNS"/*.log; do tr '\r' '\n' < "$log" | grep -v "^$" | tail -n 400 > "$log.tail"; done
+  tar -czf "$OUT/logs.tgz" --exclude='*.pt' --exclude='*.tmp' --exclude='*.log' "$RUNS" 2>/dev/null
+}
+
+gpu_facts() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
+  python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+  python3 -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())" 2>&1 | tail -1
+  df -h /dev/shm /tmp | tail -2; nproc; free -g | head -2
+}
+
+case "${1:-}" in
+  unpack) shift; unpack "$@" ;;
+  smoke)
+    site; gpu_facts | tee "$OUT/gpu.txt"
+    start=$(date +%s)
+    segmenter smoke-seg --bands R,G,B,NIR --arch unet-r18-d4 --steps "${SMOKE_STEPS:-40}" --val-every "${SMOKE_STEPS:-40}" --batch-size 32 --workers 3 &
+    translator smoke-ada --config paper --epochs 1 --decay-epochs 1 --steps-per-epoch "${SMOKE_STEPS:-10}" &
+    wait
+    echo "smoke took $(( $(date +%s) - start )) s"
+    grep -ao "[0-9.]*s/step\|[0-9.]*step/s" "$RUNS/smoke-seg.log" | tail -1; grep -ao "[0-9.]*s/step\|[0-9.]*step/s" "$RUNS/smoke-ada.log" | tail -1
+    slim "$RUNS/smoke-seg/best.pt" /tmp/smoke-seg.pt && slim "$RUNS/smoke-ada/last.pt" /tmp/smoke-ada.pt
+    timeout 60 python3 benchmarks/gpu_torch.py /tmp/smoke-seg.pt --data "$DATA" --out "$OUT/gpu_smoke.json" \
+      --device "$DEVICE" --seconds 1
+    collect_logs
+    ;;
+  train)
+    site; gpu_facts > "$OUT/gpu.txt"
+    n=$(ls /tmp/usa_deadtree/masks 2>/dev/null | wc -l)
+    [ "$n" -ge 375 ] || { echo "only $n frames unpacked: unpack every chunk first"; exit 5; }
+    start=$(date +%s)
+    common=(--batch-size 32 --crop 256 --lr 2e-3 --val-every 0 --fit-minutes "$FIT" --workers "${WORKERS:-3}")
+    segmenter rgbn-r18d4 --bands R,G,B,NIR --arch unet-r18-d4 "${common[@]}" &
+    segmenter rgb-r18d4 --bands R,G,B --arch unet-r18-d4 "${common[@]}" &
+    segmenter rgbn-regnetx004 --bands R,G,B,NIR --arch unet-regnetx004 "${common[@]}" &
+    translator ada --config paper --attention --freq-nce --fit-minutes "$FIT" &
+    translator cut --config paper --no-attention --no-freq-nce --fit-minutes "$FIT" &
+    wait
+    echo "training took $(( $(date +%s) - start )) s"
+    for run in rgbn-r18d4 rgb-r18d4 rgbn-regnetx004; do slim "$RUNS/$run/best.pt" "$OUT/$run.pt"; done
+    for run in ada cut; do slim "$RUNS/$run/last.pt" "$OUT/$run.pt"; done
+    collect_logs
+    timeout 90 python3 benchmarks/gpu_torch.py "$OUT/rgbn-r18d4.pt" --data "$DATA" --out "$OUT/gpu_torch.json" --device "$DEVICE"
+    ls -la "$OUT"
+    ;;
+  *) sed -n 2,9p "$0"; exit 2 ;;
+esac
