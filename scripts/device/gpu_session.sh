@@ -15,6 +15,7 @@ DEVICE=${DEVICE:-cuda}
 FIT=${FIT_MINUTES:-5.75}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 mkdir -p "$OUT" "$RUNS"
+[ -e "$DATA/masks" ] || [ "${1:-}" = unpack ] || DATA=/tmp/usa_deadtree  # where ../shared cannot be made
 
 site() {
   python3 -c "import segmentation_models_pytorch, albumentations" 2>/dev/null && return
@@ -25,8 +26,8 @@ site() {
 }
 
 unpack() {
-  mkdir -p /tmp/usa_deadtree ../shared/data
-  [ -e "$DATA" ] || ln -s /tmp/usa_deadtree "$DATA"
+  mkdir -p /tmp/usa_deadtree
+  if mkdir -p ../shared/data 2>/dev/null; then [ -e "$DATA" ] || ln -s /tmp/usa_deadtree "$DATA"; fi
   for tar in "$@"; do tar -xf "$tar" -C /tmp/usa_deadtree || exit 4; done
   echo "frames unpacked: $(ls /tmp/usa_deadtree/masks | wc -l)"
 }
