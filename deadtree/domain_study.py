@@ -149,3 +149,15 @@ def band_wasserstein(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import wasserstein_distance
 
     return float(np.mean([wasserstein_distance(a[:, i], b[:, i]) for i in range(a.shape[1])]))
+
+
+def dead_tree_contrast(unit: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """Per band, mean of the dead-tree pixels minus mean of the other pixels of one stretched frame, or None
+    when the frame has no dead tree. A translator that keeps the content keeps this signal; one that
+    paints dead crowns over with live canopy (to look like a domain with fewer of them) shrinks it. Masks are
+    read here to judge a translator, never to train one."""
+    if not mask.any() or mask.all():
+        return None
+    flat = unit.reshape(unit.shape[0], -1)
+    dead = mask.ravel()
+    return flat[:, dead].mean(axis=1) - flat[:, ~dead].mean(axis=1)

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from deadtree.domain_study import (  # noqa: E402
     HistogramMatcher,
     band_wasserstein,
+    dead_tree_contrast,
     frechet_distance,
     sample_pixels,
     score_frames,
@@ -87,7 +88,8 @@ def main() -> None:
 
     distances = _distances(west_all, east, matcher, args.translator, args.cut)
     for d in distances:
-        print(f"{d['imagery']:<40} Frechet {d['frechet']:.4f}  band W1 {d['band_wasserstein']:.4f}")
+        print(f"{d['imagery']:<40} Frechet {d['frechet']:.4f}  band W1 {d['band_wasserstein']:.4f}  "
+              f"dead-tree contrast {d['dead_tree_contrast']}")
     record = {"study": "west -> east domain shift", "machine": machine_description(),
               "command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "seconds": time.time() - started, "rows": rows, "distances_to_east": distances}
@@ -110,9 +112,12 @@ def _distances(west, east, matcher, translator, cut) -> list[dict]:
             variants[label] = lambda f, m=model: translate_frame(stretched(f.image), m)
     out = []
     for label, make in variants.items():
-        px = np.concatenate([sample_pixels(make(f), 5000, i) for i, f in enumerate(west)])
+        units = [make(f) for f in west]
+        px = np.concatenate([sample_pixels(u, 5000, i) for i, u in enumerate(units)])
+        contrasts = [c for c in (dead_tree_contrast(u, f.mask) for u, f in zip(units, west)) if c is not None]
         out.append({"imagery": label, "frechet": frechet_distance(px, east_px),
-                    "band_wasserstein": band_wasserstein(px, east_px)})
+                    "band_wasserstein": band_wasserstein(px, east_px),
+                    "dead_tree_contrast": [round(float(v), 4) for v in np.mean(contrasts, axis=0)]})
     return out
 
 
@@ -128,8 +133,10 @@ def _markdown(rows: list[dict], distances: list[dict]) -> str:
         lines.append(f"| {r['condition']} | {r['frames']} ({r['n_frames']}) | {r['pixel_iou']:.3f} | "
                      f"{r['pixel_f1']:.3f} | {r['object_precision']:.3f} | {r['object_recall']:.3f} | "
                      f"{r['object_f1']:.3f} |")
-    lines += ["", "| imagery | Fréchet distance to east | mean band Wasserstein-1 to east |", "|---|---|---|"]
-    lines += [f"| {d['imagery']} | {d['frechet']:.4f} | {d['band_wasserstein']:.4f} |" for d in distances]
+    lines += ["", "| imagery | Fréchet distance to east | mean band Wasserstein-1 to east | dead-tree contrast "
+              f"({', '.join(BANDS)}) |", "|---|---|---|---|"]
+    lines += [f"| {d['imagery']} | {d['frechet']:.4f} | {d['band_wasserstein']:.4f} | "
+              f"{' / '.join(f'{v:+.3f}' for v in d['dead_tree_contrast'])} |" for d in distances]
     return "\n".join(lines) + "\n"
 
 

@@ -5,6 +5,7 @@ import pytest
 from deadtree.domain_study import (
     HistogramMatcher,
     band_wasserstein,
+    dead_tree_contrast,
     frechet_distance,
     sample_pixels,
     score_frames,
@@ -62,3 +63,15 @@ def test_pixel_samples_are_stretched_like_the_models_input():
     assert px.shape == (1000, 4)
     assert np.percentile(unit[0], 1) == pytest.approx(0, abs=0.02)
     assert np.percentile(unit[0], 99) == pytest.approx(1, abs=0.02)
+
+
+def test_dead_tree_contrast_is_the_dead_minus_live_mean_per_band_and_shrinks_when_painted_over():
+    unit = np.full((2, 10, 10), 0.3)
+    mask = np.zeros((10, 10), bool)
+    mask[2:4, 2:4] = True
+    unit[0][mask] = 0.9  # dead crowns bright in band 0, unchanged in band 1
+    assert dead_tree_contrast(unit, mask) == pytest.approx([0.6, 0.0])
+    painted = unit.copy()
+    painted[0][mask] = 0.4  # a translator that paints the crowns over with canopy
+    assert dead_tree_contrast(painted, mask)[0] == pytest.approx(0.1)
+    assert dead_tree_contrast(unit, np.zeros((10, 10), bool)) is None

@@ -273,3 +273,28 @@ def test_heap_settings_apply_once_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert bound_heap_growth() is True and bound_heap_growth() is True
+
+
+def test_model_metadata_is_parsed_once_per_file_version(tmp_path, monkeypatch):
+    import dataclasses
+
+    import onnx
+
+    from deadtree.runtime.metadata import METADATA_KEY, read_model_info
+    from tests.scenes import toy_model
+
+    path = toy_model(tmp_path / "m.onnx")
+    real_load, parses = onnx.load, []
+    monkeypatch.setattr(onnx, "load", lambda *a, **k: parses.append(a[0]) or real_load(*a, **k))
+    first = read_model_info(path)
+    first.extra["scribbled"] = True  # callers get their own copy
+    again = read_model_info(path)
+    assert len(parses) == 1 and "scribbled" not in again.extra and again.name == first.name
+
+    model = real_load(str(path))
+    renamed = dataclasses.replace(again, name="renamed-model")
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            prop.value = renamed.to_json()
+    onnx.save(model, str(path))
+    assert read_model_info(path).name == "renamed-model" and len(parses) == 2  # a new version is read again

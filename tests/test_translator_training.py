@@ -273,7 +273,14 @@ def test_identity_translator_leaves_the_segmentation_unchanged(tmp_path):
     assert np.abs(q_plain - q_wrong).max() > 0.2
 
 
-def test_budget_fitted_run_sets_its_epochs_and_still_decays(tmp_path):
+def test_budget_fitted_run_sets_its_epochs_and_still_decays(tmp_path, monkeypatch):
+    import functools
+
+    from deadtree.training import translator_trainer
+    from deadtree.training.time_budget import StepBudget
+
+    # a short probe, so that a slow test machine still fits the run well inside its budget
+    monkeypatch.setattr(translator_trainer, "StepBudget", functools.partial(StepBudget, probe_start=2, probe_steps=5))
     root = write_kaggle_layout(tmp_path / "data")
     config = config_from_preset("cpu", source=str(root), target=str(root), source_filter=("wa",),
                                 target_filter=("ar", "mo"), steps_per_epoch=4, epochs=1000, decay_epochs=500,
