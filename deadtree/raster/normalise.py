@@ -27,7 +27,11 @@ class BandStretch:
         """Scale a (bands, rows, cols) array to float32."""
         low = np.asarray(self.low, dtype=np.float32)[:, None, None]
         span = np.maximum(np.asarray(self.high, dtype=np.float32)[:, None, None] - low, 1e-6)
-        out = (pixels.astype(np.float32) - low) / span
+        # In place: a new array the size of a tile is fresh memory to fault in (large blocks are mapped, see
+        # deadtree/heap.py) and costs more than the arithmetic on it.
+        out = pixels.astype(np.float32)
+        out -= low
+        out /= span
         return np.clip(out, *SAFETY_CLIP, out=out)
 
     def to_dict(self) -> dict:
