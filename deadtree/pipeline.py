@@ -406,12 +406,17 @@ class _TilePredictor:
     def _run(self, unit: np.ndarray) -> np.ndarray:
         """`unit` is the percentile-stretched image (0..1 between the stretch points)."""
         if self.translator:
-            lo, hi = self.translator.info.input_range
-            translated = self.translator.run(unit * (hi - lo) + lo)
+            translated = self.translator.run(_from_unit(unit, self.translator.info.input_range))
             olo, ohi = self.translator.info.output_range
             unit = ((translated - olo) / (ohi - olo))[:, self.to_segmenter]
-        lo, hi = self.segmenter.info.input_range
-        return self.segmenter.run(unit * (hi - lo) + lo)
+        return self.segmenter.run(_from_unit(unit, self.segmenter.info.input_range))
+
+
+def _from_unit(unit: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """Stretch units (0..1) mapped onto a model's input range; no copies for the usual 0..1 (two arrays of a
+    batch's size otherwise, for nothing)."""
+    lo, hi = value_range
+    return unit if (lo, hi) == (0.0, 1.0) else unit * (hi - lo) + lo
 
 
 def _resample_to_scene(grid_path: Path, scene_path_out: Path, scene: Scene, bands, grid, edge_fill) -> None:
