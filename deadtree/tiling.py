@@ -88,10 +88,13 @@ class StripAccumulator:
             raise RuntimeError("tiles must arrive row by row, after flush_until() of their first row")
         src = (slice(r0 - tile.row, r1 - tile.row), slice(c0 - tile.col, c1 - tile.col))
         dst = (slice(r0 - self.top, r1 - self.top), slice(c0, c1))
-        w = weight[src] * valid[src]
-        self.sum[dst] += values[src] * w
+        ok = valid[src]
+        # Most tiles are valid throughout: then the blend weights need no masking, one temporary fewer.
+        w = weight[src] if ok.all() else weight[src] * ok
+        product = values[src] * w
+        self.sum[dst] += product
         self.weight[dst] += w
-        self.valid[dst] |= valid[src]
+        self.valid[dst] |= ok
 
     def flush_until(self, row: int):
         """Hand out rows [top, row) as (first row, blended values, valid); they receive no more tiles."""
