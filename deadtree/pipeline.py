@@ -88,6 +88,7 @@ class SegmentOptions:
     batch_size: int | None = None  # tiles per model call; default: BATCH_PIXELS worth of tiles
     device: str = "auto"
     precision: str = "auto"  # auto: the shipped int8 variant on a CPU, fp16 on a GPU, else fp32
+    flips: bool = False  # average the model over the tile and its two mirror images (3x the model time)
     threads: int | None = None  # CPU threads for the model; default: every core this process may use
     grid_offset: int = 0  # shifts the tile grid (pixels); for checking that tiling leaves no trace
     progress: bool = False
@@ -245,7 +246,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
 
     reader = WindowReader(scene, read_bands, grid, edge_fill)
     batch_size = options.batch_size or max(1, BATCH_PIXELS // (tile * tile))
-    predictor = _TilePredictor(segmenter, translator, stretch, neutral, batch_size)
+    predictor = _TilePredictor(segmenter, translator, stretch, neutral, batch_size, options.flips)
     grid_transform = grid.transform(scene.transform)
     scene_prob = tmp / (outputs["probabilities"].name if "probabilities" in outputs else "probabilities.tif")
     grid_path = tmp / "grid-probabilities.tif" if grid.resampled else scene_prob
@@ -378,8 +379,9 @@ class _TilePredictor:
     """Scales tiles, runs the optional translator and the segmenter in batches, returns probabilities."""
 
     def __init__(self, segmenter: OnnxModel, translator: OnnxModel | None, stretch: BandStretch,
-                 neutral: np.ndarray, batch_size: int):
+                 neutral: np.ndarray, batch_size: int, flips: bool = False):
         self.segmenter = segmenter
+        self.flips = flips
         self.translator = translator
         self.stretch = stretch
         self.neutral = neutral.astype(np.float32)
@@ -411,7 +413,13 @@ class _TilePredictor:
             translated = self.translator.run(_from_unit(unit, self.translator.info.input_range))
             olo, ohi = self.translator.info.output_range
             unit = ((translated - olo) / (ohi - olo))[:, self.to_segmenter]
-        return self.segmenter.run(_from_unit(unit, self.segmenter.info.input_range))
+        x = _from_unit(unit, self.segmenter.info.input_range)
+        probs = self.segmenter.run(x)
+        if self.flips:
+            # Orientation is arbitrary from above: the mean over mirror images is a cheaper ensemble.
+            probs = probs + self.segmenter.run(x[..., ::-1])[..., ::-1]
+            probs = (probs + self.segmenter.run(x[..., ::-1, :])[..., ::-1, :]) / 3
+        return probs
 
 
 def _from_unit(unit: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:

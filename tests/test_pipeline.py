@@ -298,3 +298,21 @@ def test_model_metadata_is_parsed_once_per_file_version(tmp_path, monkeypatch):
             prop.value = renamed.to_json()
     onnx.save(model, str(path))
     assert read_model_info(path).name == "renamed-model" and len(parses) == 2  # a new version is read again
+
+
+def test_flips_average_three_orientations_and_leave_a_mirror_symmetric_model_unchanged(tmp_path, toy_models,
+                                                                                       monkeypatch):
+    from deadtree.runtime.session import OnnxModel
+
+    scene = tmp_path / "scene.tif"
+    write_scene(scene)
+    plain = run(tmp_path, scene, probabilities=tmp_path / "plain.tif")
+    calls = []
+    original = OnnxModel.run
+    monkeypatch.setattr(OnnxModel, "run", lambda self, batch: calls.append(batch.shape) or original(self, batch))
+    flipped = run(tmp_path, scene, probabilities=tmp_path / "flipped.tif", flips=True)
+    assert sum(shape[0] for shape in calls) == 3 * plain.tiles  # each tile and its two mirror images
+    # the toy model is a 3x3 mean (mirror-symmetric), so the average of its mirrored runs is the plain run
+    with rasterio.open(plain.outputs["probabilities"]) as a, rasterio.open(flipped.outputs["probabilities"]) as b:
+        assert np.abs(a.read(1).astype(int) - b.read(1).astype(int)).max() <= 1
+    assert flipped.polygons == plain.polygons
