@@ -218,3 +218,18 @@ def test_fitted_run_sets_its_steps_and_records_them(tmp_path, monkeypatch):
     from deadtree.training.model_card import segmenter_command
 
     assert f"--steps {ckpt['config']['steps']}" in segmenter_command(ckpt["config"])
+
+
+def test_strong_augmentation_shifts_bands_apart_and_unknown_kinds_are_refused():
+    from deadtree.training.augment import training_augmentation
+
+    image = np.full((32, 32, 4), 120, dtype=np.uint8)
+    mask = np.zeros((32, 32), dtype=np.uint8)
+    spreads = []
+    for seed in range(20):
+        np.random.seed(seed)
+        out = training_augmentation("strong")(image=image, mask=mask)["image"]
+        spreads.append(int(np.ptp(out.reshape(-1, 4).mean(axis=0))))
+    assert max(spreads) > 5  # bands moved apart: a gain per band, which "standard" never applies
+    with pytest.raises(InputError, match="unknown --augmentation"):
+        training_augmentation("wild")

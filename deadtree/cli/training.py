@@ -34,6 +34,8 @@ def train_segmenter_command(
                                 "use a few on a GPU so that it never waits)."),
     fit_minutes: float = typer.Option(0.0, "--fit-minutes", help="Time the first steps, then set --steps so the "
                                       "whole schedule fits in this many minutes (0 = off)."),
+    augmentation: str = typer.Option("standard", "--augmentation", help="standard, or strong: adds a gain per "
+                                     "band and wider brightness and contrast changes."),
 ) -> None:
     """Train a dead-tree segmenter from scratch, validating on counties it never sees."""
     from deadtree.bands import parse_band_list
@@ -46,7 +48,7 @@ def train_segmenter_command(
             threads=threads, max_minutes=max_minutes, seed=seed, ema_decay=ema,
             init_from=str(init_from) if init_from else "",
             states=[x.strip() for x in states.split(",") if x.strip()], device=device, workers=workers,
-            fit_minutes=fit_minutes,
+            fit_minutes=fit_minutes, augmentation=augmentation,
         )
         summary = train_segmenter(config, resume=resume)
     except DeadtreeError as exc:

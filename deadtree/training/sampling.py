@@ -52,17 +52,19 @@ class CropSampler:
 class CropBatches(torch.utils.data.IterableDataset):
     """An endless stream of augmented batches for DataLoader workers, each worker with its own random stream."""
 
-    def __init__(self, frames: list[Frame], crop: int, positive_fraction: float, batch_size: int, seed):
+    def __init__(self, frames: list[Frame], crop: int, positive_fraction: float, batch_size: int, seed,
+                 augmentation: str = "standard"):
         self.frames, self.crop, self.positive_fraction = frames, crop, positive_fraction
         self.batch_size, self.seed = batch_size, list(seed) if isinstance(seed, (list, tuple)) else [seed]
+        self.augmentation = augmentation
 
     def __iter__(self):
         from deadtree.training.augment import training_augmentation
 
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
-        sampler = CropSampler(self.frames, self.crop, self.positive_fraction, training_augmentation(),
-                              seed=[*self.seed, worker])
+        sampler = CropSampler(self.frames, self.crop, self.positive_fraction,
+                              training_augmentation(self.augmentation), seed=[*self.seed, worker])
         while True:
             images, masks = sampler.sample(self.batch_size)
             yield torch.from_numpy(images), torch.from_numpy(masks)

@@ -52,6 +52,7 @@ class SegmenterConfig:
     device: str = "auto"  # auto, cpu or cuda; on cuda the forward pass runs in bfloat16
     workers: int = 0  # processes that cut and augment crops; 0 = in the training loop
     fit_minutes: float = 0.0  # set --steps from the measured step time to fill this budget; 0 = off
+    augmentation: str = "standard"  # or "strong": a gain per band and wider brightness / contrast
 
 
 def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
@@ -101,7 +102,8 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     else:
         np_state = None
 
-    sampler = CropSampler(train_frames, config.crop, config.positive_fraction, training_augmentation(), config.seed)
+    sampler = CropSampler(train_frames, config.crop, config.positive_fraction,
+                          training_augmentation(config.augmentation), config.seed)
     if np_state is not None:
         sampler.rng.bit_generator.state = np_state
 
@@ -181,7 +183,8 @@ def _batch_source(config: SegmenterConfig, frames: list[Frame], sampler: CropSam
     from torch.utils.data import DataLoader
 
     # Worker streams are seeded from the step, so a resumed run draws new crops instead of repeating old ones.
-    stream = CropBatches(frames, config.crop, config.positive_fraction, config.batch_size, [config.seed, step])
+    stream = CropBatches(frames, config.crop, config.positive_fraction, config.batch_size, [config.seed, step],
+                         config.augmentation)
     batches = iter(DataLoader(stream, batch_size=None, num_workers=config.workers,
                               pin_memory=device.type == "cuda", prefetch_factor=2))
     return lambda: next(batches)
