@@ -91,8 +91,7 @@ class StripAccumulator:
         ok = valid[src]
         # Most tiles are valid throughout: then the blend weights need no masking, one temporary fewer.
         w = weight[src] if ok.all() else weight[src] * ok
-        product = values[src] * w
-        self.sum[dst] += product
+        self.sum[dst] += values[src] * w
         self.weight[dst] += w
         self.valid[dst] |= ok
 

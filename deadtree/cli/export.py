@@ -68,9 +68,10 @@ def export_command(
                                                   description, command)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, parity {difference:.1e}) and its card")
     if checkpoint_dir:
-        from deadtree.training.export import write_warm_start_checkpoint
+        from deadtree.training.slim import write_slim_checkpoint
 
-        kept = write_warm_start_checkpoint(checkpoint, Path(checkpoint_dir) / f"{name}-{version}.pt")
+        # half precision, no optimiser state: enough for --init-from (a new schedule anyway) and for export
+        kept = write_slim_checkpoint(checkpoint, Path(checkpoint_dir) / f"{name}-{version}.pt")
         typer.echo(f"wrote {kept} ({kept.stat().st_size / 1e6:.1f} MB) for warm starts")
 
 

@@ -106,11 +106,3 @@ def export_segmenter_with_card(checkpoint: Path, out_dir: Path, name: str, versi
                          onnx_path.stat().st_size)
     return onnx_path, difference
 
-
-def write_warm_start_checkpoint(checkpoint: Path, path: Path) -> Path:
-    """The weights of a training checkpoint in half precision, with its configuration, split and history but
-    no optimiser state: a quarter of the size, enough for `train segmenter --init-from` (which starts a new
-    schedule anyway) and for `export`."""
-    from deadtree.training.slim import write_slim_checkpoint
-
-    return write_slim_checkpoint(checkpoint, path)

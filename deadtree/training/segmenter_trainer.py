@@ -21,7 +21,7 @@ from deadtree.training.frames import Frame, frame_input, load_frames, name_selec
 from deadtree.training.losses import segmentation_loss
 from deadtree.training.devices import training_device, training_machine
 from deadtree.training.sampling import CropBatches, CropSampler
-from deadtree.training.time_budget import StepBudget
+from deadtree.training.time_budget import StepBudget, stop_after_minutes
 from deadtree.training.split import split_groups
 
 THRESHOLDS = tuple(np.round(np.arange(0.2, 0.96, 0.05), 2))
@@ -112,8 +112,7 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     run_seconds_at_start = state["train_seconds"]
     steps_at_start = state["step"]
     budget = StepBudget(config.fit_minutes) if config.fit_minutes else None
-    # A budget-fitted run also stops at 110% of its budget, in case the machine slows down after the probe.
-    max_minutes = config.max_minutes or config.fit_minutes * 1.1
+    max_minutes = stop_after_minutes(config.max_minutes, config.fit_minutes)
     losses: list[float] = []
     bar = tqdm(total=config.steps, initial=state["step"], desc=f"train {config.arch}", unit="step", dynamic_ncols=True)
     model.train()

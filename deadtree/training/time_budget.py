@@ -30,3 +30,9 @@ class StepBudget:
         per_step = (now - self.probe_started) / (self.probe_end - self.probe_start)
         remaining = self.seconds * (1 - self.reserve) - (now - self.started)
         return steps_done + max(1, int(remaining / max(per_step, 1e-9)))
+
+
+def stop_after_minutes(max_minutes: float, fit_minutes: float) -> float:
+    """The wall-time limit of a run (0 = none): --max-minutes when given; a budget-fitted run also stops at
+    110% of its budget, in case the machine slows down after the probe."""
+    return max_minutes or fit_minutes * 1.1

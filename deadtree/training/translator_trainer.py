@@ -21,7 +21,7 @@ from tqdm import tqdm
 from deadtree.errors import InputError
 from deadtree.nets.adanet import ResidualDiscriminator, ResnetAttentionGenerator
 from deadtree.training.devices import training_device, training_machine
-from deadtree.training.time_budget import StepBudget
+from deadtree.training.time_budget import StepBudget, stop_after_minutes
 from deadtree.training.nce import FreqNCE, PatchSampleMLP, translator_step
 from deadtree.training.translator_data import DomainSampler, open_domain
 from deadtree.training.translator_report import LOSS_KEYS, plot_translator_history, save_sample_grid
@@ -257,8 +257,7 @@ def _train(config: TranslatorConfig, resume: bool, out: Path, device: torch.devi
     recent: dict[str, list[float]] = {k: [] for k in LOSS_KEYS}
     stopped_early = False
     budget = StepBudget(config.fit_minutes) if config.fit_minutes else None
-    # A budget-fitted run also stops at 110% of its budget, in case the machine slows down after the probe.
-    max_minutes = config.max_minutes or config.fit_minutes * 1.1
+    max_minutes = stop_after_minutes(config.max_minutes, config.fit_minutes)
     last_saved = time.monotonic()
     for module in (nets.generator, nets.discriminator, nets.heads, nets.freq_nce):
         if module is not None:
