@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from deadtree.errors import DeadtreeError, InputError
+from deadtree.runtime.registry import PRECISIONS
 from deadtree.vector.merge import MergeSummary, check_merged_target, merge_scene_layers
 
 DONE_FOLDER = ".done"
@@ -41,6 +42,8 @@ class BatchOptions:
     threshold: float | None = None
     min_area: float = 1.0
     bands: tuple[str, ...] | None = None
+    precision: str = "auto"
+    flips: bool = False
     progress: bool = True
 
     def settings(self) -> dict:
@@ -49,7 +52,8 @@ class BatchOptions:
         if model and (model.endswith(".onnx") or os.sep in model):
             model = str(Path(model).resolve())  # workers may not share the caller's working folder
         return {"model": model, "threshold": self.threshold, "min_area": self.min_area,
-                "bands": list(self.bands) if self.bands else None}
+                "bands": list(self.bands) if self.bands else None, "precision": self.precision,
+                "flips": self.flips}
 
 
 @dataclass
@@ -149,6 +153,7 @@ def segment_one(scene: str, out_dir: str, settings: dict) -> SceneOutcome:
         options = SegmentOptions(output=files["geojson"], gpkg=files["gpkg"], model=settings["model"],
                                  threshold=settings["threshold"], min_area=settings["min_area"],
                                  bands=tuple(settings["bands"]) if settings["bands"] else None,
+                                 precision=settings["precision"], flips=settings["flips"],
                                  # one scene per single-threaded worker: more model threads would oversubscribe
                                  threads=1)
         result = segment_scene(scene_path, options)
@@ -220,6 +225,8 @@ def run_batch(scenes: list[Path], options: BatchOptions,
         raise InputError("--min-area cannot be negative")
     if options.threshold is not None and not 0 < options.threshold < 1:
         raise InputError("--threshold must be between 0 and 1")
+    if options.precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}")
     settings = options.settings()
 
     result = BatchResult(len(scenes))

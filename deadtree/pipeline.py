@@ -449,8 +449,11 @@ def _resample_to_scene(grid_path: Path, scene_path_out: Path, scene: Scene, band
 
 
 def strip_layers(codes: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """The dead-tree mask and the probabilities of a strip of stored probability codes."""
-    return dead_mask(codes, threshold), np.where(codes == NODATA, 0, codes).astype(np.float32) / PROB_SCALE
+    """The dead-tree mask and the scores (probability codes, see PROB_SCORE_SCALE) of a strip of stored codes."""
+    return dead_mask(codes, threshold), codes
+
+
+PROB_SCORE_SCALE = 1 / PROB_SCALE
 
 
 def _vectorise(scene: Scene, strips, options: SegmentOptions, outputs: dict[str, Path], tmp: Path,
@@ -464,7 +467,7 @@ def _vectorise(scene: Scene, strips, options: SegmentOptions, outputs: dict[str,
         writers.append(GeoPackageWriter(tmp / outputs["gpkg"].name, scene.crs, metadata))
     count, total_area = 0, 0.0
     try:
-        for component in stream_components(strips):
+        for component in stream_components(strips, PROB_SCORE_SCALE):
             outline = clean_outline(component.geometry, min_area_px, options.simplify)
             if outline is None:
                 continue

@@ -78,6 +78,7 @@ class StripAccumulator:
         self.sum = np.zeros((tile, width), dtype=np.float32)
         self.weight = np.zeros((tile, width), dtype=np.float32)
         self.valid = np.zeros((tile, width), dtype=bool)
+        self._scratch = np.empty((tile, tile), dtype=np.float32)
 
     def add(self, tile: Tile, values: np.ndarray, weight: np.ndarray, valid: np.ndarray) -> None:
         r0, c0 = max(tile.row, 0), max(tile.col, 0)
@@ -91,7 +92,8 @@ class StripAccumulator:
         ok = valid[src]
         # Most tiles are valid throughout: then the blend weights need no masking, one temporary fewer.
         w = weight[src] if ok.all() else weight[src] * ok
-        self.sum[dst] += values[src] * w
+        scratch = self._scratch[:r1 - r0, :c1 - c0]  # reused: a fresh tile-sized temporary per tile costs more
+        self.sum[dst] += np.multiply(values[src], w, out=scratch)
         self.weight[dst] += w
         self.valid[dst] |= ok
 

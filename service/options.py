@@ -8,12 +8,14 @@ from pathlib import Path
 from deadtree.bands import parse_band_list
 from deadtree.errors import DeadtreeError
 from deadtree.pipeline import SegmentOptions
+from deadtree.runtime.registry import PRECISIONS
 
 from service.errors import ApiError
 from service.jobfiles import MEDIA_TYPES
 
 FORMATS = tuple(MEDIA_TYPES)
-FORM_FIELDS = ("model", "translator", "threshold", "min_area", "format", "bands")
+FORM_FIELDS = ("model", "translator", "threshold", "min_area", "format", "bands", "precision", "flips")
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 MAX_NAME_LENGTH = 100
 
 
@@ -25,6 +27,8 @@ class JobOptions:
     min_area: float = 1.0
     format: str = "geojson"
     bands: tuple[str, ...] | None = None
+    precision: str = "auto"  # as `segment --precision`
+    flips: bool = False  # as `segment --flips`
 
     @classmethod
     def from_form(cls, fields: dict[str, str]) -> "JobOptions":
@@ -47,8 +51,12 @@ class JobOptions:
                 bands = parse_band_list(values["bands"])
             except DeadtreeError as exc:
                 raise _invalid(str(exc).replace("--bands", "bands")) from None
+        precision = values.get("precision", "auto").lower()
+        if precision not in PRECISIONS:
+            raise _invalid(f"precision must be one of {', '.join(PRECISIONS)}, not {values['precision'][:40]!r}")
         return cls(model=_name(values, "model"), translator=_name(values, "translator"), threshold=threshold,
-                   min_area=1.0 if min_area is None else min_area, format=fmt, bands=bands)
+                   min_area=1.0 if min_area is None else min_area, format=fmt, bands=bands, precision=precision,
+                   flips=_flag(values, "flips"))
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -69,7 +77,7 @@ class JobOptions:
             output=geojson, gpkg=gpkg, model=str(model_path) if model_path else None,
             translator=str(translator_path) if translator_path else None, bands=self.bands,
             threshold=self.threshold, min_area=self.min_area, device=device, max_pixels=max_pixels,
-            source_name=source_name,
+            source_name=source_name, precision=self.precision, flips=self.flips,
         )
 
 
@@ -87,6 +95,13 @@ def _number(values: dict[str, str], key: str) -> float | None:
     if not math.isfinite(number):
         raise _invalid(f"{key} must be a finite number")
     return number
+
+
+def _flag(values: dict[str, str], key: str) -> bool:
+    word = values.get(key, "false").lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        raise _invalid(f"{key} must be true or false, not {values[key][:40]!r}")
+    return word in TRUE_WORDS
 
 
 def _name(values: dict[str, str], key: str) -> str | None:

@@ -13,7 +13,7 @@ from rasterio.errors import RasterioError
 
 from deadtree.errors import DeadtreeError, ModelError
 from deadtree.raster.scene import open_scene
-from deadtree.runtime.registry import default_segmenter
+from deadtree.runtime.registry import default_segmenter, precision_variant
 
 from service.errors import ApiError, from_deadtree
 from service.models import find_shipped, shipped
@@ -94,10 +94,12 @@ def _check_complete(dataset, file_size: int, display_name: str) -> None:
 def check_models(options: JobOptions, scene_bands: set[str], display_name: str) -> None:
     """The same rules the pipeline applies when it loads the models, checked up front."""
     if options.model:
-        segmenter = find_shipped(options.model, "segmenter").info
+        segmenter_path = find_shipped(options.model, "segmenter").path
     else:
-        default = default_segmenter(scene_bands)
-        segmenter = next(m.info for m in shipped("segmenter") if m.path == default)
+        segmenter_path = default_segmenter(scene_bands)
+    segmenter = next(m.info for m in shipped("segmenter") if m.path == segmenter_path)
+    # An explicit int8 or fp16 needs that variant installed (auto falls back to fp32 by itself).
+    precision_variant(segmenter_path, options.precision, on_gpu=False)
     reader = segmenter
     if options.translator:
         reader = find_shipped(options.translator, "translator").info

@@ -17,7 +17,7 @@ from tests.scenes import write_scene
 
 pytest.importorskip("distributed")
 runner = CliRunner()
-SETTINGS = {"model": None, "threshold": None, "min_area": 1.0, "bands": None}
+SETTINGS = {"model": None, "threshold": None, "min_area": 1.0, "bands": None, "precision": "auto", "flips": False}
 
 
 def segment_many(*args):
@@ -86,6 +86,7 @@ def test_scene_counts_as_done_only_with_its_marker_inputs_and_options(tmp_path, 
     assert is_done(scene, out, SETTINGS)
     assert json.loads(scene_outputs(out, scene)["marker"].read_text())["polygons"] == outcome.polygons
     assert not is_done(scene, out, {**SETTINGS, "threshold": 0.3})  # other options: redo
+    assert not is_done(scene, out, {**SETTINGS, "flips": True})
 
     scene_outputs(out, scene)["marker"].unlink()  # as if killed between the outputs and the marker
     assert not is_done(scene, out, SETTINGS)
@@ -128,6 +129,7 @@ def test_bad_arguments_fail_before_any_cluster_starts(tmp_path):
         ([tmp_path / "a.tif", "--merged", tmp_path / "all.shp"], "use a .gpkg"),
         ([tmp_path / "a.tif", "--merged", tmp_path / "out" / "a.gpkg"], "is also a scene's own output"),
         ([tmp_path / "a.tif", "--threshold", "2"], "--threshold must be between 0 and 1"),
+        ([tmp_path / "a.tif", "--precision", "int4"], "--precision must be one of"),
     ):
         result = segment_many(*args, "--out-dir", tmp_path / "out")
         assert result.exit_code == 2 and expect in result.output, result.output

@@ -96,3 +96,17 @@ def test_labelled_maxima_match_scipy():
     labels, n = ndimage.label(values > 0.7)
     expected = ndimage.maximum(values, labels, np.arange(1, n + 1))
     np.testing.assert_allclose(labelled_maxima(values, labels, n), expected)
+
+
+def test_scores_from_stored_codes_match_scores_from_probabilities():
+    mask = random_mask(seed=3)
+    codes = np.random.default_rng(3).integers(0, 255, mask.shape).astype(np.uint8)
+    from_codes = list(stream_components(strips_of(mask, codes, 9), score_scale=1 / 254))
+    from_probs = list(stream_components(strips_of(mask, codes / 254.0, 9)))
+    assert len(from_codes) == len(from_probs) > 3
+    for a, b in zip(from_codes, from_probs):
+        assert a.pixels == b.pixels
+        assert a.score_mean == pytest.approx(b.score_mean)
+        assert a.score_max == pytest.approx(b.score_max)
+        # only pixels under the mask count: a component's scores come from its own pixels
+        assert a.score_max <= codes[mask].max() / 254

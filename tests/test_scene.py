@@ -77,3 +77,20 @@ def test_feet_are_converted_to_metres(tmp_path):
     write_scene(path, crs="EPSG:2227", transform=Affine(2.0, 0, 6_000_000, 0, -2.0, 2_000_000))  # US survey ft
     gx, _ = open_scene(path).gsd_m
     assert gx == pytest.approx(2.0 * 0.3048006, rel=1e-4)
+
+
+def test_edge_fill_coarse_check_agrees_with_the_pixel_lookup():
+    from deadtree.raster.validity import EdgeFillMap
+
+    mask = np.zeros((40, 50), bool)
+    mask[:6, :3] = True  # a collar in the top-left corner of a 400 x 500 scene
+    fill = EdgeFillMap(mask, 400, 500)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        r0, c0 = rng.integers(0, 380), rng.integers(0, 480)
+        rows, cols = np.arange(r0, r0 + 20) + 0.5, np.arange(c0, c0 + 20) + 0.5
+        touches = fill.touches(rows, cols)
+        assert touches == fill.lookup(rows, cols).any()
+        seen.add(touches)
+    assert seen == {True, False}

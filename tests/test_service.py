@@ -17,6 +17,7 @@ from deadtree.errors import InputError
 from deadtree.pipeline import SegmentOptions, segment_scene
 from service.housekeeping import expire_results, recover
 from service.jobfiles import JobFiles, new_job_id
+from service.options import JobOptions
 from service.settings import MB, Settings
 from service.store import FAILED, JOB, QUEUED, RUNNING, SYNC, JobStore
 from tests.geojson_rules import load_rfc7946
@@ -122,6 +123,20 @@ def test_segment_answers_the_same_polygons_as_the_pipeline(client, scenes, model
     assert int(answer.headers["x-deadtree-polygons"]) == len(expected["features"])
 
 
+def test_precision_and_flips_reach_the_pipeline(client, scenes, models_dir, tmp_path, monkeypatch):
+    options = JobOptions.from_form({"precision": "FP32", "flips": "yes"})
+    segment = options.segment_options(tmp_path / "a.geojson", None, None, None, "cpu", 1e7)
+    assert (segment.precision, segment.flips) == ("fp32", True)
+    assert JobOptions.from_form({}).segment_options(tmp_path / "a.geojson", None, None, None, "cpu", 1e7).flips is False
+
+    answer = client.post("/v1/segment", **upload(scenes["rgbn"], threshold=0.4, flips="true", precision="fp32"))
+    assert answer.status_code == 200, answer.text
+    monkeypatch.setenv("DEADTREE_MODELS", str(models_dir))
+    path = tmp_path / "flips.geojson"
+    segment_scene(scenes["rgbn"], SegmentOptions(output=path, threshold=0.4, flips=True, precision="fp32"))
+    assert json.loads(answer.content)["features"] == json.loads(path.read_text())["features"]
+
+
 def test_job_lifecycle_with_geopackage(client, scenes, server):
     submitted = client.post("/v1/jobs", **upload(scenes["rgbn"], name="../../etc/passwd", format="gpkg"))
     assert submitted.status_code == 202, submitted.text
@@ -174,6 +189,9 @@ BAD_UPLOADS = [
     ("rgbn", {"min_area": "nan"}, "/v1/segment", 422, "invalid_option"),
     ("rgbn", {"format": "shapefile"}, "/v1/jobs", 422, "invalid_option"),
     ("rgbn", {"colour": "blue"}, "/v1/jobs", 422, "invalid_option"),
+    ("rgbn", {"precision": "int4"}, "/v1/segment", 422, "invalid_option"),
+    ("rgbn", {"flips": "maybe"}, "/v1/segment", 422, "invalid_option"),
+    ("rgbn", {"precision": "int8"}, "/v1/jobs", 422, "invalid_model"),  # the toy model has no int8 variant
 ]
 
 

@@ -9,6 +9,12 @@ import typer
 from deadtree.cli.apps import app, fail, log_to_stderr, train_app  # noqa: F401
 from deadtree.errors import DeadtreeError  # noqa: F401
 
+PRECISION_HELP = ("auto, fp32, int8 or fp16. auto runs the model's shipped int8 variant on a CPU and its fp16 "
+                  "variant on a GPU (each checked against fp32 on the validation split), else fp32.")
+FLIPS_HELP = ("Average the model over each tile and its two mirror images: 3x the model time for a small gain "
+              "(deadtree-rgbn 0.2.0 on its validation split: pixel IoU 0.411 -> 0.418, object F1 0.558 -> 0.584).")
+
+
 @app.command()
 def segment(
     scene: Path = typer.Argument(..., help="Orthophoto GeoTIFF (RGB or RGB+NIR, any size, any CRS).", show_default=False),
@@ -44,13 +50,8 @@ def segment(
     batch_size: Optional[int] = typer.Option(
         None, "--batch-size", help="Tiles per model call (default: as many as fit 8 tiles of 256 px)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or tensorrt. auto takes the fastest present."),
-    precision: str = typer.Option(
-        "auto", "--precision", help="auto, fp32, int8 or fp16. auto runs the model's shipped int8 variant on a CPU "
-        "and its fp16 variant on a GPU (each checked against fp32 on the validation split), else fp32."),
-    flips: bool = typer.Option(
-        False, "--flips", help="Average the model over each tile and its two mirror images: 3x the model time "
-        "for a small gain (deadtree-rgbn 0.2.0 on its validation split: pixel IoU 0.411 -> 0.418, object F1 "
-        "0.558 -> 0.584)."),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    flips: bool = typer.Option(False, "--flips", help=FLIPS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes, only the summary."),
 ) -> None:
     """Find standing dead trees in SCENE and write their outlines as polygons.
@@ -96,6 +97,8 @@ def segment_many(
                                               "counts as dead tree. Default: the model's own."),
     min_area: float = typer.Option(1.0, "--min-area", help="Drop polygons and fill holes smaller than this (m²)."),
     bands: Optional[str] = typer.Option(None, "--bands", help="The scenes' bands in file order, e.g. R,G,B,NIR."),
+    precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
+    flips: bool = typer.Option(False, "--flips", help=FLIPS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, only failures and the summary."),
 ) -> None:
     """Segment many scenes in parallel, resumably, and merge all their polygons into one file.
@@ -109,7 +112,8 @@ def segment_many(
     try:
         options = BatchOptions(out_dir=out_dir, scheduler=scheduler, workers=workers, merged=merged, model=model,
                                threshold=threshold, min_area=min_area,
-                               bands=parse_band_list(bands) if bands else None, progress=not quiet)
+                               bands=parse_band_list(bands) if bands else None, precision=precision,
+                               flips=flips, progress=not quiet)
         result = run_batch(find_scenes(scenes), options)
     except DeadtreeError as exc:
         fail(str(exc))

@@ -14,7 +14,9 @@ NODATA = 255
 
 
 def quantise(probs: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    q = np.rint(np.clip(probs, 0.0, 1.0) * PROB_SCALE).astype(np.uint8)
+    scaled = np.clip(probs, 0.0, 1.0)  # the one temporary: the arithmetic runs in place on it
+    scaled *= PROB_SCALE
+    q = np.rint(scaled, out=scaled).astype(np.uint8)
     if valid is not None:
         q[~valid] = NODATA
     return q

@@ -41,9 +41,9 @@ class WindowReader:
         if self.edge_fill is not None:
             scene_rows = (row + np.arange(rows) + 0.5) * self.grid.scale_y
             scene_cols = (col + np.arange(cols) + 0.5) * self.grid.scale_x
-            near_edge_fill = self.edge_fill.lookup(scene_rows, scene_cols)
-            if near_edge_fill.any():  # most windows of most scenes touch no fill: skip the per-pixel test
-                invalid |= solid_fill(pixels, self.fill_values) & near_edge_fill
+            # Most windows of most scenes touch no fill: they skip the per-pixel lookup and test.
+            if self.edge_fill.touches(scene_rows, scene_cols):
+                invalid |= solid_fill(pixels, self.fill_values) & self.edge_fill.lookup(scene_rows, scene_cols)
         return pixels, ~invalid
 
 

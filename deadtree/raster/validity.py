@@ -43,9 +43,20 @@ class EdgeFillMap:
     scene_width: int
 
     def lookup(self, scene_rows: np.ndarray, scene_cols: np.ndarray) -> np.ndarray:
-        r = np.clip((scene_rows * self.mask.shape[0] / self.scene_height).astype(int), 0, self.mask.shape[0] - 1)
-        c = np.clip((scene_cols * self.mask.shape[1] / self.scene_width).astype(int), 0, self.mask.shape[1] - 1)
+        r = self._cells(scene_rows, 0)
+        c = self._cells(scene_cols, 1)
         return self.mask[np.ix_(r, c)]
+
+    def touches(self, scene_rows: np.ndarray, scene_cols: np.ndarray) -> bool:
+        """Whether any looked-up pixel would be fill: a check on the coarse cells the window covers, so that
+        windows far from the fill (nearly all of them) skip the full-resolution lookup."""
+        r, c = self._cells(scene_rows, 0), self._cells(scene_cols, 1)
+        return bool(self.mask[r.min():r.max() + 1, c.min():c.max() + 1].any())
+
+    def _cells(self, scene_coords: np.ndarray, axis: int) -> np.ndarray:
+        size = self.scene_height if axis == 0 else self.scene_width
+        cells = self.mask.shape[axis]
+        return np.clip((scene_coords * cells / size).astype(int), 0, cells - 1)
 
 
 def declared_invalid(pixels: np.ndarray, nodata) -> np.ndarray:
