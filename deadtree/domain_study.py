@@ -60,15 +60,28 @@ class HistogramMatcher:
         return out
 
 
+SWEEP_THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.05, 0.96, 0.05))
+
+
 @dataclass
 class ConditionScores:
     name: str
     pixel: PixelCounts
     objects: ObjectCounts
+    # Pixel counts at every threshold of SWEEP_THRESHOLDS: a diagnostic of whether a condition loses the
+    # information or only shifts the probabilities (choosing the threshold on these masks is not allowed for
+    # the reported scores, which use the segmenter's own threshold).
+    sweep: dict[float, PixelCounts] | None = None
 
     def as_dict(self) -> dict:
-        return {"condition": self.name, **{f"pixel_{k}": v for k, v in self.pixel.scores().items()},
-                **self.objects.scores()}
+        record = {"condition": self.name, **{f"pixel_{k}": v for k, v in self.pixel.scores().items()},
+                  **self.objects.scores()}
+        if self.sweep:
+            ious = {t: c.scores()["iou"] for t, c in self.sweep.items()}
+            best = max(ious, key=ious.get)
+            record.update(sweep_iou={str(t): v for t, v in ious.items()}, best_threshold=best,
+                          best_threshold_iou=ious[best])
+        return record
 
 
 def score_frames(frames: Sequence[Frame], bands: Sequence[str], name: str, model: str,
@@ -79,6 +92,7 @@ def score_frames(frames: Sequence[Frame], bands: Sequence[str], name: str, model
     from deadtree.pipeline import SegmentOptions, segment_scene
 
     pixel, objects = PixelCounts(), ObjectCounts()
+    sweep = {t: PixelCounts() for t in SWEEP_THRESHOLDS}
     threshold = _threshold_of(model)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
@@ -89,10 +103,13 @@ def score_frames(frames: Sequence[Frame], bands: Sequence[str], name: str, model
                                      translator=translator, bands=tuple(bands), precision="fp32")
             segment_scene(scene, options)
             with rasterio.open(tmp / "prob.tif") as ds:
-                pred = dead_mask(ds.read(1), threshold)
+                codes = ds.read(1)
+            pred = dead_mask(codes, threshold)
             pixel.add(pred, frame.mask)
             objects.add(pred, frame.mask)
-    return ConditionScores(name, pixel, objects)
+            for t, counts in sweep.items():
+                counts.add(dead_mask(codes, t), frame.mask)
+    return ConditionScores(name, pixel, objects, sweep)
 
 
 def _threshold_of(model: str) -> float:

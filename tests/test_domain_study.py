@@ -33,6 +33,16 @@ def test_frames_are_scored_through_the_pipeline(tmp_path, toy_models):
     dark = score_frames(frames, BANDS, "dark", model="toy-rgbn",
                         adapt=lambda image: np.where(image > 200, 90, image).astype(np.uint8)).as_dict()
     assert dark["pixel_iou"] < 0.1 and dark["condition"] == "dark"
+    # the sweep agrees with the score at the model's own threshold, and its best is at least as good
+    own = min(good["sweep_iou"], key=lambda t: abs(float(t) - threshold_of_toy()))
+    assert good["sweep_iou"][own] == pytest.approx(good["pixel_iou"])
+    assert good["best_threshold_iou"] >= good["pixel_iou"] - 1e-9
+
+
+def threshold_of_toy() -> float:
+    from deadtree.domain_study import _threshold_of
+
+    return _threshold_of("toy-rgbn")
 
 
 def test_histogram_matching_takes_on_the_reference_distribution():

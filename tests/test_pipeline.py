@@ -214,26 +214,30 @@ def test_io_binding_gives_the_same_probabilities(tmp_path, toy_models):
     assert bound.seconds > 0
 
 
-def test_block_cache_holds_two_tiles_whatever_the_scene_width(tmp_path):
-    from deadtree.pipeline import GDAL_CACHE_BYTES, MIN_TILE_CACHE_BYTES, tile_cache_bytes
+def test_block_cache_holds_small_scenes_whole_and_two_tiles_of_large_ones(tmp_path):
+    from deadtree.pipeline import GDAL_CACHE_BYTES, MIN_TILE_CACHE_BYTES, WHOLE_SCENE_CACHE_BYTES, tile_cache_bytes
     from deadtree.raster.scene import open_scene
 
-    caches = {}
-    for width in (5000, 20000):
-        path = tmp_path / f"wide{width}.tif"
-        with rasterio.open(path, "w", driver="GTiff", width=width, height=64, count=4, dtype="uint8",
+    def caches(width, height):
+        path = tmp_path / f"s{width}x{height}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=4, dtype="uint8",
                            crs="EPSG:32633", transform=Affine(0.6, 0, 0, 0, -0.6, 0), tiled=True,
-                           blockxsize=512, blockysize=512):
+                           blockxsize=512, blockysize=512, sparse_ok=True):
             pass
         scene = open_scene(path)
         try:
-            caches[width] = {tile: tile_cache_bytes(scene, tile) for tile in (512, 1024, 2048)}
+            return {tile: tile_cache_bytes(scene, tile) for tile in (512, 1024, 2048)}
         finally:
             scene.close()
-    assert caches[5000] == caches[20000]  # memory does not grow with the scene's width
-    assert caches[5000][512] == MIN_TILE_CACHE_BYTES
+
+    small = caches(4096, 4096)  # 67 MB of pixels: decoded once, kept
+    assert set(small.values()) == {int(4096 * 4096 * 4 * 1.1)} and small[512] <= WHOLE_SCENE_CACHE_BYTES
+    assert caches(1000, 64)[2048] == MIN_TILE_CACHE_BYTES
+    wide, wider = caches(10000, 5000), caches(20000, 5000)  # 200 and 400 MB of pixels
+    assert wide == wider  # memory does not grow with the scene's width
+    assert wide[512] == MIN_TILE_CACHE_BYTES
     # two 2048 px tiles side by side plus a block: (2048 + 512) x (2 * 2048 + 512) x 4 bands, with 10% slack
-    assert caches[5000][2048] == int(2560 * 4608 * 4 * 1.1) <= GDAL_CACHE_BYTES
+    assert wide[2048] == int(2560 * 4608 * 4 * 1.1) <= GDAL_CACHE_BYTES
 
 
 def test_precision_auto_runs_the_int8_variant_on_a_cpu(tmp_path, toy_models):
