@@ -5,6 +5,7 @@
 #   gpu_session.sh smoke          a few steps of each trainer and the GPU benchmark on what is unpacked
 #   gpu_session.sh train          the segmenters and translators side by side on one GPU, each fitted to
 #                                 FIT_MINUTES (default 5.75), then slim checkpoints, logs and GPU figures to $OUT
+#                                 (SEGMENTERS and TRANSLATORS choose the runs; see their defaults below)
 #
 # The machine has torch and CUDA but no registry: the wheels deadtree needs for training travel in .whl/.
 set -u
@@ -13,6 +14,9 @@ RUNS=runs/gpu
 OUT=${OUT:-/tmp/out}
 DEVICE=${DEVICE:-cuda}
 FIT=${FIT_MINUTES:-5.75}
+# What `train` runs side by side: segmenters as NAME:BANDS:ARCH, translators by name (ada, cut).
+SEGMENTERS=${SEGMENTERS:-rgbn-r18d4:R,G,B,NIR:unet-r18-d4 rgb-r18d4:R,G,B:unet-r18-d4 rgbn-regnetx004:R,G,B,NIR:unet-regnetx004}
+TRANSLATORS=${TRANSLATORS:-ada cut}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 mkdir -p "$OUT" "$RUNS"
 [ -e "$DATA/masks" ] || [ "${1:-}" = unpack ] || DATA=/tmp/usa_deadtree  # where ../shared cannot be made
@@ -84,17 +88,23 @@ case "${1:-}" in
     [ "$n" -ge 375 ] || { echo "only $n frames unpacked: unpack every chunk first"; exit 5; }
     start=$(date +%s)
     common=(--batch-size 32 --crop 256 --lr 2e-3 --val-every 0 --fit-minutes "$FIT" --workers "${WORKERS:-3}")
-    segmenter rgbn-r18d4 --bands R,G,B,NIR --arch unet-r18-d4 "${common[@]}" &
-    segmenter rgb-r18d4 --bands R,G,B --arch unet-r18-d4 "${common[@]}" &
-    segmenter rgbn-regnetx004 --bands R,G,B,NIR --arch unet-regnetx004 "${common[@]}" &
-    translator ada --config paper --attention --freq-nce --fit-minutes "$FIT" &
-    translator cut --config paper --no-attention --no-freq-nce --fit-minutes "$FIT" &
+    for plan in $SEGMENTERS; do  # NAME:BANDS:ARCH
+      IFS=: read -r name bands arch <<< "$plan"
+      segmenter "$name" --bands "$bands" --arch "$arch" "${common[@]}" &
+    done
+    for name in $TRANSLATORS; do
+      case $name in
+        ada) translator ada --config paper --attention --freq-nce --fit-minutes "$FIT" & ;;
+        cut) translator cut --config paper --no-attention --no-freq-nce --fit-minutes "$FIT" & ;;
+      esac
+    done
     wait
     echo "training took $(( $(date +%s) - start )) s"
-    for run in rgbn-r18d4 rgb-r18d4 rgbn-regnetx004; do slim "$RUNS/$run/best.pt" "$OUT/$run.pt"; done
-    for run in ada cut; do slim "$RUNS/$run/last.pt" "$OUT/$run.pt"; done
+    for plan in $SEGMENTERS; do slim "$RUNS/${plan%%:*}/best.pt" "$OUT/${plan%%:*}.pt"; done
+    for run in $TRANSLATORS; do slim "$RUNS/$run/last.pt" "$OUT/$run.pt"; done
     collect_logs
-    timeout 90 python3 benchmarks/gpu_torch.py "$OUT/rgbn-r18d4.pt" --data "$DATA" --out "$OUT/gpu_torch.json" --device "$DEVICE"
+    first=${SEGMENTERS%% *}
+    timeout 90 python3 benchmarks/gpu_torch.py "$OUT/${first%%:*}.pt" --data "$DATA" --out "$OUT/gpu_torch.json" --device "$DEVICE"
     ls -la "$OUT"
     ;;
   *) sed -n 2,9p "$0"; exit 2 ;;
