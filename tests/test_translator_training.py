@@ -6,6 +6,7 @@ Everything runs on one CPU core with width-8 networks and 32 px patches.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from deadtree.cli import app  # noqa: E402
+from deadtree.errors import InputError  # noqa: E402
 from deadtree.pipeline import SegmentOptions, segment_scene  # noqa: E402
 from deadtree.raster.normalise import band_percentiles  # noqa: E402
 from deadtree.raster.reader import overview  # noqa: E402
@@ -302,3 +304,52 @@ def test_budget_fitted_run_sets_its_epochs_and_still_decays(tmp_path, monkeypatc
     assert all(v.dtype == torch.float16 for v in kept["generator"].values() if v.is_floating_point())
     info, difference, _ = export_translator_checkpoint(slim, tmp_path / "s.onnx", "s", "0.1", tile=64)
     assert difference <= 1e-4
+
+
+def write_segmenter_checkpoint(path, bands=("R", "G", "B", "NIR"), arch="unet-r18-d4"):
+    """A checkpoint in the layout `train segmenter` writes (weights, config), with fresh weights."""
+    from deadtree.nets.segmenter import build_segmenter
+
+    torch.manual_seed(0)
+    net = build_segmenter(arch, len(bands))
+    torch.save({"model": net.state_dict(), "config": {"arch": arch, "bands": list(bands)}}, path)
+    return path
+
+
+def test_task_consistency_is_lowest_when_the_translation_keeps_the_evidence(tmp_path):
+    from deadtree.training.nce import TaskConsistency
+    from deadtree.training.translator_trainer import load_task_consistency
+
+    config = config_from_preset("cpu", source="s", target="t", out_dir=str(tmp_path), bands=("NIR", "R", "G", "B"),
+                                task_segmenter=str(write_segmenter_checkpoint(tmp_path / "seg.pt")))
+    task = load_task_consistency(config, torch.device("cpu"))
+    assert isinstance(task, TaskConsistency) and task.channels.tolist() == [1, 2, 3, 0]  # R,G,B,NIR from NIR,R,G,B
+    task.train()
+    assert not task.segmenter.training  # batch-norm statistics stay frozen
+    x = torch.rand(2, 4, 32, 32) * 2 - 1
+    fake = (x + 0.5 * torch.randn_like(x)).clamp(-1, 1).requires_grad_(True)
+    same, changed = task(x, x.clone()), task(x, fake)
+    assert torch.isfinite(changed) and changed > same
+    changed.backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0  # the gradient reaches the generator's output
+    assert all(p.grad is None for p in task.segmenter.parameters())  # the segmenter itself never learns
+
+
+def test_translator_trains_with_the_task_term_and_refuses_wrong_checkpoints(tmp_path):
+    root = write_kaggle_layout(tmp_path / "data")
+    seg = write_segmenter_checkpoint(tmp_path / "seg.pt")
+    common = dict(source=str(root), target=str(root), source_filter=("wa",), target_filter=("ar", "mo"),
+                  steps_per_epoch=2, epochs=1, decay_epochs=1, **TINY)
+    summary = train_translator(config_from_preset("cpu", out_dir=str(tmp_path / "run"), task_segmenter=str(seg),
+                                                  **common))
+    assert summary["finished"]
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert math.isfinite(history[-1]["task"])
+    with pytest.raises(InputError, match="not a segmenter checkpoint"):
+        torch.save({"generator": {}}, tmp_path / "gen.pt")
+        train_translator(config_from_preset("cpu", out_dir=str(tmp_path / "bad"), task_segmenter=str(tmp_path / "gen.pt"),
+                                            **common))
+    # a translator of R,G,B cannot feed a segmenter that reads NIR
+    with pytest.raises(InputError, match="does not write"):
+        train_translator(config_from_preset("cpu", out_dir=str(tmp_path / "bad2"), bands=("R", "G", "B"),
+                                            task_segmenter=str(seg), **common))

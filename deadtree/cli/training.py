@@ -95,6 +95,11 @@ def train_translator_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT_DIR/last.pt (same options)."),
+    task_segmenter: Optional[Path] = typer.Option(
+        None, "--task-segmenter", help="Not in the paper: a `train segmenter` checkpoint of a model trained on "
+        "the TARGET domain. The translator is then also asked to keep its answers (the look may change, the "
+        "evidence for a dead crown may not). Never use one trained with the source's masks."),
+    task_weight: float = typer.Option(1.0, "--task-weight", help="Weight of that task-consistency term."),
 ) -> None:
     """Train an ADA-Net translator that makes SOURCE imagery look like TARGET imagery (unpaired, no masks)."""
     from deadtree.bands import parse_band_list
@@ -110,6 +115,7 @@ def train_translator_command(
             decay_epochs=decay_epochs, steps_per_epoch=steps_per_epoch, lr=lr, gsd_m=gsd, max_minutes=max_minutes,
             fit_minutes=fit_minutes,
             threads=threads, device=device, seed=seed,
+            task_segmenter=str(task_segmenter) if task_segmenter else "", task_weight=task_weight,
         )
         summary = train_translator(settings, resume=resume)
     except DeadtreeError as exc:

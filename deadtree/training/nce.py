@@ -198,6 +198,7 @@ class GeneratorLoss:
     adversarial: torch.Tensor
     nce_translation: torch.Tensor  # NCE(x, G(x)): content kept through the translation
     nce_identity: torch.Tensor  # NCE(y, G(y)): target images should pass through unchanged
+    task: torch.Tensor | None = None  # the frozen segmenter's answer on G(x) against its answer on x
 
 
 def translate_both(
@@ -222,8 +223,9 @@ def generator_objective(
     num_patches: int = 256,
     tau: float = DEFAULT_TAU,
     nce_weight: float = 0.5,
+    task: "TaskConsistency | None" = None,
 ) -> GeneratorLoss:
-    """L_G = L_adv(G(x)) + nce_weight * [NCE(x, G(x)) + NCE(y, G(y))].
+    """L_G = L_adv(G(x)) + nce_weight * [NCE(x, G(x)) + NCE(y, G(y))] (+ task.weight * task term).
 
     Pass fake_x = G(x) and identity_y = G(y) when they were already computed for the discriminator step;
     otherwise they are computed here. freq_nce=None (with a generator built with attention=False) is plain CUT.
@@ -234,7 +236,10 @@ def generator_objective(
     nce_translation = nce_loss(generator, heads, real_x, fake_x, freq_nce, num_patches, tau)
     nce_identity = nce_loss(generator, heads, real_y, identity_y, freq_nce, num_patches, tau)
     total = adversarial + nce_weight * (nce_translation + nce_identity)
-    return GeneratorLoss(total, adversarial, nce_translation, nce_identity)
+    task_term = task(real_x, fake_x) if task is not None else None
+    if task_term is not None:
+        total = total + task.weight * task_term
+    return GeneratorLoss(total, adversarial, nce_translation, nce_identity, task_term)
 
 
 def translator_step(
@@ -249,6 +254,7 @@ def translator_step(
     num_patches: int = 256,
     tau: float = DEFAULT_TAU,
     nce_weight: float = 0.5,
+    task: "TaskConsistency | None" = None,
 ) -> dict[str, float]:
     """One ADA-Net update: D first, then G together with both projection heads (optimizer_g must hold the
     parameters of the generator, `heads` and `freq_nce`). Returns the losses as floats."""
@@ -265,7 +271,7 @@ def translator_step(
     try:
         optimizer_g.zero_grad(set_to_none=True)
         loss_g = generator_objective(generator, discriminator, heads, real_x, real_y, fake_x, identity_y,
-                                     freq_nce, num_patches, tau, nce_weight)
+                                     freq_nce, num_patches, tau, nce_weight, task)
         loss_g.total.backward()
         optimizer_g.step()
     finally:
@@ -276,4 +282,32 @@ def translator_step(
         "loss_adv": loss_g.adversarial.item(),
         "nce_translation": loss_g.nce_translation.item(),
         "nce_identity": loss_g.nce_identity.item(),
+        **({"task": loss_g.task.item()} if loss_g.task is not None else {}),
     }
+
+
+class TaskConsistency(nn.Module):
+    """An addition to ADA-Net (not in the paper): a frozen segmenter of the target domain should answer the
+    same on G(x) as on x, so the translator may change the look of the imagery but not the evidence for a
+    dead crown. Soft-target BCE on the segmenter's logits; its weights never change, its gradient reaches G.
+
+    `segmenter` reads 0..1 stretch units in the order `channels` picks from the translator's bands; the
+    translator works in [-1, 1]."""
+
+    def __init__(self, segmenter: nn.Module, channels: Sequence[int], weight: float = 1.0):
+        super().__init__()
+        self.segmenter = segmenter.eval().requires_grad_(False)
+        self.register_buffer("channels", torch.tensor(list(channels), dtype=torch.long), persistent=False)
+        self.weight = weight
+
+    def train(self, mode: bool = True) -> "TaskConsistency":
+        return super().train(False)  # batch-norm statistics stay those of the segmenter's own training
+
+    def _logits(self, model_range: torch.Tensor) -> torch.Tensor:
+        unit = (model_range.index_select(1, self.channels) + 1) / 2
+        return self.segmenter(unit)
+
+    def forward(self, real_x: torch.Tensor, fake_x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = torch.sigmoid(self._logits(real_x))
+        return F.binary_cross_entropy_with_logits(self._logits(fake_x).float(), target.float())

@@ -7,7 +7,7 @@ import numpy as np
 
 from deadtree.training.translator_data import model_to_unit
 
-LOSS_KEYS = ("loss_d", "loss_adv", "nce_translation", "nce_identity")
+LOSS_KEYS = ("loss_d", "loss_adv", "nce_translation", "nce_identity", "task")
 
 
 def true_colour(patch: np.ndarray, bands: tuple[str, ...]) -> np.ndarray:
@@ -64,7 +64,7 @@ def plot_translator_history(history: list[dict], path: Path) -> None:
         return
     steps = [h["step"] for h in history]
     fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in LOSS_KEYS:
+    for key in (k for k in LOSS_KEYS if any(k in h for h in history)):
         ax_loss.plot(steps, [h.get(key, float("nan")) for h in history], marker=".", label=key)
     ax_loss.set_xlabel("step")
     ax_loss.set_title("mean losses per epoch")

@@ -21,8 +21,8 @@ from tqdm import tqdm
 from deadtree.errors import InputError
 from deadtree.nets.adanet import ResidualDiscriminator, ResnetAttentionGenerator
 from deadtree.training.devices import training_device, training_machine
+from deadtree.training.nce import FreqNCE, PatchSampleMLP, TaskConsistency, translator_step
 from deadtree.training.time_budget import StepBudget, stop_after_minutes
-from deadtree.training.nce import FreqNCE, PatchSampleMLP, translator_step
 from deadtree.training.translator_data import DomainSampler, open_domain
 from deadtree.training.translator_report import LOSS_KEYS, plot_translator_history, save_sample_grid
 
@@ -63,6 +63,10 @@ class TranslatorConfig:
     seed: int = 0
     threads: int = 0
     device: str = "auto"  # auto, cpu or cuda
+    # Not in the paper: a checkpoint of a segmenter trained on the TARGET domain (never the source's masks);
+    # G is then also asked to keep that frozen segmenter's answers (nce.TaskConsistency). "" = off.
+    task_segmenter: str = ""
+    task_weight: float = 1.0
 
 
 # Two documented starting points (docs/translator.md has the measured step times).
@@ -177,6 +181,7 @@ def _train(config: TranslatorConfig, resume: bool, out: Path, device: torch.devi
     for module in (nets.generator, nets.discriminator, nets.heads, nets.freq_nce):
         if module is not None:
             module.to(device)
+    task = load_task_consistency(config, device) if config.task_segmenter else None
     optimizer_g = torch.optim.Adam(nets.g_parameters(), lr=config.lr, betas=ADAM_BETAS)
     optimizer_d = torch.optim.Adam(nets.discriminator.parameters(), lr=config.lr, betas=ADAM_BETAS)
     source_sampler = DomainSampler(source, config.seed, config.augment, clip=False)
@@ -245,7 +250,7 @@ def _train(config: TranslatorConfig, resume: bool, out: Path, device: torch.devi
                          f"epoch {epoch}, step {state['step']}: source | translated | target sample")
         plot_translator_history(state["history"], out / "curves.png")
         (out / "history.json").write_text(json.dumps(state["history"], indent=2))
-        tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {record.get(k, math.nan):.3f}" for k in LOSS_KEYS)
+        tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {record[k]:.3f}" for k in LOSS_KEYS if k in record)
                    + f", lr {lr:.2e}")
 
     started = time.monotonic()
@@ -268,7 +273,8 @@ def _train(config: TranslatorConfig, resume: bool, out: Path, device: torch.devi
             real_x = torch.from_numpy(source_sampler.batch(config.batch_size)).to(device)
             real_y = torch.from_numpy(target_sampler.batch(config.batch_size)).to(device)
             losses = translator_step(nets.generator, nets.discriminator, nets.heads, optimizer_g, optimizer_d,
-                                     real_x, real_y, freq_nce=nets.freq_nce, num_patches=config.nce_patches)
+                                     real_x, real_y, freq_nce=nets.freq_nce, num_patches=config.nce_patches,
+                                     task=task)
             lr = optimizer_g.param_groups[0]["lr"]  # the rate this step used
             scheduler_g.step()
             scheduler_d.step()
@@ -329,6 +335,27 @@ def _train(config: TranslatorConfig, resume: bool, out: Path, device: torch.devi
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def load_task_consistency(config: TranslatorConfig, device: torch.device) -> TaskConsistency:
+    """The frozen target-domain segmenter of the task-consistency term, from a `train segmenter` checkpoint
+    (best.pt, or a slim one such as models/checkpoints/*.pt)."""
+    from deadtree.nets.segmenter import build_segmenter
+
+    path = Path(config.task_segmenter)
+    if not path.is_file():
+        raise InputError(f"task segmenter checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    seg_config = ckpt.get("config") if isinstance(ckpt, dict) else None
+    if not isinstance(seg_config, dict) or "arch" not in seg_config or "model" not in ckpt:
+        raise InputError(f"{path.name} is not a segmenter checkpoint from `deadtree train segmenter`")
+    missing = [b for b in seg_config["bands"] if b not in config.bands]
+    if missing:
+        raise InputError(f"the task segmenter reads {','.join(missing)}, which the translator does not write")
+    net = build_segmenter(seg_config["arch"], len(seg_config["bands"]))
+    net.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    channels = [config.bands.index(b) for b in seg_config["bands"]]
+    return TaskConsistency(net, channels, config.task_weight).to(device)
 
 
 def _fit_epochs(config: TranslatorConfig, total_steps: int, steps_per_epoch: int, step: int) -> TranslatorConfig:
