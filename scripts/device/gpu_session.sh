@@ -14,7 +14,8 @@ RUNS=runs/gpu
 OUT=${OUT:-/tmp/out}
 DEVICE=${DEVICE:-cuda}
 FIT=${FIT_MINUTES:-5.75}
-# What `train` runs side by side: segmenters as NAME:BANDS:ARCH, translators by name (ada, cut).
+# What `train` runs side by side: segmenters as NAME:BANDS:ARCH[:STATES], translators by name (ada, cut,
+# ada-task with TASK_SEGMENTER). E.g. SEGMENTERS="east-r18d4:R,G,B,NIR:unet-r18-d4:AR,MO,TX" TRANSLATORS="".
 SEGMENTERS=${SEGMENTERS:-rgbn-r18d4:R,G,B,NIR:unet-r18-d4 rgb-r18d4:R,G,B:unet-r18-d4 rgbn-regnetx004:R,G,B,NIR:unet-regnetx004}
 TRANSLATORS=${TRANSLATORS:-ada cut}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
@@ -88,14 +89,18 @@ case "${1:-}" in
     [ "$n" -ge 375 ] || { echo "only $n frames unpacked: unpack every chunk first"; exit 5; }
     start=$(date +%s)
     common=(--batch-size 32 --crop 256 --lr 2e-3 --val-every 0 --fit-minutes "$FIT" --workers "${WORKERS:-3}")
-    for plan in $SEGMENTERS; do  # NAME:BANDS:ARCH
-      IFS=: read -r name bands arch <<< "$plan"
-      segmenter "$name" --bands "$bands" --arch "$arch" "${common[@]}" &
+    for plan in $SEGMENTERS; do  # NAME:BANDS:ARCH[:STATES]
+      IFS=: read -r name bands arch states <<< "$plan"
+      segmenter "$name" --bands "$bands" --arch "$arch" ${states:+--states "$states"} "${common[@]}" &
     done
     for name in $TRANSLATORS; do
       case $name in
         ada) translator ada --config paper --attention --freq-nce --fit-minutes "$FIT" & ;;
         cut) translator cut --config paper --no-attention --no-freq-nce --fit-minutes "$FIT" & ;;
+        ada-task)  # needs TASK_SEGMENTER: an east-only segmenter's checkpoint (e.g. from an earlier call)
+          if [ -f "${TASK_SEGMENTER:-}" ]; then
+            translator ada-task --config paper --attention --freq-nce --task-segmenter "$TASK_SEGMENTER" --fit-minutes "$FIT" &
+          else echo "ada-task skipped: TASK_SEGMENTER is not a file"; fi ;;
       esac
     done
     wait
