@@ -102,9 +102,10 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     else:
         np_state = None
 
-    sampler = CropSampler(train_frames, config.crop, config.positive_fraction,
-                          training_augmentation(config.augmentation), config.seed)
-    if np_state is not None:
+    # With worker processes the crops come from their own seeded streams: no sampler in this process.
+    sampler = None if config.workers else CropSampler(train_frames, config.crop, config.positive_fraction,
+                                                      training_augmentation(config.augmentation), config.seed)
+    if np_state is not None and sampler is not None:
         sampler.rng.bit_generator.state = np_state
 
     next_batch = _batch_source(config, train_frames, sampler, state["step"], device)
@@ -175,7 +176,7 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     return summary
 
 
-def _batch_source(config: SegmenterConfig, frames: list[Frame], sampler: CropSampler, step: int, device):
+def _batch_source(config: SegmenterConfig, frames: list[Frame], sampler: CropSampler | None, step: int, device):
     """A function that returns the next (images, masks) batch as CPU tensors."""
     if not config.workers:
         return lambda: tuple(torch.from_numpy(a) for a in sampler.sample(config.batch_size))
@@ -249,7 +250,7 @@ class WeightAverage:
             self.averaged.n_averaged.fill_(1)
 
 
-def _save(path: Path, ema: WeightAverage, optimizer, scheduler, state, sampler: CropSampler,
+def _save(path: Path, ema: WeightAverage, optimizer, scheduler, state, sampler: CropSampler | None,
           config: SegmenterConfig) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -259,7 +260,7 @@ def _save(path: Path, ema: WeightAverage, optimizer, scheduler, state, sampler: 
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "state": state,
-            "rng": sampler.rng.bit_generator.state,
+            "rng": sampler.rng.bit_generator.state if sampler is not None else None,
             "config": asdict(config),
             "scaling": {"method": "percentile", "low_pct": DEFAULT_LOW_PCT, "high_pct": DEFAULT_HIGH_PCT},
             "split": json.loads((path.parent / "split.json").read_text()),
