@@ -85,6 +85,7 @@ class SegmentOptions:
     gpkg: Path | None = None
     probabilities: Path | None = None
     model: str | None = None  # name or .onnx path; default: the shipped model for the scene's bands
+    ensemble: tuple[str, ...] = ()  # more segmenters whose probabilities are averaged with the main one's
     translator: str | None = None
     bands: tuple[str, ...] | None = None
     threshold: float | None = None
@@ -121,10 +122,12 @@ class SegmentResult:
     timings: dict[str, float] = field(default_factory=dict)
     tile_size: int = 0
     overlap: int = 0
+    ensemble: list[str] = field(default_factory=list)  # the other segmenters averaged with `model`
 
     def summary(self) -> str:
+        models = " + ".join([f"{self.model} {self.model_version}", *self.ensemble])
         return (f"{self.polygons} dead-tree polygons, {self.area_m2 / 10_000:.3f} ha in total, "
-                f"{self.seconds:.1f} s ({self.model} {self.model_version} on {self.provider})")
+                f"{self.seconds:.1f} s ({models} on {self.provider})")
 
 
 def default_output(scene_path: Path) -> Path:
@@ -180,15 +183,26 @@ class _ModelChoice:
     segmenter_info: ModelInfo
     translator: Path | None = None
     translator_info: ModelInfo | None = None
+    members: list[tuple[Path, ModelInfo]] = field(default_factory=list)  # ensembled with the segmenter
 
     @property
     def first(self) -> ModelInfo:
-        """The model that reads the scene."""
+        """The model that reads the scene (its scaling and tiles rule)."""
         return self.translator_info or self.segmenter_info
+
+    @property
+    def read_bands(self) -> tuple[str, ...]:
+        """The bands read from the scene: the first model's, then any others an ensemble member needs."""
+        bands = list(self.first.bands)
+        for _, info in self.members:
+            bands += [b for b in info.bands if b not in bands]
+        return tuple(bands)
 
 
 def _choose_models(scene: Scene, options: SegmentOptions) -> _ModelChoice:
     """Which files will run, checked against each other and the scene's bands (metadata only: cheap)."""
+    if options.ensemble and options.translator:
+        raise InputError("--ensemble and --translator cannot be combined")
     available = set(scene.band_index)
     seg_path = resolve_model(options.model, "segmenter") if options.model else default_segmenter(available)
     seg_path = precision_variant(seg_path, options.precision, on_gpu=runs_on_gpu(options.device))
@@ -200,7 +214,16 @@ def _choose_models(scene: Scene, options: SegmentOptions) -> _ModelChoice:
             raise ModelError(f"translator {choice.translator_info.name} writes "
                              f"{','.join(choice.translator_info.bands)} but segmenter "
                              f"{choice.segmenter_info.name} reads {','.join(choice.segmenter_info.bands)}")
-    needed = choice.first.bands
+    for name in options.ensemble:
+        path = precision_variant(resolve_model(name, "segmenter"), options.precision,
+                                 on_gpu=runs_on_gpu(options.device))
+        info = read_model_info(path)
+        primary = choice.segmenter_info
+        if info.gsd_m != primary.gsd_m or info.scaling != primary.scaling:
+            raise ModelError(f"{info.name} cannot be ensembled with {primary.name}: they differ in ground "
+                             "resolution or value scaling")
+        choice.members.append((path, info))
+    needed = choice.read_bands
     missing = [b for b in needed if b not in available]
     if missing:
         have = ",".join(scene.band_index) or "no tagged bands"
@@ -210,10 +233,12 @@ def _choose_models(scene: Scene, options: SegmentOptions) -> _ModelChoice:
     return choice
 
 
-def _open_models(choice: _ModelChoice, options: SegmentOptions) -> tuple[OnnxModel, OnnxModel | None]:
+def _open_models(choice: _ModelChoice, options: SegmentOptions) -> tuple[OnnxModel, OnnxModel | None,
+                                                                         list[OnnxModel]]:
     segmenter = OnnxModel(choice.segmenter, options.device, options.threads)
     translator = OnnxModel(choice.translator, options.device, options.threads) if choice.translator else None
-    return segmenter, translator
+    members = [OnnxModel(path, options.device, options.threads) for path, _ in choice.members]
+    return segmenter, translator, members
 
 
 def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: Path, on_progress) -> SegmentResult:
@@ -222,7 +247,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     if "preview" in outputs:
         preview_bands(scene, options.preview_bands)  # fail before the model runs, not after
     choice = _choose_models(scene, options)
-    read_bands = choice.first.bands
+    read_bands = choice.read_bands
     grid = model_grid(scene.width, scene.height, scene.gsd_m, choice.segmenter_info.gsd_m)
     if grid.resampled:
         log.info("resampling %.3g x %.3g m pixels to the model's %.3g m", *scene.gsd_m, choice.segmenter_info.gsd_m)
@@ -238,7 +263,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         # Nodata pixels are shown to the model as the scene's typical value, so a bright or dark collar
         # cannot bleed into predictions next to it.
         neutral = stretch.apply(np.median(pixels[:, valid], axis=1)[:, None, None]).ravel()
-        segmenter, translator = opening.result()
+        segmenter, translator, members = opening.result()
     first = translator or segmenter
 
     tile = options.tile_size or first.info.tile_size
@@ -247,13 +272,17 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         raise InputError(f"the translator works on {translator.info.tile_size}-px tiles only")
     if not 0 <= overlap < tile:
         raise InputError(f"--overlap must be at least 0 and smaller than the tile size ({tile})")
-    threshold = options.threshold if options.threshold is not None else segmenter.info.threshold
+    # An ensemble's default threshold is its members' mean (0.55 for the shipped pair, whose tuned ensemble
+    # threshold on validation was 0.5 with the same scores to 0.001).
+    own = [segmenter.info.threshold, *(m.info.threshold for m in members)]
+    threshold = options.threshold if options.threshold is not None else float(np.mean(own))
     rows_of_tiles = tile_rows(grid.height, grid.width, tile, overlap, options.grid_offset % max(tile - overlap, 1))
     n_tiles = sum(len(r) for r in rows_of_tiles)
 
     reader = WindowReader(scene, read_bands, grid, edge_fill)
     batch_size = options.batch_size or max(1, BATCH_PIXELS // (tile * tile))
-    predictor = _TilePredictor(segmenter, translator, stretch, neutral, batch_size, options.flips)
+    predictor = _TilePredictor(segmenter, translator, stretch, neutral, batch_size, options.flips, members,
+                               read_bands)
     grid_transform = grid.transform(scene.transform)
     scene_prob = tmp / (outputs["probabilities"].name if "probabilities" in outputs else "probabilities.tif")
     grid_path = tmp / "grid-probabilities.tif" if grid.resampled else scene_prob
@@ -301,6 +330,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         "model": info.name,
         "model_version": info.version,
         "translator": translator.info.name if translator else None,
+        "ensemble": [m.info.name for m in members] or None,
         "threshold": threshold,
         "min_area_m2": options.min_area,
         "deadtree_version": __version__,
@@ -323,7 +353,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         if raster is not None:
             raster.close()
         bar.close()
-    timings = {"model": segmenter.seconds + (translator.seconds if translator else 0.0),
+    timings = {"model": sum(m.seconds for m in (segmenter, translator, *members) if m is not None),
                "tiles": time.monotonic() - tiles_started}
     if grid.resampled:
         _resample_to_scene(grid_path, scene_prob, scene, read_bands, grid, edge_fill)
@@ -338,7 +368,8 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     if on_progress:
         on_progress(1.0)
     return SegmentResult(polygons, area, 0.0, outputs, info.name, info.version, segmenter.provider, n_tiles,
-                         skipped, translator.info.name if translator else None, timings, tile, overlap)
+                         skipped, translator.info.name if translator else None, timings, tile, overlap,
+                         [m.info.name for m in members])
 
 
 @dataclass
@@ -386,8 +417,13 @@ class _TilePredictor:
     """Scales tiles, runs the optional translator and the segmenter in batches, returns probabilities."""
 
     def __init__(self, segmenter: OnnxModel, translator: OnnxModel | None, stretch: BandStretch,
-                 neutral: np.ndarray, batch_size: int, flips: bool = False):
+                 neutral: np.ndarray, batch_size: int, flips: bool = False, members: list[OnnxModel] | None = None,
+                 read_bands: tuple[str, ...] | None = None):
         self.segmenter = segmenter
+        self.members = members or []
+        read_bands = read_bands or segmenter.info.bands
+        # Which read bands each segmenter takes, in its order; None where that is all of them as read.
+        self.picks = {id(m): _pick(read_bands, m.info.bands) for m in [segmenter, *self.members]}
         self.flips = flips
         self.translator = translator
         self.stretch = stretch
@@ -420,13 +456,29 @@ class _TilePredictor:
             translated = self.translator.run(_from_unit(unit, self.translator.info.input_range))
             olo, ohi = self.translator.info.output_range
             unit = ((translated - olo) / (ohi - olo))[:, self.to_segmenter]
-        x = _from_unit(unit, self.segmenter.info.input_range)
-        probs = self.segmenter.run(x)
+            return self._segment(self.segmenter, unit)
+        probs = self._segment(self.segmenter, self._bands_for(self.segmenter, unit))
+        for member in self.members:
+            probs = probs + self._segment(member, self._bands_for(member, unit))
+        return probs / (1 + len(self.members)) if self.members else probs
+
+    def _bands_for(self, model: OnnxModel, unit: np.ndarray) -> np.ndarray:
+        pick = self.picks[id(model)]
+        return unit if pick is None else unit[:, pick]
+
+    def _segment(self, model: OnnxModel, unit: np.ndarray) -> np.ndarray:
+        x = _from_unit(unit, model.info.input_range)
+        probs = model.run(x)
         if self.flips:
             # Orientation is arbitrary from above: the mean over mirror images is a cheaper ensemble.
-            probs = probs + self.segmenter.run(x[..., ::-1])[..., ::-1]
-            probs = (probs + self.segmenter.run(x[..., ::-1, :])[..., ::-1, :]) / 3
+            probs = probs + model.run(x[..., ::-1])[..., ::-1]
+            probs = (probs + model.run(x[..., ::-1, :])[..., ::-1, :]) / 3
         return probs
+
+
+def _pick(read_bands: tuple[str, ...], wanted: tuple[str, ...]) -> list[int] | None:
+    indices = [read_bands.index(b) for b in wanted]
+    return None if indices == list(range(len(read_bands))) else indices
 
 
 def _from_unit(unit: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:

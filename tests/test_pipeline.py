@@ -320,3 +320,34 @@ def test_flips_average_three_orientations_and_leave_a_mirror_symmetric_model_unc
     with rasterio.open(plain.outputs["probabilities"]) as a, rasterio.open(flipped.outputs["probabilities"]) as b:
         assert np.abs(a.read(1).astype(int) - b.read(1).astype(int)).max() <= 1
     assert flipped.polygons == plain.polygons
+
+
+def test_ensemble_averages_the_members_probabilities(tmp_path, toy_models):
+    scene = tmp_path / "scene.tif"
+    write_scene(scene)
+
+    def probabilities(name, **options):
+        path = tmp_path / f"{name}.tif"
+        result = segment_scene(scene, SegmentOptions(output=tmp_path / f"{name}.geojson", probabilities=path,
+                                                     **options))
+        with rasterio.open(path) as src:
+            return result, src.read(1).astype(int)
+
+    _, rgbn = probabilities("rgbn", model="toy-rgbn")
+    _, rgb = probabilities("rgb", model="toy-rgb")
+    result, both = probabilities("both", model="toy-rgbn", ensemble=("toy-rgb",))
+    assert np.abs(rgbn - rgb).max() > 10  # the members differ, so the test can tell a mean from either
+    assert np.abs(both - (rgbn + rgb) / 2).max() <= 1  # each stored code is rounded once
+    assert result.ensemble == ["toy-rgb"] and "toy-rgbn 1.0 + toy-rgb" in result.summary()
+    written = json.loads((tmp_path / "both.geojson").read_text())["deadtree"]
+    assert written["ensemble"] == ["toy-rgb"] and written["threshold"] == 0.5
+
+    rgb_scene = tmp_path / "rgb.tif"
+    write_scene(rgb_scene, bands=3)
+    with pytest.raises(ModelError, match="missing NIR"):
+        segment_scene(rgb_scene, SegmentOptions(output=tmp_path / "x.geojson", model="toy-rgb",
+                                                ensemble=("toy-rgbn",)))
+    with pytest.raises(InputError, match="cannot be combined"):
+        segment_scene(scene, SegmentOptions(output=tmp_path / "y.geojson", ensemble=("toy-rgb",),
+                                            translator="anything"))
+    assert not (tmp_path / "x.geojson").exists() and not (tmp_path / "y.geojson").exists()

@@ -35,6 +35,10 @@ def segment(
     model: Optional[str] = typer.Option(
         None, "--model", help="Segmenter name (see `deadtree models`) or .onnx file. Default: the shipped model "
         "for the scene's bands (RGB+NIR for 4-band scenes, RGB for 3-band)."),
+    ensemble: Optional[list[str]] = typer.Option(
+        None, "--ensemble", help="Another segmenter (name or .onnx) whose probabilities are averaged with the "
+        "main model's; repeat for more. Costs the model time once more per model. deadtree-rgbn with "
+        "--ensemble deadtree-rgb on the validation split: pixel IoU 0.411 -> 0.423, object F1 0.558 -> 0.589."),
     translator: Optional[str] = typer.Option(
         None, "--translator", help="Translate the imagery to the look the segmenter was trained on first "
         "(an ADA-Net translator name or .onnx file): for sites unlike the training data."),
@@ -65,7 +69,8 @@ def segment(
     log_to_stderr(quiet)
     try:
         options = SegmentOptions(
-            output=output, gpkg=gpkg, probabilities=probabilities, model=model, translator=translator,
+            output=output, gpkg=gpkg, probabilities=probabilities, model=model, ensemble=tuple(ensemble or ()),
+            translator=translator,
             bands=parse_band_list(bands) if bands else None, threshold=threshold, min_area=min_area,
             tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, precision=precision,
             flips=flips, progress=not quiet, qml=qml, preview=preview, preview_bands=preview_bands,
