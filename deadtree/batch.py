@@ -44,16 +44,22 @@ class BatchOptions:
     bands: tuple[str, ...] | None = None
     precision: str = "auto"
     flips: bool = False
+    ensemble: tuple[str, ...] = ()
     progress: bool = True
 
     def settings(self) -> dict:
         """What decides a scene's result; a marker made with other settings does not count as done."""
-        model = self.model
-        if model and (model.endswith(".onnx") or os.sep in model):
-            model = str(Path(model).resolve())  # workers may not share the caller's working folder
+        model = _portable(self.model)
         return {"model": model, "threshold": self.threshold, "min_area": self.min_area,
                 "bands": list(self.bands) if self.bands else None, "precision": self.precision,
-                "flips": self.flips}
+                "flips": self.flips, "ensemble": [_portable(m) for m in self.ensemble]}
+
+
+def _portable(model: str | None) -> str | None:
+    """A model file as an absolute path: workers may not share the caller's working folder. Names pass as they are."""
+    if model and (model.endswith(".onnx") or os.sep in model):
+        return str(Path(model).resolve())
+    return model
 
 
 @dataclass
@@ -154,6 +160,7 @@ def segment_one(scene: str, out_dir: str, settings: dict) -> SceneOutcome:
                                  threshold=settings["threshold"], min_area=settings["min_area"],
                                  bands=tuple(settings["bands"]) if settings["bands"] else None,
                                  precision=settings["precision"], flips=settings["flips"],
+                                 ensemble=tuple(settings.get("ensemble") or ()),
                                  # one scene per single-threaded worker: more model threads would oversubscribe
                                  threads=1)
         result = segment_scene(scene_path, options)

@@ -14,7 +14,7 @@ from service.errors import ApiError
 from service.jobfiles import MEDIA_TYPES
 
 FORMATS = tuple(MEDIA_TYPES)
-FORM_FIELDS = ("model", "translator", "threshold", "min_area", "format", "bands", "precision", "flips")
+FORM_FIELDS = ("model", "translator", "threshold", "min_area", "format", "bands", "precision", "flips", "ensemble")
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 MAX_NAME_LENGTH = 100
 
@@ -29,6 +29,7 @@ class JobOptions:
     bands: tuple[str, ...] | None = None
     precision: str = "auto"  # as `segment --precision`
     flips: bool = False  # as `segment --flips`
+    ensemble: tuple[str, ...] = ()  # shipped segmenter names, as `segment --ensemble`
 
     @classmethod
     def from_form(cls, fields: dict[str, str]) -> "JobOptions":
@@ -54,30 +55,36 @@ class JobOptions:
         precision = values.get("precision", "auto").lower()
         if precision not in PRECISIONS:
             raise _invalid(f"precision must be one of {', '.join(PRECISIONS)}, not {values['precision'][:40]!r}")
+        ensemble = _names(values, "ensemble")
+        if ensemble and values.get("translator"):
+            raise _invalid("ensemble and translator cannot be combined")
         return cls(model=_name(values, "model"), translator=_name(values, "translator"), threshold=threshold,
                    min_area=1.0 if min_area is None else min_area, format=fmt, bands=bands, precision=precision,
-                   flips=_flag(values, "flips"))
+                   flips=_flag(values, "flips"), ensemble=ensemble)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["bands"] = list(self.bands) if self.bands else None
+        data["ensemble"] = list(self.ensemble)
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "JobOptions":
         data = dict(data)
         data["bands"] = tuple(data["bands"]) if data.get("bands") else None
+        data["ensemble"] = tuple(data.get("ensemble") or ())
         return cls(**data)
 
     def segment_options(self, geojson: Path, gpkg: Path | None, model_path: Path | None,
                         translator_path: Path | None, device: str, max_pixels: float,
-                        source_name: str | None = None) -> SegmentOptions:
+                        source_name: str | None = None, ensemble_paths: tuple[Path, ...] = ()) -> SegmentOptions:
         """Models are passed as resolved files of shipped models: a client's text never reaches a path lookup."""
         return SegmentOptions(
             output=geojson, gpkg=gpkg, model=str(model_path) if model_path else None,
             translator=str(translator_path) if translator_path else None, bands=self.bands,
             threshold=self.threshold, min_area=self.min_area, device=device, max_pixels=max_pixels,
             source_name=source_name, precision=self.precision, flips=self.flips,
+            ensemble=tuple(str(p) for p in ensemble_paths),
         )
 
 
@@ -102,6 +109,16 @@ def _flag(values: dict[str, str], key: str) -> bool:
     if word not in TRUE_WORDS + FALSE_WORDS:
         raise _invalid(f"{key} must be true or false, not {values[key][:40]!r}")
     return word in TRUE_WORDS
+
+
+def _names(values: dict[str, str], key: str) -> tuple[str, ...]:
+    """A comma-separated list of model names."""
+    if key not in values:
+        return ()
+    names = tuple(n.strip() for n in values[key].split(",") if n.strip())
+    for name in names:
+        _name({key: name}, key)
+    return names
 
 
 def _name(values: dict[str, str], key: str) -> str | None:

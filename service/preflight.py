@@ -101,15 +101,19 @@ def check_models(options: JobOptions, scene_bands: set[str], display_name: str) 
     # An explicit int8 or fp16 needs that variant installed (auto falls back to fp32 by itself).
     precision_variant(segmenter_path, options.precision, on_gpu=False)
     reader = segmenter
+    needed = list(segmenter.bands)
+    for name in options.ensemble:
+        needed += [b for b in find_shipped(name, "segmenter").info.bands if b not in needed]
     if options.translator:
         reader = find_shipped(options.translator, "translator").info
         if not set(segmenter.bands) <= set(reader.bands):
             raise ModelError(f"translator {reader.name} writes {','.join(reader.bands)} but segmenter "
                              f"{segmenter.name} reads {','.join(segmenter.bands)}")
-    missing = [b for b in reader.bands if b not in scene_bands]
+        needed = list(reader.bands)
+    missing = [b for b in needed if b not in scene_bands]
     if missing:
         have = ",".join(sorted(scene_bands)) or "no tagged bands"
-        raise ModelError(f"{display_name} has bands {have}; model {reader.name} needs {','.join(reader.bands)} "
+        raise ModelError(f"{display_name} has bands {have}; model {reader.name} needs {','.join(needed)} "
                          f"(missing {','.join(missing)}). If the file's colour tags are wrong, give the band order "
                          "in the form field bands, e.g. R,G,B,NIR")
 

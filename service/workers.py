@@ -143,6 +143,7 @@ class WorkerPool:
             gpkg=self.files.result(job.id, "gpkg") if options.format == "gpkg" else None,
             model_path=model, translator_path=translator, device=self.settings.device,
             max_pixels=self.settings.max_pixels, source_name=job.filename,
+            ensemble_paths=tuple(find_shipped(name, "segmenter").path for name in options.ensemble),
         )
         return segment_scene(self.files.scene(job.id), segment_options, self._progress_reporter(job.id))
 

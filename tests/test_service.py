@@ -129,6 +129,12 @@ def test_precision_and_flips_reach_the_pipeline(client, scenes, models_dir, tmp_
     assert (segment.precision, segment.flips) == ("fp32", True)
     assert JobOptions.from_form({}).segment_options(tmp_path / "a.geojson", None, None, None, "cpu", 1e7).flips is False
 
+    options = JobOptions.from_form({"ensemble": "toy-rgb, toy-rgbn"})
+    assert JobOptions.from_dict(options.to_dict()) == options and options.ensemble == ("toy-rgb", "toy-rgbn")
+    answer = client.post("/v1/segment", **upload(scenes["rgbn"], threshold=0.4, ensemble="toy-rgb"))
+    assert answer.status_code == 200, answer.text
+    assert json.loads(answer.content)["deadtree"]["ensemble"] == ["toy-rgb"]
+
     answer = client.post("/v1/segment", **upload(scenes["rgbn"], threshold=0.4, flips="true", precision="fp32"))
     assert answer.status_code == 200, answer.text
     monkeypatch.setenv("DEADTREE_MODELS", str(models_dir))
@@ -192,6 +198,9 @@ BAD_UPLOADS = [
     ("rgbn", {"precision": "int4"}, "/v1/segment", 422, "invalid_option"),
     ("rgbn", {"flips": "maybe"}, "/v1/segment", 422, "invalid_option"),
     ("rgbn", {"precision": "int8"}, "/v1/jobs", 422, "invalid_model"),  # the toy model has no int8 variant
+    ("rgbn", {"ensemble": "no-such-model"}, "/v1/segment", 422, "invalid_model"),
+    ("rgb", {"model": "toy-rgb", "ensemble": "toy-rgbn"}, "/v1/segment", 422, "invalid_model"),  # needs NIR
+    ("rgbn", {"ensemble": "toy-rgb", "translator": "x"}, "/v1/jobs", 422, "invalid_option"),
 ]
 
 

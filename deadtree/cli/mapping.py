@@ -14,6 +14,11 @@ PRECISION_HELP = ("auto, fp32, int8 or fp16. auto runs the model's shipped int8 
 FLIPS_HELP = ("Average the model over each tile and its two mirror images: 3x the model time for a small gain "
               "(deadtree-rgbn 0.2.0 on its validation split: pixel IoU 0.411 -> 0.418, object F1 0.558 -> 0.584).")
 
+ENSEMBLE_HELP = ("Another segmenter (name or .onnx) whose probabilities are averaged with the main model's; repeat "
+                 "for more. Costs the model time once more per model. deadtree-rgbn with --ensemble deadtree-rgb, "
+                 "run by `segment` on each validation frame (int8): pixel IoU 0.410 -> 0.417, object F1 0.562 -> "
+                 "0.585.")
+
 
 @app.command()
 def segment(
@@ -35,11 +40,7 @@ def segment(
     model: Optional[str] = typer.Option(
         None, "--model", help="Segmenter name (see `deadtree models`) or .onnx file. Default: the shipped model "
         "for the scene's bands (RGB+NIR for 4-band scenes, RGB for 3-band)."),
-    ensemble: Optional[list[str]] = typer.Option(
-        None, "--ensemble", help="Another segmenter (name or .onnx) whose probabilities are averaged with the "
-        "main model's; repeat for more. Costs the model time once more per model. deadtree-rgbn with "
-        "--ensemble deadtree-rgb, run by `segment` on each validation frame (int8): pixel IoU 0.410 -> 0.417, "
-        "object F1 0.562 -> 0.585."),
+    ensemble: Optional[list[str]] = typer.Option(None, "--ensemble", help=ENSEMBLE_HELP),
     translator: Optional[str] = typer.Option(
         None, "--translator", help="Translate the imagery to the look the segmenter was trained on first "
         "(an ADA-Net translator name or .onnx file): for sites unlike the training data."),
@@ -105,6 +106,7 @@ def segment_many(
     bands: Optional[str] = typer.Option(None, "--bands", help="The scenes' bands in file order, e.g. R,G,B,NIR."),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     flips: bool = typer.Option(False, "--flips", help=FLIPS_HELP),
+    ensemble: Optional[list[str]] = typer.Option(None, "--ensemble", help=ENSEMBLE_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, only failures and the summary."),
 ) -> None:
     """Segment many scenes in parallel, resumably, and merge all their polygons into one file.
@@ -119,7 +121,7 @@ def segment_many(
         options = BatchOptions(out_dir=out_dir, scheduler=scheduler, workers=workers, merged=merged, model=model,
                                threshold=threshold, min_area=min_area,
                                bands=parse_band_list(bands) if bands else None, precision=precision,
-                               flips=flips, progress=not quiet)
+                               flips=flips, ensemble=tuple(ensemble or ()), progress=not quiet)
         result = run_batch(find_scenes(scenes), options)
     except DeadtreeError as exc:
         fail(str(exc))
