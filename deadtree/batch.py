@@ -160,7 +160,7 @@ def segment_one(scene: str, out_dir: str, settings: dict) -> SceneOutcome:
                                  threshold=settings["threshold"], min_area=settings["min_area"],
                                  bands=tuple(settings["bands"]) if settings["bands"] else None,
                                  precision=settings["precision"], flips=settings["flips"],
-                                 ensemble=tuple(settings.get("ensemble") or ()),
+                                 ensemble=tuple(settings["ensemble"]),
                                  # one scene per single-threaded worker: more model threads would oversubscribe
                                  threads=1)
         result = segment_scene(scene_path, options)

@@ -192,11 +192,20 @@ class _ModelChoice:
 
     @property
     def read_bands(self) -> tuple[str, ...]:
-        """The bands read from the scene: the first model's, then any others an ensemble member needs."""
-        bands = list(self.first.bands)
-        for _, info in self.members:
-            bands += [b for b in info.bands if b not in bands]
-        return tuple(bands)
+        return bands_to_read(self.first, [info for _, info in self.members])
+
+
+def bands_to_read(first: ModelInfo, members: list[ModelInfo]) -> tuple[str, ...]:
+    """The bands read from a scene: the first model's, then any others an ensemble member needs."""
+    bands = list(first.bands)
+    for info in members:
+        bands += [b for b in info.bands if b not in bands]
+    return tuple(bands)
+
+
+def _segmenter_file(path: Path, options: SegmentOptions) -> Path:
+    """The file that runs for a segmenter at the asked precision (its int8 / fp16 variant where chosen)."""
+    return precision_variant(path, options.precision, on_gpu=runs_on_gpu(options.device))
 
 
 def _choose_models(scene: Scene, options: SegmentOptions) -> _ModelChoice:
@@ -205,7 +214,7 @@ def _choose_models(scene: Scene, options: SegmentOptions) -> _ModelChoice:
         raise InputError("--ensemble and --translator cannot be combined")
     available = set(scene.band_index)
     seg_path = resolve_model(options.model, "segmenter") if options.model else default_segmenter(available)
-    seg_path = precision_variant(seg_path, options.precision, on_gpu=runs_on_gpu(options.device))
+    seg_path = _segmenter_file(seg_path, options)
     choice = _ModelChoice(seg_path, read_model_info(seg_path))
     if options.translator:
         choice.translator = resolve_model(options.translator, "translator")
@@ -215,8 +224,7 @@ def _choose_models(scene: Scene, options: SegmentOptions) -> _ModelChoice:
                              f"{','.join(choice.translator_info.bands)} but segmenter "
                              f"{choice.segmenter_info.name} reads {','.join(choice.segmenter_info.bands)}")
     for name in options.ensemble:
-        path = precision_variant(resolve_model(name, "segmenter"), options.precision,
-                                 on_gpu=runs_on_gpu(options.device))
+        path = _segmenter_file(resolve_model(name, "segmenter"), options)
         info = read_model_info(path)
         primary = choice.segmenter_info
         if info.gsd_m != primary.gsd_m or info.scaling != primary.scaling:
@@ -420,10 +428,9 @@ class _TilePredictor:
                  neutral: np.ndarray, batch_size: int, flips: bool = False, members: list[OnnxModel] | None = None,
                  read_bands: tuple[str, ...] | None = None):
         self.segmenter = segmenter
-        self.members = members or []
         read_bands = read_bands or segmenter.info.bands
-        # Which read bands each segmenter takes, in its order; None where that is all of them as read.
-        self.picks = {id(m): _pick(read_bands, m.info.bands) for m in [segmenter, *self.members]}
+        # Each segmenter with the read bands it takes, in its order (None: all of them, as read).
+        self.ensemble = [(m, _pick(read_bands, m.info.bands)) for m in [segmenter, *(members or [])]]
         self.flips = flips
         self.translator = translator
         self.stretch = stretch
@@ -457,14 +464,11 @@ class _TilePredictor:
             olo, ohi = self.translator.info.output_range
             unit = ((translated - olo) / (ohi - olo))[:, self.to_segmenter]
             return self._segment(self.segmenter, unit)
-        probs = self._segment(self.segmenter, self._bands_for(self.segmenter, unit))
-        for member in self.members:
-            probs = probs + self._segment(member, self._bands_for(member, unit))
-        return probs / (1 + len(self.members)) if self.members else probs
-
-    def _bands_for(self, model: OnnxModel, unit: np.ndarray) -> np.ndarray:
-        pick = self.picks[id(model)]
-        return unit if pick is None else unit[:, pick]
+        probs = None
+        for model, pick in self.ensemble:
+            answer = self._segment(model, unit if pick is None else unit[:, pick])
+            probs = answer if probs is None else probs + answer
+        return probs / len(self.ensemble) if len(self.ensemble) > 1 else probs
 
     def _segment(self, model: OnnxModel, unit: np.ndarray) -> np.ndarray:
         x = _from_unit(unit, model.info.input_range)
@@ -507,12 +511,12 @@ def _resample_to_scene(grid_path: Path, scene_path_out: Path, scene: Scene, band
         out.close()
 
 
+PROB_SCORE_SCALE = 1 / PROB_SCALE  # stored probability code -> probability, for the polygons' scores
+
+
 def strip_layers(codes: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """The dead-tree mask and the scores (probability codes, see PROB_SCORE_SCALE) of a strip of stored codes."""
     return dead_mask(codes, threshold), codes
-
-
-PROB_SCORE_SCALE = 1 / PROB_SCALE
 
 
 def _vectorise(scene: Scene, strips, options: SegmentOptions, outputs: dict[str, Path], tmp: Path,

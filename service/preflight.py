@@ -12,6 +12,7 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from deadtree.errors import DeadtreeError, ModelError
+from deadtree.pipeline import bands_to_read
 from deadtree.raster.scene import open_scene
 from deadtree.runtime.registry import default_segmenter, precision_variant
 
@@ -101,15 +102,12 @@ def check_models(options: JobOptions, scene_bands: set[str], display_name: str) 
     # An explicit int8 or fp16 needs that variant installed (auto falls back to fp32 by itself).
     precision_variant(segmenter_path, options.precision, on_gpu=False)
     reader = segmenter
-    needed = list(segmenter.bands)
-    for name in options.ensemble:
-        needed += [b for b in find_shipped(name, "segmenter").info.bands if b not in needed]
     if options.translator:
         reader = find_shipped(options.translator, "translator").info
         if not set(segmenter.bands) <= set(reader.bands):
             raise ModelError(f"translator {reader.name} writes {','.join(reader.bands)} but segmenter "
                              f"{segmenter.name} reads {','.join(segmenter.bands)}")
-        needed = list(reader.bands)
+    needed = bands_to_read(reader, [find_shipped(name, "segmenter").info for name in options.ensemble])
     missing = [b for b in needed if b not in scene_bands]
     if missing:
         have = ",".join(sorted(scene_bands)) or "no tagged bands"
