@@ -335,6 +335,24 @@ def test_task_consistency_is_lowest_when_the_translation_keeps_the_evidence(tmp_
     assert all(p.grad is None for p in task.segmenter.parameters())  # the segmenter itself never learns
 
 
+class _BrightnessSegmenter(torch.nn.Module):
+    """A hand-made 'segmenter': a pixel is dead where its first band is bright."""
+
+    def forward(self, unit: torch.Tensor) -> torch.Tensor:
+        return 12 * (unit[:, :1] - 0.5)
+
+
+def test_task_consistency_punishes_erasing_a_small_dead_crown():
+    from deadtree.training.nce import TaskConsistency
+
+    task = TaskConsistency(_BrightnessSegmenter(), channels=[0, 1, 2, 3])
+    real = -torch.ones(1, 4, 50, 50)
+    real[:, 0, 20:27, 20:27] = 1  # a crown on 2% of the pixels
+    erased = -torch.ones(1, 4, 50, 50)
+    # In a mean over pixels a lost 2% weighs little; the loss must still see the crown go.
+    assert task(real, erased) - task(real, real) > 0.5
+
+
 def test_translator_trains_with_the_task_term_and_refuses_wrong_checkpoints(tmp_path):
     root = write_kaggle_layout(tmp_path / "data")
     seg = write_segmenter_checkpoint(tmp_path / "seg.pt")

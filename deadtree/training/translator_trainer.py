@@ -290,7 +290,8 @@ def _train(config: TranslatorConfig, resume: bool, out: Path, device: torch.devi
             bar.update(1)
             bar.set_postfix(D=f"{np.mean(recent['loss_d']):.3f}", adv=f"{np.mean(recent['loss_adv']):.3f}",
                             nce_x=f"{np.mean(recent['nce_translation']):.2f}",
-                            nce_y=f"{np.mean(recent['nce_identity']):.2f}", lr=f"{lr:.1e}")
+                            nce_y=f"{np.mean(recent['nce_identity']):.2f}", lr=f"{lr:.1e}",
+                            **({"task": f"{np.mean(recent['task']):.3f}"} if recent["task"] else {}))
             elapsed = time.monotonic() - started
             state["train_seconds"] = seconds_at_start + elapsed
             fitted = budget.fitted_total(state["step"] - steps_at_start) if budget else None

@@ -15,9 +15,11 @@ OUT=${OUT:-/tmp/out}
 DEVICE=${DEVICE:-cuda}
 FIT=${FIT_MINUTES:-5.75}
 # What `train` runs side by side: segmenters as NAME:BANDS:ARCH[:STATES], translators by name (ada, cut,
-# ada-task with TASK_SEGMENTER). E.g. SEGMENTERS="east-r18d4:R,G,B,NIR:unet-r18-d4:AR,MO,TX" TRANSLATORS="".
-SEGMENTERS=${SEGMENTERS:-rgbn-r18d4:R,G,B,NIR:unet-r18-d4 rgb-r18d4:R,G,B:unet-r18-d4 rgbn-regnetx004:R,G,B,NIR:unet-regnetx004}
-TRANSLATORS=${TRANSLATORS:-ada cut}
+# ada-task[@WEIGHT] with TASK_SEGMENTER). E.g. SEGMENTERS="east-r18d4:R,G,B,NIR:unet-r18-d4:AR,MO,TX" TRANSLATORS=""
+# (an empty list runs none of that kind; unset gives the defaults). GPU_BENCH=0 skips the torch benchmark;
+# SEGMENTER_ARGS and TRANSLATOR_ARGS are appended to every run of that kind (a CPU rehearsal makes them tiny).
+SEGMENTERS=${SEGMENTERS-rgbn-r18d4:R,G,B,NIR:unet-r18-d4 rgb-r18d4:R,G,B:unet-r18-d4 rgbn-regnetx004:R,G,B,NIR:unet-regnetx004}
+TRANSLATORS=${TRANSLATORS-ada cut}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 mkdir -p "$OUT" "$RUNS"
 [ -e "$DATA/masks" ] || [ "${1:-}" = unpack ] || DATA=/tmp/usa_deadtree  # where ../shared cannot be made
@@ -40,20 +42,25 @@ unpack() {
 segmenter() {  # NAME ARGS...: one segmenter run, log in $RUNS/NAME.log
   local name=$1; shift
   python3 -m deadtree.cli train segmenter "$DATA" --out-dir "$RUNS/$name" --device "$DEVICE" --threads 2 "$@" \
-    > "$RUNS/$name.log" 2>&1
+    ${SEGMENTER_ARGS:-} > "$RUNS/$name.log" 2>&1
   echo "$name: exit $? $(tail -c 200 "$RUNS/$name.log" | tr '\r' '\n' | tail -1)"
 }
 
 translator() {  # NAME ARGS...
   local name=$1; shift
   python3 -m deadtree.cli train translator --source "$DATA" --target "$DATA" --source-filter wa,or,nm \
-    --target-filter ar,mo,tx --out-dir "$RUNS/$name" --device "$DEVICE" --threads 2 "$@" > "$RUNS/$name.log" 2>&1
+    --target-filter ar,mo,tx --out-dir "$RUNS/$name" --device "$DEVICE" --threads 2 "$@" ${TRANSLATOR_ARGS:-} \
+    > "$RUNS/$name.log" 2>&1
   echo "$name: exit $? $(tail -c 200 "$RUNS/$name.log" | tr '\r' '\n' | tail -1)"
 }
 
 slim() {  # CHECKPOINT OUTFILE
   python3 -c "import sys; from deadtree.training.slim import write_slim_checkpoint as w; w(sys.argv[1], sys.argv[2])" "$1" "$2" \
     && echo "$2: $(du -h "$2" | cut -f1)"
+}
+
+run_name() {  # a translator plan as a folder name: ada-task@5 -> ada-task-w5
+  echo "${1/@/-w}"
 }
 
 collect_logs() {
@@ -97,19 +104,21 @@ case "${1:-}" in
       case $name in
         ada) translator ada --config paper --attention --freq-nce --fit-minutes "$FIT" & ;;
         cut) translator cut --config paper --no-attention --no-freq-nce --fit-minutes "$FIT" & ;;
-        ada-task)  # needs TASK_SEGMENTER: an east-only segmenter's checkpoint (e.g. from an earlier call)
+        ada-task*)  # needs TASK_SEGMENTER: an east-only segmenter's checkpoint (e.g. from an earlier phase)
+          weight=${name#ada-task}; weight=${weight#@}
           if [ -f "${TASK_SEGMENTER:-}" ]; then
-            translator ada-task --config paper --attention --freq-nce --task-segmenter "$TASK_SEGMENTER" --fit-minutes "$FIT" &
-          else echo "ada-task skipped: TASK_SEGMENTER is not a file"; fi ;;
+            translator "$(run_name "$name")" --config paper --attention --freq-nce --task-segmenter "$TASK_SEGMENTER" \
+              --task-weight "${weight:-1}" --fit-minutes "$FIT" &
+          else echo "$name skipped: TASK_SEGMENTER is not a file"; fi ;;
       esac
     done
     wait
     echo "training took $(( $(date +%s) - start )) s"
     for plan in $SEGMENTERS; do slim "$RUNS/${plan%%:*}/best.pt" "$OUT/${plan%%:*}.pt"; done
-    for run in $TRANSLATORS; do slim "$RUNS/$run/last.pt" "$OUT/$run.pt"; done
+    for run in $TRANSLATORS; do run=$(run_name "$run"); slim "$RUNS/$run/last.pt" "$OUT/$run.pt"; done
     collect_logs
     first=${SEGMENTERS%% *}
-    timeout 90 python3 benchmarks/gpu_torch.py "$OUT/${first%%:*}.pt" --data "$DATA" --out "$OUT/gpu_torch.json" --device "$DEVICE"
+    [ -n "$first" ] && [ "${GPU_BENCH:-1}" != 0 ] && timeout 90 python3 benchmarks/gpu_torch.py "$OUT/${first%%:*}.pt" --data "$DATA" --out "$OUT/gpu_torch.json" --device "$DEVICE"
     ls -la "$OUT"
     ;;
   *) sed -n 2,9p "$0"; exit 2 ;;
