@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import rasterio
@@ -192,15 +192,11 @@ class _ModelChoice:
 
     @property
     def read_bands(self) -> tuple[str, ...]:
-        return bands_to_read(self.first, [info for _, info in self.members])
-
-
-def bands_to_read(first: ModelInfo, members: list[ModelInfo]) -> tuple[str, ...]:
-    """The bands read from a scene: the first model's, then any others an ensemble member needs."""
-    bands = list(first.bands)
-    for info in members:
-        bands += [b for b in info.bands if b not in bands]
-    return tuple(bands)
+        """The bands read from a scene: the first model's, then any others an ensemble member needs."""
+        bands = list(self.first.bands)
+        for _, info in self.members:
+            bands += [b for b in info.bands if b not in bands]
+        return tuple(bands)
 
 
 def _segmenter_file(path: Path, options: SegmentOptions) -> Path:
@@ -208,11 +204,13 @@ def _segmenter_file(path: Path, options: SegmentOptions) -> Path:
     return precision_variant(path, options.precision, on_gpu=runs_on_gpu(options.device))
 
 
-def _choose_models(scene: Scene, options: SegmentOptions) -> _ModelChoice:
-    """Which files will run, checked against each other and the scene's bands (metadata only: cheap)."""
+def choose_models(scene_bands: Sequence[str], scene_name: str, options: SegmentOptions,
+                  bands_hint: str = "give the band order with --bands") -> _ModelChoice:
+    """Which files will run, checked against each other and the scene's bands (metadata only: cheap, so the
+    service runs it on an upload before queueing the job)."""
     if options.ensemble and options.translator:
         raise InputError("--ensemble and --translator cannot be combined")
-    available = set(scene.band_index)
+    available = set(scene_bands)
     seg_path = resolve_model(options.model, "segmenter") if options.model else default_segmenter(available)
     seg_path = _segmenter_file(seg_path, options)
     choice = _ModelChoice(seg_path, read_model_info(seg_path))
@@ -234,10 +232,10 @@ def _choose_models(scene: Scene, options: SegmentOptions) -> _ModelChoice:
     needed = choice.read_bands
     missing = [b for b in needed if b not in available]
     if missing:
-        have = ",".join(scene.band_index) or "no tagged bands"
-        raise ModelError(f"{scene.path.name} has bands {have}; model {choice.first.name} needs "
+        have = ",".join(scene_bands) or "no tagged bands"
+        raise ModelError(f"{scene_name} has bands {have}; model {choice.first.name} needs "
                          f"{','.join(needed)} (missing {','.join(missing)}). If the file's tags are wrong, "
-                         "give the band order with --bands")
+                         f"{bands_hint}")
     return choice
 
 
@@ -254,7 +252,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
 
     if "preview" in outputs:
         preview_bands(scene, options.preview_bands)  # fail before the model runs, not after
-    choice = _choose_models(scene, options)
+    choice = choose_models(tuple(scene.band_index), scene.path.name, options)
     read_bands = choice.read_bands
     grid = model_grid(scene.width, scene.height, scene.gsd_m, choice.segmenter_info.gsd_m)
     if grid.resampled:

@@ -54,11 +54,14 @@ def main() -> None:
     parser.add_argument("--translator", help="ADA-Net translator west -> east (name or .onnx)")
     parser.add_argument("--cut", help="CUT ablation translator (name or .onnx)")
     parser.add_argument("--upper", help="segmenter trained with western masks (name or .onnx)")
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=TRANSLATOR",
+                        help="a further translated condition, e.g. 'ADA-Net + task term=west-to-east-task' (repeatable)")
     parser.add_argument("--out", type=Path, required=True, help="JSON results; a .md table is written beside it")
     parser.add_argument("--max-frames", type=int, default=0, help="score only the first N frames (quick checks)")
     parser.add_argument("--validation-only", action="store_true",
                         help="score the west validation counties only (skip the all-west rows and the distances)")
     args = parser.parse_args()
+    extra = [_labelled(text, parser) for text in args.also]
 
     started = time.time()
     frames = load_frames(args.data, BANDS)
@@ -77,6 +80,8 @@ def main() -> None:
     if args.cut:
         conditions.append(("4 CUT translated (no attention, no FreqNCE)",
                            dict(model=args.segmenter, translator=args.cut)))
+    for label, translator in extra:
+        conditions.append((f"3+ {label}", dict(model=args.segmenter, translator=translator)))
     rows = []
     for name, kw in conditions:
         subsets = [("west validation counties", west_val)] + ([] if args.validation_only else [("all west", west_all)])
@@ -89,7 +94,10 @@ def main() -> None:
         rows.append({"frames": "west validation counties", "n_frames": len(west_val), **scores})
         print(_line(rows[-1]), flush=True)
 
-    distances = [] if args.validation_only else _distances(west_all, east, matcher, args.translator, args.cut)
+    distances = [] if args.validation_only else _distances(west_all, east, matcher,
+                                                               [("west, ADA-Net translated", args.translator),
+                                                                ("west, CUT translated", args.cut)]
+                                                               + [(f"west, {label}", t) for label, t in extra])
     for d in distances:
         print(f"{d['imagery']:<40} Frechet {d['frechet']:.4f}  band W1 {d['band_wasserstein']:.4f}  "
               f"dead-tree contrast {d['dead_tree_contrast']}")
@@ -102,14 +110,21 @@ def main() -> None:
     print(f"saved {args.out} and {args.out.with_suffix('.md')}")
 
 
-def _distances(west, east, matcher, translator, cut) -> list[dict]:
+def _labelled(text: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
+    label, sep, translator = text.rpartition("=")
+    if not sep or not label or not translator:
+        parser.error(f"--also wants LABEL=TRANSLATOR, got {text!r}")
+    return label, translator
+
+
+def _distances(west, east, matcher, translators: list[tuple[str, str | None]]) -> list[dict]:
     from deadtree.runtime.registry import resolve_model
     from deadtree.runtime.session import OnnxModel
 
     east_px = np.concatenate([sample_pixels(stretched(f.image), 5000, i) for i, f in enumerate(east)])
     variants = {"west, raw": lambda f: stretched(f.image),
                 "west, histogram-matched": lambda f: stretched(matcher(f.image))}
-    for label, name in (("west, ADA-Net translated", translator), ("west, CUT translated", cut)):
+    for label, name in translators:
         if name:
             model = OnnxModel(resolve_model(name, "translator"), "cpu")
             variants[label] = lambda f, m=model: translate_frame(stretched(f.image), m)

@@ -160,7 +160,7 @@ async def _checked_options(state: ServiceState, upload: Upload, sync: bool) -> J
     settings = state.settings
     options = JobOptions.from_form(upload.fields)
     await run_in_threadpool(check_upload, upload.path, upload.filename, options, settings.max_pixels,
-                            settings.sync_max_pixels if sync else None)
+                            settings.sync_max_pixels if sync else None, settings.device)
     return options
 
 

@@ -12,6 +12,7 @@ from deadtree.runtime.registry import PRECISIONS
 
 from service.errors import ApiError
 from service.jobfiles import MEDIA_TYPES
+from service.models import find_shipped
 
 FORMATS = tuple(MEDIA_TYPES)
 FORM_FIELDS = ("model", "translator", "threshold", "min_area", "format", "bands", "precision", "flips", "ensemble")
@@ -75,16 +76,19 @@ class JobOptions:
         data["ensemble"] = tuple(data.get("ensemble") or ())
         return cls(**data)
 
-    def segment_options(self, geojson: Path, gpkg: Path | None, model_path: Path | None,
-                        translator_path: Path | None, device: str, max_pixels: float,
-                        source_name: str | None = None, ensemble_paths: tuple[Path, ...] = ()) -> SegmentOptions:
-        """Models are passed as resolved files of shipped models: a client's text never reaches a path lookup."""
+    def segment_options(self, geojson: Path, gpkg: Path | None, device: str, max_pixels: float,
+                        source_name: str | None = None) -> SegmentOptions:
+        """Models are named by the files of shipped models: a client's text never reaches a path lookup
+        (an unknown name is a ModelError)."""
+        def file(name: str, task: str) -> str:
+            return str(find_shipped(name, task).path)
+
         return SegmentOptions(
-            output=geojson, gpkg=gpkg, model=str(model_path) if model_path else None,
-            translator=str(translator_path) if translator_path else None, bands=self.bands,
+            output=geojson, gpkg=gpkg, model=file(self.model, "segmenter") if self.model else None,
+            translator=file(self.translator, "translator") if self.translator else None, bands=self.bands,
             threshold=self.threshold, min_area=self.min_area, device=device, max_pixels=max_pixels,
             source_name=source_name, precision=self.precision, flips=self.flips,
-            ensemble=tuple(str(p) for p in ensemble_paths),
+            ensemble=tuple(file(name, "segmenter") for name in self.ensemble),
         )
 
 

@@ -5,19 +5,18 @@ Runs in a worker thread: opening a raster is blocking I/O.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import rasterio
 from rasterio.errors import RasterioError
 
-from deadtree.errors import DeadtreeError, ModelError
-from deadtree.pipeline import bands_to_read
+from deadtree.errors import DeadtreeError
+from deadtree.pipeline import choose_models
 from deadtree.raster.scene import open_scene
-from deadtree.runtime.registry import default_segmenter, precision_variant
 
 from service.errors import ApiError, from_deadtree
-from service.models import find_shipped, shipped
 from service.options import JobOptions
 
 # GeoTIFF only: other GDAL drivers read formats (VRT, for one) that can point at files on the server.
@@ -33,7 +32,7 @@ class SceneFacts:
 
 
 def check_upload(path: Path, display_name: str, options: JobOptions, max_pixels: float,
-                 sync_max_pixels: float | None = None) -> SceneFacts:
+                 sync_max_pixels: float | None = None, device: str = "cpu") -> SceneFacts:
     with _open_geotiff(path, display_name) as dataset:  # the header only: GDAL decodes no pixel to open a file
         width, height = dataset.width, dataset.height
         if width * height > max_pixels:
@@ -54,7 +53,7 @@ def check_upload(path: Path, display_name: str, options: JobOptions, max_pixels:
     finally:
         scene.close()
     try:
-        check_models(options, set(bands), display_name)
+        check_models(options, bands, display_name, device)
     except DeadtreeError as exc:
         raise from_deadtree(exc) from None
     return SceneFacts(width, height, bands)
@@ -92,28 +91,10 @@ def _check_complete(dataset, file_size: int, display_name: str) -> None:
                                f"more data than the {file_size} bytes that arrived (an incomplete upload or copy?)")
 
 
-def check_models(options: JobOptions, scene_bands: set[str], display_name: str) -> None:
-    """The same rules the pipeline applies when it loads the models, checked up front."""
-    if options.model:
-        segmenter_path = find_shipped(options.model, "segmenter").path
-    else:
-        segmenter_path = default_segmenter(scene_bands)
-    segmenter = next(m.info for m in shipped("segmenter") if m.path == segmenter_path)
-    # An explicit int8 or fp16 needs that variant installed (auto falls back to fp32 by itself).
-    precision_variant(segmenter_path, options.precision, on_gpu=False)
-    reader = segmenter
-    if options.translator:
-        reader = find_shipped(options.translator, "translator").info
-        if not set(segmenter.bands) <= set(reader.bands):
-            raise ModelError(f"translator {reader.name} writes {','.join(reader.bands)} but segmenter "
-                             f"{segmenter.name} reads {','.join(segmenter.bands)}")
-    needed = bands_to_read(reader, [find_shipped(name, "segmenter").info for name in options.ensemble])
-    missing = [b for b in needed if b not in scene_bands]
-    if missing:
-        have = ",".join(sorted(scene_bands)) or "no tagged bands"
-        raise ModelError(f"{display_name} has bands {have}; model {reader.name} needs {','.join(needed)} "
-                         f"(missing {','.join(missing)}). If the file's colour tags are wrong, give the band order "
-                         "in the form field bands, e.g. R,G,B,NIR")
+def check_models(options: JobOptions, scene_bands: tuple[str, ...], display_name: str, device: str) -> None:
+    """The pipeline's own model checks (names, bands, precision variants), run on the upload's header."""
+    choose_models(scene_bands, display_name, options.segment_options(Path(display_name), None, device, math.inf),
+                  bands_hint="give the band order in the form field bands, e.g. R,G,B,NIR")
 
 
 def scrubbed(error: ApiError, path: Path, display_name: str) -> ApiError:

@@ -18,7 +18,6 @@ from deadtree.pipeline import SegmentResult, segment_scene
 
 from service.errors import ApiError, from_deadtree
 from service.jobfiles import JobFiles
-from service.models import find_shipped
 from service.options import JobOptions
 from service.preflight import scrubbed
 from service.settings import Settings
@@ -136,14 +135,10 @@ class WorkerPool:
         log.info("job %s: %s", job.id, result.summary())
 
     def _segment(self, job: Job, options: JobOptions) -> SegmentResult:
-        model = find_shipped(options.model, "segmenter").path if options.model else None
-        translator = find_shipped(options.translator, "translator").path if options.translator else None
         segment_options = options.segment_options(
             geojson=self.files.result(job.id, "geojson"),
             gpkg=self.files.result(job.id, "gpkg") if options.format == "gpkg" else None,
-            model_path=model, translator_path=translator, device=self.settings.device,
-            max_pixels=self.settings.max_pixels, source_name=job.filename,
-            ensemble_paths=tuple(find_shipped(name, "segmenter").path for name in options.ensemble),
+            device=self.settings.device, max_pixels=self.settings.max_pixels, source_name=job.filename,
         )
         return segment_scene(self.files.scene(job.id), segment_options, self._progress_reporter(job.id))
 

@@ -60,3 +60,26 @@ def test_small_models_keep_float32_weights(tmp_path):
 @pytest.mark.parametrize("limit,expected", [(None, False), (1000, True)])
 def test_the_limit_decides(limit, expected):
     assert half_weights.needs_half_storage(small_net(), limit) is expected
+
+
+def test_weights_from_a_slim_checkpoint_are_stored_half_without_loss(tmp_path):
+    x = np.random.default_rng(1).random((1, 4, 32, 32), dtype=np.float32)
+    net = small_net()
+    half_weights.round_weights_to_half(net)  # what a slim checkpoint's weights are
+    plain = tmp_path / "plain.onnx"
+    assert export_onnx(net, info(), plain, 4, 32) <= 1e-4
+    stored = onnx.load(str(plain))
+    assert onnx.TensorProto.FLOAT16 in {i.data_type for i in stored.graph.initializer}
+    expanded = expand_half_weights(stored)
+    torch_out = net(torch.from_numpy(x)).detach().numpy()
+    # nothing was rounded: the half-stored file computes what the torch module does
+    np.testing.assert_allclose(run(plain, x), torch_out, atol=1e-6)
+    np.testing.assert_allclose(run(expanded, x), run(plain, x), atol=0)
+    # a tensor off the float16 grid keeps the whole model in float32
+    model = expanded
+    assert half_weights.exact_in_half(model)
+    big = next(i for i in model.graph.initializer if np.prod(i.dims) >= half_weights.MIN_ELEMENTS)
+    values = onnx.numpy_helper.to_array(big).copy()
+    values.flat[0] += 1e-4
+    big.CopyFrom(onnx.numpy_helper.from_array(values, big.name))
+    assert not half_weights.exact_in_half(model)

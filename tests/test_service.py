@@ -125,9 +125,9 @@ def test_segment_answers_the_same_polygons_as_the_pipeline(client, scenes, model
 
 def test_precision_and_flips_reach_the_pipeline(client, scenes, models_dir, tmp_path, monkeypatch):
     options = JobOptions.from_form({"precision": "FP32", "flips": "yes"})
-    segment = options.segment_options(tmp_path / "a.geojson", None, None, None, "cpu", 1e7)
+    segment = options.segment_options(tmp_path / "a.geojson", None, "cpu", 1e7)
     assert (segment.precision, segment.flips) == ("fp32", True)
-    assert JobOptions.from_form({}).segment_options(tmp_path / "a.geojson", None, None, None, "cpu", 1e7).flips is False
+    assert JobOptions.from_form({}).segment_options(tmp_path / "a.geojson", None, "cpu", 1e7).flips is False
 
     options = JobOptions.from_form({"ensemble": "toy-rgb, toy-rgbn"})
     assert JobOptions.from_dict(options.to_dict()) == options and options.ensemble == ("toy-rgb", "toy-rgbn")
@@ -217,6 +217,13 @@ def test_no_crs_from_the_segment_endpoint_names_the_problem(client, scenes):
     answer = client.post("/v1/segment", **upload(scenes["no_crs"]))
     assert_error(answer, 422, "invalid_scene")
     assert "no_crs.tif has no coordinate reference system" in answer.json()["detail"]
+
+
+def test_a_missing_band_names_the_form_field_and_the_upload(client, scenes):
+    answer = client.post("/v1/segment", **upload(scenes["rgb"], model="toy-rgbn"))
+    assert_error(answer, 422, "invalid_model")
+    detail = answer.json()["detail"]
+    assert detail.startswith(scenes["rgb"].name) and "missing NIR" in detail and "form field bands" in detail
 
 
 def test_uploads_beyond_the_limits_get_413_while_streaming(client):

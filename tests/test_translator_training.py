@@ -363,6 +363,14 @@ def test_translator_trains_with_the_task_term_and_refuses_wrong_checkpoints(tmp_
     assert summary["finished"]
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert math.isfinite(history[-1]["task"])
+    from deadtree.training.translator_export import write_translator_card
+    info, parity, ckpt = export_translator_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "t.onnx", "t", "0.1",
+                                                      tile=64)
+    write_translator_card(tmp_path / "t.md", info, ckpt, "deadtree export-translator ...", parity, 1)
+    card = (tmp_path / "t.md").read_text()
+    # the card's command reproduces the run, task term included, and reports the term's last value
+    assert f"--task-segmenter {seg} --task-weight 1" in card and "task " in card.split("Losses in the last epoch")[1]
+    assert info.extra["task_weight"] == 1.0
     with pytest.raises(InputError, match="not a segmenter checkpoint"):
         torch.save({"generator": {}}, tmp_path / "gen.pt")
         train_translator(config_from_preset("cpu", out_dir=str(tmp_path / "bad"), task_segmenter=str(tmp_path / "gen.pt"),

@@ -28,7 +28,8 @@ def export_onnx(module: nn.Module, info: ModelInfo, path: Path, in_bands: int, t
     """Write `module` to `path` (atomically) with `info` attached; return the max abs difference to torch."""
     import onnx
 
-    from deadtree.training.half_weights import needs_half_storage, round_weights_to_half, store_weights_half
+    from deadtree.training.half_weights import (exact_in_half, needs_half_storage, round_weights_to_half,
+                                                store_weights_half)
 
     module = module.eval().float()
     half = needs_half_storage(module)
@@ -45,7 +46,7 @@ def export_onnx(module: nn.Module, info: ModelInfo, path: Path, in_bands: int, t
         dynamic_axes={"image": axes, "output": axes}, opset_version=opset, dynamo=False,
     )
     model = onnx.load(str(tmp))
-    if half:
+    if half or exact_in_half(model):
         store_weights_half(model)
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, info.to_json()

@@ -1,7 +1,7 @@
 """Half-precision storage for float32 weights: the file halves, the model still computes in float32.
 
-A shipped model must stay under 30 MB (it lives in git). A network over that in float32 keeps its weights as
-float16 in the file, each behind a Cast to float32; ONNX Runtime folds those casts when it loads the model,
+A shipped model must stay under 30 MB (it lives in git). A network over that in float32, or one whose weights
+are float16 values already (exported from a slim checkpoint), keeps its weights as float16 in the file, each behind a Cast to float32; ONNX Runtime folds those casts when it loads the model,
 so inference runs exactly as before on weights rounded to half precision. The torch module is rounded the same
 way before export, so the parity check and the validation scores are those of the weights that ship.
 """
@@ -35,6 +35,18 @@ def round_weights_to_half(module) -> None:
         for tensor in list(module.parameters()) + list(module.buffers()):
             if tensor.is_floating_point():
                 tensor.copy_(tensor.half().float())
+
+
+def exact_in_half(model: onnx.ModelProto, min_elements: int = MIN_ELEMENTS) -> bool:
+    """True when every float32 initializer that half storage would convert already holds float16 values, as
+    a network exported from a slim (half-precision) checkpoint does: storing them half then loses nothing.
+    Batch norm folded into a convolution at export breaks this, so the test is on the graph, not the module."""
+    for init in model.graph.initializer:
+        if init.data_type == TensorProto.FLOAT and np.prod(init.dims, dtype=np.int64) >= min_elements:
+            values = numpy_helper.to_array(init)
+            if not np.array_equal(values.astype(np.float16).astype(np.float32), values):
+                return False
+    return True
 
 
 def store_weights_half(model: onnx.ModelProto, min_elements: int = MIN_ELEMENTS) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 from deadtree.errors import InputError
 from deadtree.runtime.metadata import ModelInfo
 from deadtree.training.translator_data import TRANSLATOR_RANGE
+from deadtree.training.translator_report import LOSS_KEYS
 
 
 def export_translator_checkpoint(checkpoint: Path, path: Path, name: str, version: str, tile: int = 256,
@@ -42,6 +43,7 @@ def export_translator_checkpoint(checkpoint: Path, path: Path, name: str, versio
             "trained_epochs": state["step"] // state["steps_per_epoch"], "train_seconds": state.get("train_seconds"),
             "source": ckpt.get("data", {}).get("source"), "target": ckpt.get("data", {}).get("target"),
             "final_losses": history[-1] if history else None,
+            **({"task_weight": config["task_weight"]} if config.get("task_segmenter") else {}),
         },
     )
     with warnings.catch_warnings():
@@ -67,6 +69,8 @@ def translator_command(config: dict) -> str:
     parts.append("--freq-nce" if config["freq_nce"] else "--no-freq-nce")
     if config.get("device", "auto") != "auto":
         parts += ["--device", config["device"]]
+    if config.get("task_segmenter"):
+        parts += ["--task-segmenter", config["task_segmenter"], "--task-weight", f"{config['task_weight']:g}"]
     command = " ".join(shlex.quote(p) for p in parts)
     if config.get("max_minutes"):
         command += f" --max-minutes {config['max_minutes']:g}  # repeat with --resume until finished"
@@ -100,7 +104,7 @@ def write_translator_card(path: Path, info: ModelInfo, checkpoint: dict, export_
     if state.get("step_cpu_seconds"):  # on a shared machine the CPU time is the figure that transfers
         duration += f" of wall time, {state['step_cpu_seconds'] / 3600:.2f} CPU-hours in training steps,"
     total_steps = config["epochs"] * state["steps_per_epoch"]
-    losses = ", ".join(f"{k} {last[k]:.3f}" for k in ("loss_d", "loss_adv", "nce_translation", "nce_identity")
+    losses = ", ".join(f"{k} {last[k]:.3f}" for k in LOSS_KEYS
                        if k in last) or "-"
     lines = [
         f"# {info.name} {info.version}",
@@ -120,6 +124,9 @@ def write_translator_card(path: Path, info: ModelInfo, checkpoint: dict, export_
         f"FreqNCE {'on' if config['freq_nce'] else 'off'}, {info.extra['parameters'] / 1e6:.2f} M parameters |",
         f"| discriminator | residual, base {config['disc_channels']} channels, "
         + (f"tiled {config['tiled_discriminator']}-px crops |" if config["tiled_discriminator"] else "whole patches |"),
+        *([f"| task consistency | not in the paper: a frozen target-domain segmenter (`{config['task_segmenter']}`) "
+           f"must answer the same on the translation as on the source, weight {config['task_weight']:g} |"]
+          if config.get("task_segmenter") else []),
         f"| file size | {size_bytes / 1e6:.1f} MB, ONNX vs torch max abs difference {parity:.1e} |",
         "",
         "## Training data",
