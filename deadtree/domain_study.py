@@ -72,10 +72,14 @@ class ConditionScores:
     # information or only shifts the probabilities (choosing the threshold on these masks is not allowed for
     # the reported scores, which use the segmenter's own threshold).
     sweep: dict[float, PixelCounts] | None = None
+    # (tp, fp, fn) of each frame, in frame order: what a paired comparison of two conditions resamples
+    per_frame: list[tuple[int, int, int]] | None = None
 
     def as_dict(self) -> dict:
         record = {"condition": self.name, **{f"pixel_{k}": v for k, v in self.pixel.scores().items()},
                   **self.objects.scores()}
+        if self.per_frame is not None:
+            record["per_frame_counts"] = [list(c) for c in self.per_frame]
         if self.sweep:
             ious = {t: c.scores()["iou"] for t, c in self.sweep.items()}
             best = max(ious, key=ious.get)
@@ -93,6 +97,7 @@ def score_frames(frames: Sequence[Frame], bands: Sequence[str], name: str, model
 
     pixel, objects = PixelCounts(), ObjectCounts()
     sweep = {t: PixelCounts() for t in SWEEP_THRESHOLDS}
+    per_frame = []
     threshold = _threshold_of(model)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
@@ -105,11 +110,33 @@ def score_frames(frames: Sequence[Frame], bands: Sequence[str], name: str, model
             with rasterio.open(tmp / "prob.tif") as ds:
                 codes = ds.read(1)
             pred = dead_mask(codes, threshold)
+            one = PixelCounts()
+            one.add(pred, frame.mask)
+            per_frame.append((one.tp, one.fp, one.fn))
             pixel.add(pred, frame.mask)
             objects.add(pred, frame.mask)
             for t, counts in sweep.items():
                 counts.add(dead_mask(codes, t), frame.mask)
-    return ConditionScores(name, pixel, objects, sweep)
+    return ConditionScores(name, pixel, objects, sweep, per_frame)
+
+
+def paired_bootstrap_iou(baseline: Sequence[Sequence[int]], other: Sequence[Sequence[int]], draws: int = 2000,
+                         seed: int = 0) -> tuple[float, float, float]:
+    """Pooled-IoU difference other - baseline on the same frames, with a 95% interval from resampling whole
+    frames (with replacement) for both at once: how much of a difference the frame sample alone could make."""
+    a, b = np.asarray(baseline, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[1] != 3:
+        raise ValueError("both conditions need (tp, fp, fn) counts of the same frames")
+
+    def pooled_iou(counts: np.ndarray) -> np.ndarray:  # counts: (..., frames, 3)
+        tp, fp, fn = counts.sum(axis=-2).T
+        return tp / np.maximum(tp + fp + fn, 1)
+
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(a), size=(draws, len(a)))
+    differences = pooled_iou(b[picks]) - pooled_iou(a[picks])
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return float(pooled_iou(b) - pooled_iou(a)), float(low), float(high)
 
 
 def _threshold_of(model: str) -> float:

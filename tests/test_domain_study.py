@@ -85,3 +85,22 @@ def test_dead_tree_contrast_is_the_dead_minus_live_mean_per_band_and_shrinks_whe
     painted[0][mask] = 0.4  # a translator that paints the crowns over with canopy
     assert dead_tree_contrast(painted, mask)[0] == pytest.approx(0.1)
     assert dead_tree_contrast(unit, np.zeros((10, 10), bool)) is None
+
+
+def test_paired_bootstrap_sees_a_consistent_gain_and_no_gain_in_identical_conditions():
+    from deadtree.domain_study import paired_bootstrap_iou
+
+    rng = np.random.default_rng(3)
+    base = [(int(t), int(f), int(n)) for t, f, n in rng.integers(5, 50, size=(40, 3))]
+    assert paired_bootstrap_iou(base, base) == (0.0, 0.0, 0.0)
+    better = [(t + 5, max(f - 2, 0), max(n - 5, 0)) for t, f, n in base]  # every frame gains
+    difference, low, high = paired_bootstrap_iou(base, better)
+    assert 0 < low <= difference <= high
+    # a gain on one frame and an equal loss on another: the interval straddles zero
+    mixed = list(base)
+    mixed[0] = (base[0][0] + 20, base[0][1], base[0][2])
+    mixed[1] = (max(base[1][0] - 20, 0), base[1][1] + 20, base[1][2])
+    _, low, high = paired_bootstrap_iou(base, mixed)
+    assert low < 0 < high
+    with pytest.raises(ValueError):
+        paired_bootstrap_iou(base, base[:-1])
