@@ -95,7 +95,7 @@ def score_frames(frames: Sequence[Frame], bands: Sequence[str], name: str, model
     changed by `adapt` first) over the frames, each run through `segment_scene` at the model's threshold."""
     from deadtree.pipeline import SegmentOptions, segment_scene
 
-    pixel, objects = PixelCounts(), ObjectCounts()
+    objects = ObjectCounts()
     sweep = {t: PixelCounts() for t in SWEEP_THRESHOLDS}
     per_frame = []
     threshold = _threshold_of(model)
@@ -113,11 +113,11 @@ def score_frames(frames: Sequence[Frame], bands: Sequence[str], name: str, model
             one = PixelCounts()
             one.add(pred, frame.mask)
             per_frame.append((one.tp, one.fp, one.fn))
-            pixel.add(pred, frame.mask)
             objects.add(pred, frame.mask)
             for t, counts in sweep.items():
                 counts.add(dead_mask(codes, t), frame.mask)
-    return ConditionScores(name, pixel, objects, sweep, per_frame)
+    pooled = PixelCounts(*(sum(column) for column in zip(*per_frame))) if per_frame else PixelCounts()
+    return ConditionScores(name, pooled, objects, sweep, per_frame)
 
 
 def paired_bootstrap_iou(baseline: Sequence[Sequence[int]], other: Sequence[Sequence[int]], draws: int = 2000,

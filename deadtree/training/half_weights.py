@@ -1,8 +1,9 @@
 """Half-precision storage for float32 weights: the file halves, the model still computes in float32.
 
 A shipped model must stay under 30 MB (it lives in git). A network over that in float32, or one whose weights
-are float16 values already (exported from a slim checkpoint), keeps its weights as float16 in the file, each behind a Cast to float32; ONNX Runtime folds those casts when it loads the model,
-so inference runs exactly as before on weights rounded to half precision. The torch module is rounded the same
+are float16 values already (exported from a slim checkpoint), keeps its weights as float16 in the file, each
+behind a Cast to float32; ONNX Runtime folds those casts when it loads the model, so inference runs exactly as
+before on weights rounded to half precision. The torch module is rounded the same
 way before export, so the parity check and the validation scores are those of the weights that ship.
 """
 from __future__ import annotations
