@@ -15,7 +15,7 @@ from rasterio.windows import Window
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deadtree.machine import machine_description  # noqa: E402  (after sys.path is set)
+from deadtree.machine import machine_description, vector_extensions  # noqa: E402  (after sys.path is set)
 
 RESULTS = ROOT / "benchmarks" / "results"
 NAIP_DIRS = [ROOT.parent / "shared" / "data" / "geotiff" / "naip", ROOT / "examples"]
@@ -71,8 +71,20 @@ def report(name: str, rows: list[dict], notes: dict | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": name, "machine": machine_description(), "command": "python " + " ".join(sys.argv),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows, "notes": notes or {}}
-    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2))
-    print(f"saved benchmarks/results/{name}.json")
+    path = result_path(name)
+    path.write_text(json.dumps(record, indent=2))
+    print(f"saved benchmarks/results/{path.name}")
+
+
+def result_path(name: str, extensions: str | None = None) -> Path:
+    """Where a benchmark's record goes. The issue's targets are set for a CPU with AVX-512 VNNI; a host without
+    it (this project's VMs are sometimes AVX2-only, about four times slower on the models) writes beside that
+    record, under a name that says which extensions it had, instead of overwriting it."""
+    extensions = vector_extensions() if extensions is None else extensions
+    if "AVX-512 VNNI" in extensions:
+        return RESULTS / f"{name}.json"
+    widest = extensions.split(",")[0].strip().lower().replace(" ", "-").replace("-512", "512")
+    return RESULTS / f"{name}-{widest}.json"
 
 
 def _fmt(value) -> str:

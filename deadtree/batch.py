@@ -41,6 +41,7 @@ class BatchOptions:
     model: str | None = None
     threshold: float | None = None
     min_area: float = 1.0
+    min_peak: float | None = None
     bands: tuple[str, ...] | None = None
     precision: str = "auto"
     flips: bool = False
@@ -51,6 +52,7 @@ class BatchOptions:
         """What decides a scene's result; a marker made with other settings does not count as done."""
         model = _portable(self.model)
         return {"model": model, "threshold": self.threshold, "min_area": self.min_area,
+                "min_peak": self.min_peak,
                 "bands": list(self.bands) if self.bands else None, "precision": self.precision,
                 "flips": self.flips, "ensemble": [_portable(m) for m in self.ensemble]}
 
@@ -158,6 +160,7 @@ def segment_one(scene: str, out_dir: str, settings: dict) -> SceneOutcome:
         files["marker"].unlink(missing_ok=True)
         options = SegmentOptions(output=files["geojson"], gpkg=files["gpkg"], model=settings["model"],
                                  threshold=settings["threshold"], min_area=settings["min_area"],
+                                 min_peak=settings.get("min_peak"),
                                  bands=tuple(settings["bands"]) if settings["bands"] else None,
                                  precision=settings["precision"], flips=settings["flips"],
                                  ensemble=tuple(settings["ensemble"]),
@@ -228,10 +231,9 @@ def run_batch(scenes: list[Path], options: BatchOptions,
     if options.workers is not None and options.workers < 1:
         raise InputError("--workers must be at least 1")
     # Checked here too: an option every scene would reject should fail once, before the cluster starts.
-    if options.min_area < 0:
-        raise InputError("--min-area cannot be negative")
-    if options.threshold is not None and not 0 < options.threshold < 1:
-        raise InputError("--threshold must be between 0 and 1")
+    from deadtree.pipeline import check_mask_options
+
+    check_mask_options(options.threshold, options.min_area, options.min_peak)
     if options.precision not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}")
     settings = options.settings()

@@ -76,6 +76,12 @@ class Scores:
             truth = truth.astype(bool) & valid
         self.objects.add(pred, truth)
 
+    def absorb(self, other: "Scores") -> None:
+        """Pool another set of counts into these."""
+        for mine, theirs in ((self.pixels, other.pixels), (self.objects, other.objects)):
+            for name, value in asdict(theirs).items():
+                setattr(mine, name, getattr(mine, name) + value)
+
     def summary(self) -> dict[str, float]:
         out = {f"pixel_{k}": v for k, v in self.pixels.scores().items()}
         out.update(self.objects.scores())

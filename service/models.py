@@ -35,6 +35,7 @@ def describe(model: ShippedModel) -> dict:
         "tile_size": info.tile_size,
         "overlap": info.overlap,
         "threshold": info.threshold,
+        "min_peak": info.min_peak,
         "description": info.description,
         "default": bool(info.extra.get("default", False)),
         "validation": info.extra.get("validation") or None,

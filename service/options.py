@@ -15,7 +15,7 @@ from service.jobfiles import MEDIA_TYPES
 from service.models import find_shipped
 
 FORMATS = tuple(MEDIA_TYPES)
-FORM_FIELDS = ("model", "translator", "threshold", "min_area", "format", "bands", "precision", "flips", "ensemble")
+FORM_FIELDS = ("model", "translator", "threshold", "min_area", "min_peak", "format", "bands", "precision", "flips", "ensemble")
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 MAX_NAME_LENGTH = 100
 
@@ -26,6 +26,7 @@ class JobOptions:
     translator: str | None = None
     threshold: float | None = None
     min_area: float = 1.0
+    min_peak: float | None = None  # as `segment --min-peak`; None: the model's own
     format: str = "geojson"
     bands: tuple[str, ...] | None = None
     precision: str = "auto"  # as `segment --precision`
@@ -44,6 +45,9 @@ class JobOptions:
         min_area = _number(values, "min_area")
         if min_area is not None and min_area < 0:
             raise _invalid("min_area cannot be negative")
+        min_peak = _number(values, "min_peak")
+        if min_peak is not None and not 0 <= min_peak <= 1:
+            raise _invalid("min_peak must be between 0 and 1")
         fmt = values.get("format", "geojson").lower()
         if fmt not in FORMATS:
             raise _invalid(f"format must be one of {', '.join(FORMATS)}, not {values['format']!r}")
@@ -60,7 +64,7 @@ class JobOptions:
         if ensemble and values.get("translator"):
             raise _invalid("ensemble and translator cannot be combined")
         return cls(model=_name(values, "model"), translator=_name(values, "translator"), threshold=threshold,
-                   min_area=1.0 if min_area is None else min_area, format=fmt, bands=bands, precision=precision,
+                   min_area=1.0 if min_area is None else min_area, min_peak=min_peak, format=fmt, bands=bands, precision=precision,
                    flips=_flag(values, "flips"), ensemble=ensemble)
 
     def to_dict(self) -> dict:
@@ -86,7 +90,7 @@ class JobOptions:
         return SegmentOptions(
             output=geojson, gpkg=gpkg, model=file(self.model, "segmenter") if self.model else None,
             translator=file(self.translator, "translator") if self.translator else None, bands=self.bands,
-            threshold=self.threshold, min_area=self.min_area, device=device, max_pixels=max_pixels,
+            threshold=self.threshold, min_area=self.min_area, min_peak=self.min_peak, device=device, max_pixels=max_pixels,
             source_name=source_name, precision=self.precision, flips=self.flips,
             ensemble=tuple(file(name, "segmenter") for name in self.ensemble),
         )

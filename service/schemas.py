@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from deadtree.runtime.registry import PRECISIONS
+
 from service.jobfiles import MEDIA_TYPES
 from service.options import FORMATS, MAX_NAME_LENGTH
 
@@ -28,8 +30,12 @@ class JobOptionsOut(BaseModel):
     translator: str | None
     threshold: float | None
     min_area: float
+    min_peak: float | None = None
     format: Literal["geojson", "gpkg"]
     bands: list[str] | None
+    precision: str = "auto"
+    flips: bool = False
+    ensemble: list[str] = []
 
 
 class JobResult(BaseModel):
@@ -86,6 +92,7 @@ class ModelCard(BaseModel):
     tile_size: int
     overlap: int
     threshold: float
+    min_peak: float = Field(0.0, description="Polygons whose highest probability is below this are dropped.")
     description: str
     default: bool = Field(description="Used when the request names no model and the scene has its bands.")
     validation: dict | None = Field(description="Scores on held-out validation data.")
@@ -139,6 +146,17 @@ def upload_request_body(description: str) -> dict:
                                                                     "dead tree. Default: the model's own."},
                     "min_area": {"type": "number", "minimum": 0, "default": 1.0, "examples": [1.0],
                                  "description": "Drop polygons and fill holes smaller than this (m²)."},
+                    "min_peak": {"type": "number", "minimum": 0, "maximum": 1, "examples": [0.85],
+                                 "description": "Keep a polygon only where its highest dead-tree probability "
+                                                "reaches this (0 keeps all). Default: the model's own."},
+                    "precision": {"type": "string", "enum": list(PRECISIONS), "default": "auto",
+                                  "description": "auto: the model's int8 variant on a CPU, fp16 on a GPU."},
+                    "flips": {"type": "boolean", "default": False,
+                              "description": "Average the model over each tile and its two mirror images "
+                                             "(3x the model time)."},
+                    "ensemble": {"type": "string", "examples": ["deadtree-rgb"],
+                                 "description": "Comma-separated segmenter names whose probabilities are averaged "
+                                                "with the main model's."},
                     "format": {"type": "string", "enum": list(FORMATS), "default": "geojson",
                                "description": "geojson: RFC 7946 in WGS 84 lon/lat; gpkg: GeoPackage in the "
                                               "scene's CRS."},

@@ -23,7 +23,7 @@ USA_DIR = SHARED / "data" / "usa_deadtree"
 
 
 def toy_model(path: Path, bands=("R", "G", "B", "NIR"), name="toy-rgbn", gsd=0.6, tile=64, overlap=16,
-              default=True) -> Path:
+              default=True, min_peak=0.0) -> Path:
     """logit = 30 * (3x3 mean of the band mean - 0.95): bright discs are 'dead', the textured background not."""
     c = len(bands)
     weight = np.full((1, c, 3, 3), 1.0 / (9 * c), dtype=np.float32)
@@ -43,7 +43,7 @@ def toy_model(path: Path, bands=("R", "G", "B", "NIR"), name="toy-rgbn", gsd=0.6
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     info = ModelInfo(name=name, version="1.0", task="segmenter", bands=tuple(bands), gsd_m=gsd, tile_size=tile,
-                     overlap=overlap, threshold=0.5, extra={"default": default})
+                     overlap=overlap, threshold=0.5, min_peak=min_peak, extra={"default": default})
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, info.to_json()
     onnx.save(model, str(path))
@@ -102,6 +102,15 @@ def write_scene(path: Path, height=300, width=260, bands=4, dtype="uint8", crs="
         if colorinterp is not None:
             dst.colorinterp = colorinterp
     return truth
+
+
+def dim_disc(path: Path, disc: Disc, value: int) -> None:
+    """Repaint one disc of a written scene in a value just above the background's (40-110): the toy model then
+    sees it with a peak probability well below 1 (about 0.65 at 108)."""
+    with rasterio.open(path, "r+") as ds:
+        data = ds.read()
+        data[:, disc_mask(ds.height, ds.width, [disc])] = value
+        ds.write(data)
 
 
 def default_discs(height: int, width: int) -> list[Disc]:

@@ -128,6 +128,12 @@ def test_precision_and_flips_reach_the_pipeline(client, scenes, models_dir, tmp_
     segment = options.segment_options(tmp_path / "a.geojson", None, "cpu", 1e7)
     assert (segment.precision, segment.flips) == ("fp32", True)
     assert JobOptions.from_form({}).segment_options(tmp_path / "a.geojson", None, "cpu", 1e7).flips is False
+    options = JobOptions.from_form({"min_peak": "0.9"})
+    assert options.segment_options(tmp_path / "a.geojson", None, "cpu", 1e7).min_peak == 0.9
+    assert JobOptions.from_dict(options.to_dict()) == options
+    answer = client.post("/v1/segment", **upload(scenes["rgbn"], min_peak="0.9"))
+    assert answer.status_code == 200, answer.text
+    assert json.loads(answer.content)["deadtree"]["min_peak"] == 0.9
 
     options = JobOptions.from_form({"ensemble": "toy-rgb, toy-rgbn"})
     assert JobOptions.from_dict(options.to_dict()) == options and options.ensemble == ("toy-rgb", "toy-rgbn")
@@ -193,6 +199,7 @@ BAD_UPLOADS = [
     ("rgbn", {"bands": "R,G,B,X"}, "/v1/jobs", 422, "invalid_option"),
     ("rgbn", {"threshold": "1.5"}, "/v1/segment", 422, "invalid_option"),
     ("rgbn", {"min_area": "nan"}, "/v1/segment", 422, "invalid_option"),
+    ("rgbn", {"min_peak": "1.5"}, "/v1/segment", 422, "invalid_option"),
     ("rgbn", {"format": "shapefile"}, "/v1/jobs", 422, "invalid_option"),
     ("rgbn", {"colour": "blue"}, "/v1/jobs", 422, "invalid_option"),
     ("rgbn", {"precision": "int4"}, "/v1/segment", 422, "invalid_option"),

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from deadtree.errors import InputError  # noqa: E402
 from deadtree.training.frames import county_of, load_frames  # noqa: E402
+from deadtree.peak_filter import PEAKS  # noqa: E402
 from deadtree.training.segmenter_trainer import SegmenterConfig, train_segmenter  # noqa: E402
 from deadtree.training.split import split_groups  # noqa: E402
 from tests.scenes import default_discs, disc_mask  # noqa: E402
@@ -119,7 +120,11 @@ def test_tiny_run_learns_resumes_and_exports(tmp_path):
     info = read_model_info(out / "tiny.onnx")
     assert info.bands == ("R", "G", "B", "NIR") and info.gsd_m == 0.6 and info.tile_size == 64
     assert 0.2 <= info.threshold <= 0.8
+    # the peak filter's floor is tuned on the same validation frames and travels with the model
+    assert info.min_peak in PEAKS and info.min_peak == info.extra["validation"]["min_peak"]
+    assert "peak_held_out_object_f1" in info.extra["validation"]
     card = (out / "tiny.md").read_text()
+    assert f"| min peak | {info.min_peak:.2f}" in card
     assert "deadtree train segmenter" in card and "pooled dead-class pixel IoU" in card
     assert "parity" not in proc.stdout or "e-0" in proc.stdout
 
@@ -132,6 +137,7 @@ def test_tiny_run_learns_resumes_and_exports(tmp_path):
     fp16 = read_model_info(out / "tiny-fp16.onnx")
     assert fp16.extra["variant_of"] == "tiny" and fp16.extra["checks"]["max_probability_difference"] <= 1e-2
     assert fp16.tile_size == info.tile_size and not fp16.extra["default"]
+    assert fp16.min_peak == info.min_peak
 
 
 def test_onnx_parity_on_random_input(tmp_path):

@@ -1,10 +1,9 @@
 """The `models` command."""
 from __future__ import annotations
 
-
-
 from deadtree.cli.apps import app, fail, log_to_stderr, train_app  # noqa: F401
 from deadtree.errors import DeadtreeError  # noqa: F401
+
 
 @app.command("models")
 def models_command() -> None:
@@ -28,7 +27,9 @@ def models_command() -> None:
         val = m.info.extra.get("validation") or {}
         table.add_row(
             m.info.name, m.info.task, m.info.version, ",".join(m.info.bands), f"{m.info.gsd_m:g}",
-            str(m.info.tile_size), _fmt(val.get("pixel_iou")), _fmt(val.get("object_f1")),
+            str(m.info.tile_size), _fmt(val.get("pixel_iou")),
+            # object F1 as `segment` delivers it by default: with the model's peak filter
+            _fmt(val.get("peak_object_f1", val.get("object_f1"))),
             "yes" if m.info.extra.get("default") else "",
         )
     Console().print(table)

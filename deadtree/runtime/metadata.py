@@ -22,6 +22,7 @@ class ModelInfo:
     tile_size: int
     overlap: int
     threshold: float = 0.5  # segmenters: probability at or above which a pixel is dead tree
+    min_peak: float = 0.0  # segmenters: a patch is kept only where its highest probability reaches this
     scaling: dict = field(default_factory=lambda: {"method": "percentile", "low_pct": 1.0, "high_pct": 99.0})
     input_range: tuple[float, float] = (0.0, 1.0)  # where the percentile stretch's 0..1 is mapped before input
     output_range: tuple[float, float] = (0.0, 1.0)  # translators: range of the translated image they write
@@ -70,3 +71,23 @@ def _read_model_info(path: str, mtime_ns: int, size: int) -> ModelInfo:
     if METADATA_KEY not in props:
         raise ModelError(f"{path} has no '{METADATA_KEY}' metadata: export it with `deadtree export`")
     return ModelInfo.from_json(props[METADATA_KEY], str(path))
+
+
+def attach_info(model, info: ModelInfo):
+    """Set `info` as the deadtree metadata of an onnx.ModelProto (replacing any), and return the model."""
+    for prop in list(model.metadata_props):
+        if prop.key == METADATA_KEY:
+            model.metadata_props.remove(prop)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, info.to_json()
+    return model
+
+
+def rewrite_model_info(path: Path, info: ModelInfo) -> None:
+    """Replace the metadata of an ONNX file in place (written to a temporary name, then renamed)."""
+    import onnx
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    onnx.save(attach_info(onnx.load(str(path)), info), str(tmp))
+    tmp.replace(path)

@@ -86,7 +86,8 @@ def export_segmenter_checkpoint(checkpoint: Path, path: Path, name: str, version
     scaling = ckpt.get("scaling", {"method": "percentile", "low_pct": 1.0, "high_pct": 99.0})
     info = ModelInfo(
         name=name, version=version, task="segmenter", bands=tuple(config["bands"]), gsd_m=gsd_m,
-        tile_size=tile, overlap=overlap, threshold=float(best.get("threshold", 0.5)), scaling=scaling,
+        tile_size=tile, overlap=overlap, threshold=float(best.get("threshold", 0.5)),
+        min_peak=float(best.get("min_peak", 0.0)), scaling=scaling,
         input_range=(0.0, 1.0), description=description,
         extra={"architecture": config["arch"], "default": default, "validation": best,
                "trained_steps": ckpt["state"]["step"],

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from deadtree.errors import InputError
 from deadtree.metrics import tuned_scores
+from deadtree.peak_filter import peak_record, tune_peak
 from deadtree.nets.segmenter import build_segmenter, count_parameters, predict_probabilities
 from deadtree.raster.normalise import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT
 from deadtree.training.augment import training_augmentation
@@ -280,6 +281,10 @@ def frame_probabilities(model, frame: Frame, flips: bool = False) -> np.ndarray:
 
 
 def evaluate(model, frames: list[Frame], flips: bool = False, threshold: float | None = None) -> dict:
-    """Pooled validation scores; the threshold is tuned on these frames unless one is given."""
+    """Pooled validation scores; the threshold is tuned on these frames unless one is given, then the peak
+    filter's floor for object F1 (with its estimate from floors chosen on the other counties)."""
     probs = [frame_probabilities(model, f, flips) for f in frames]
-    return tuned_scores(probs, [f.mask for f in frames], (threshold,) if threshold is not None else THRESHOLDS)
+    truths = [f.mask for f in frames]
+    scores = tuned_scores(probs, truths, (threshold,) if threshold is not None else THRESHOLDS)
+    scores.update(peak_record(tune_peak(probs, truths, scores["threshold"], [f.group for f in frames])))
+    return scores

@@ -13,18 +13,9 @@ import numpy as np
 import onnx
 
 from deadtree.metrics import PixelCounts, Scores
-from deadtree.runtime.metadata import METADATA_KEY, ModelInfo, read_model_info
+from deadtree.runtime.metadata import ModelInfo, attach_info, read_model_info
 from deadtree.training.frames import Frame, frame_input
 from deadtree.training.half_weights import expand_half_weights
-
-
-def _with_info(model: onnx.ModelProto, info: ModelInfo) -> onnx.ModelProto:
-    for prop in list(model.metadata_props):
-        if prop.key == METADATA_KEY:
-            model.metadata_props.remove(prop)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, info.to_json()
-    return model
 
 
 def variant_info(parent: ModelInfo, precision: str, checks: dict) -> ModelInfo:
@@ -92,7 +83,8 @@ def int8_model(src: Path, calibration: list[Frame], tile: int, count: int = 48) 
         return onnx.load(str(out))
 
 
-def _probabilities(path_or_bytes, frames: list[Frame]) -> list[np.ndarray]:
+def onnx_probabilities(path_or_bytes, frames: list[Frame]) -> list[np.ndarray]:
+    """Each frame predicted whole on the CPU, as the validation scores are."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(path_or_bytes, providers=["CPUExecutionProvider"])
@@ -106,8 +98,8 @@ def _probabilities(path_or_bytes, frames: list[Frame]) -> list[np.ndarray]:
 
 def compare_on_frames(parent: Path, variant: onnx.ModelProto, frames: list[Frame], threshold: float) -> dict:
     """Mask agreement with the parent, and both models' validation scores at the parent's threshold."""
-    ref = _probabilities(str(parent), frames)
-    got = _probabilities(variant.SerializeToString(), frames)
+    ref = onnx_probabilities(str(parent), frames)
+    got = onnx_probabilities(variant.SerializeToString(), frames)
     agreement = PixelCounts()
     ref_scores, got_scores = Scores(), Scores()
     max_diff = 0.0
@@ -129,7 +121,7 @@ def write_variant(parent_path: Path, precision: str, out_dir: Path, model: onnx.
     info = variant_info(read_model_info(parent_path), precision, checks)
     path = Path(out_dir) / f"{info.name}.onnx"
     tmp = path.with_name(path.name + ".partial")
-    onnx.save(_with_info(model, info), str(tmp))
+    onnx.save(attach_info(model, info), str(tmp))
     tmp.replace(path)
     write_variant_card(path)
     return path
@@ -145,7 +137,8 @@ def write_variant_card(path: Path) -> Path:
     text = f"""# {info.name} {info.version}
 
 {info.extra.get('precision', '')} variant of `{info.extra.get('variant_of')}` (see its card for the training data, split
-and command). Same bands, scaling, ground resolution, tiles and threshold ({info.threshold:.2f}).
+and command). Same bands, scaling, ground resolution, tiles, threshold ({info.threshold:.2f}) and min peak
+({info.min_peak:.2f}).
 
 Made with `deadtree export-variants models/{info.extra.get('variant_of')}.onnx --data <Kaggle-layout folder>`:
 int8 is statically quantized (QDQ, per-channel int8 weights, uint8 activations; the first convolution stays in

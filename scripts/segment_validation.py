@@ -1,0 +1,84 @@
+"""Score `segment` itself, as users run it, on every frame of a model's validation split.
+
+    python scripts/segment_validation.py --model deadtree-rgbn [--ensemble deadtree-rgb] [--min-peak 0] \
+        --data ../shared/data/usa_deadtree --out docs/results/segment_validation.json
+
+Each validation frame becomes a small georeferenced GeoTIFF, `segment` writes its polygons (GeoPackage, the
+scene's CRS) with the options given (default precision: what `segment` picks on this machine), and the polygons
+are rasterised back onto the frame's grid and scored against its mask, pooled over all frames. Unlike the
+model cards' figures (probabilities thresholded directly) this includes tiling, int8, polygon simplification,
+the minimum area and the peak filter. Results are added to --out under a label naming the options.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import rasterio
+from tqdm import tqdm
+
+from deadtree.domain_study import write_frame_scene
+from deadtree.evaluate import Grid, polygons_to_mask
+from deadtree.metrics import Scores
+from deadtree.pipeline import SegmentOptions, segment_scene
+from deadtree.runtime.metadata import read_model_info
+from deadtree.runtime.registry import resolve_model
+from deadtree.training.frames import load_frames
+
+
+def label_of(args) -> str:
+    parts = [args.model, *(f"+ {m}" for m in args.ensemble)]
+    if args.min_peak is not None:
+        parts.append(f"min-peak {args.min_peak:g}")
+    parts.append(args.precision)
+    return " ".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--ensemble", action="append", default=[])
+    parser.add_argument("--min-peak", type=float, default=None, help="default: the model's own")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", type=Path, default=Path("docs/results/segment_validation.json"))
+    args = parser.parse_args()
+
+    info = read_model_info(resolve_model(args.model, "segmenter"))
+    groups = set(info.extra["validation_groups"])
+    frames = [f for f in load_frames(args.data, info.bands) if f.group in groups]
+    scores = Scores()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for frame in tqdm(frames, desc=label_of(args), unit="frame"):
+            scene = write_frame_scene(frame.image, info.bands, tmp / "frame.tif")
+            polygons = tmp / "frame.gpkg"
+            segment_scene(scene, SegmentOptions(
+                output=tmp / "frame.geojson", gpkg=polygons, model=args.model, ensemble=tuple(args.ensemble),
+                bands=tuple(info.bands), min_peak=args.min_peak, precision=args.precision))
+            with rasterio.open(scene) as ds:
+                grid = Grid.of(ds)
+            scores.add(polygons_to_mask(polygons, grid), frame.mask)
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {
+        "what": "segment run on each validation frame, its polygons rasterised and scored against the masks",
+        "results": {}}
+    results["results"][label_of(args)] = {
+        **scores.summary(), "frames": len(frames), "seconds": round(time.monotonic() - started, 1),
+        "command": "python scripts/segment_validation.py --model " + args.model
+        + "".join(f" --ensemble {m}" for m in args.ensemble)
+        + (f" --min-peak {args.min_peak:g}" if args.min_peak is not None else "")
+        + f" --precision {args.precision} --data {args.data}",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    summary = scores.summary()
+    print(f"{label_of(args)}: pixel IoU {summary['pixel_iou']:.3f}, object F1 {summary['object_f1']:.3f} "
+          f"(precision {summary['object_precision']:.3f}, recall {summary['object_recall']:.3f})")
+
+
+if __name__ == "__main__":
+    main()
