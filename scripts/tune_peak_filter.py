@@ -28,11 +28,17 @@ from deadtree.training.variants import onnx_probabilities, write_variant_card
 VARIANTS = ("int8", "fp16")
 
 
-def validation_probabilities(path: Path, data: str) -> tuple[list, list]:
+def validation_probabilities(path: Path, data: str, flips: bool = False) -> tuple[list, list]:
     info = read_model_info(path)
     groups = set(info.extra["validation_groups"])
     frames = [f for f in load_frames(data, info.bands) if f.group in groups]
-    return frames, onnx_probabilities(str(path), frames)
+    probs = onnx_probabilities(str(path), frames)
+    if flips:  # as segment --flips: the mean over the frame and its two mirror images
+        for axis in (1, 0):
+            mirrored = [dataclasses.replace(f, image=np.flip(f.image, axis), mask=np.flip(f.mask, axis)) for f in frames]
+            probs = [p + np.flip(m, axis) for p, m in zip(probs, onnx_probabilities(str(path), mirrored))]
+        probs = [p / 3 for p in probs]
+    return frames, probs
 
 
 def summary(tuned: dict) -> dict:
@@ -65,13 +71,14 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="the USA dead tree set (Kaggle layout or its source)")
     parser.add_argument("--out", type=Path, default=Path("docs/results/peak_filter.json"))
     parser.add_argument("--write", action="store_true", help="store each model's floor in it and its variants")
+    parser.add_argument("--flips", action="store_true", help="tune for segment --flips instead (not written)")
     args = parser.parse_args()
 
     results, ensemble = {}, []
     for name in args.models:
         path = resolve_model(name, "segmenter")
         info = read_model_info(path)
-        frames, probs = validation_probabilities(path, args.data)
+        frames, probs = validation_probabilities(path, args.data, args.flips)
         truths, groups = [f.mask for f in frames], [f.group for f in frames]
         tuned = tune_peak(probs, truths, info.threshold, groups)
         results[info.name] = summary(tuned)
@@ -79,7 +86,7 @@ def main() -> None:
         print(f"{info.name}: floor {tuned['min_peak']:.2f}; object F1 {tuned['without']['object_f1']:.3f} -> "
               f"{tuned['with']['object_f1']:.3f} (held out {tuned['held_out']['object_f1']:.3f}), pixel IoU "
               f"{tuned['without']['pixel_iou']:.3f} -> {tuned['with']['pixel_iou']:.3f}", flush=True)
-        if args.write:
+        if args.write and not args.flips:
             print("  wrote", ", ".join(p.name for p in write_floor(path, tuned)))
     if len(ensemble) > 1 and all(e[1] == ensemble[0][1] for e in ensemble):
         threshold = float(np.mean([e[0] for e in ensemble]))  # as segment --ensemble sets it
@@ -93,7 +100,9 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "what": "peak filter floors tuned for object F1 on each model's county-held-out validation split "
                 "(frames predicted whole in fp32, 4-connected patches of at least 1 m², objects scored 8-connected)",
-        "command": "python scripts/tune_peak_filter.py " + " ".join(args.models) + f" --data {args.data}",
+        "command": "python scripts/tune_peak_filter.py " + " ".join(args.models) + f" --data {args.data}"
+        + (" --flips" if args.flips else ""),
+        "flips": args.flips,
         "results": results,
     }, indent=2) + "\n")
 

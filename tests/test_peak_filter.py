@@ -139,3 +139,32 @@ def test_card_gains_the_floor_and_its_scores_once(tmp_path, faint_scene):
     assert once.count("| min peak | 0.80") == 1
     assert "| object F1 | 0.550 | 0.570 | 0.610 | 0.600 |" in once
     assert once.index("With the peak filter") < once.index("## Notes")
+
+
+def test_tuning_script_writes_the_floor_into_a_model_its_variants_and_cards(tmp_path):
+    import dataclasses
+    import sys
+    from pathlib import Path
+
+    from deadtree.runtime.metadata import rewrite_model_info
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from tune_peak_filter import write_floor
+
+    parent = toy_model(tmp_path / "toy-rgbn.onnx")
+    variant = toy_model(tmp_path / "toy-rgbn-int8.onnx", name="toy-rgbn-int8")
+    info = read_model_info(variant)
+    rewrite_model_info(variant, dataclasses.replace(info, extra={"variant_of": "toy-rgbn", "precision": "int8",
+                                                                 "checks": {"mask_iou_vs_fp32": 0.99}}))
+    (tmp_path / "toy-rgbn.md").write_text("# toy-rgbn\n\n| | |\n|---|---|\n| threshold | 0.50 |\n\n"
+                                          "scaled by its own percentile stretch, predicted whole.\n\n## Notes\n")
+    frames = [frame(0.95, blob_peak=0.72) for _ in range(2)]
+    tuned = tune_peak([p for p, _ in frames], [t for _, t in frames], 0.5, groups=["a", "b"], min_area_px=0)
+
+    written = write_floor(parent, tuned)
+    assert written == [parent, variant]
+    for path in written:
+        assert read_model_info(path).min_peak == tuned["min_peak"] > 0.72
+        assert read_model_info(path).extra["validation"]["peak_object_f1"] == pytest.approx(1.0)
+    assert f"| min peak | {tuned['min_peak']:.2f}" in (tmp_path / "toy-rgbn.md").read_text()
+    assert f"min peak\n({tuned['min_peak']:.2f})" in (tmp_path / "toy-rgbn-int8.md").read_text()

@@ -1,0 +1,95 @@
+"""Benchmark 1b: the pipeline's own work, measured without the model's noise.
+
+    python benchmarks/overhead.py [--side 4096] [--model NAME] [--precision auto] [--repeat 5]
+
+The throughput benchmark subtracts two long timings of a shared VM whose speed drifts by 10% within minutes,
+which leaves the overhead figure (a few seconds out of 10-30) within that noise. Here `segment` runs once with
+the model to record its outputs, then again several times with ONNX Runtime replaced by a replay of those
+outputs, so the runs time everything except the model: reading and decoding, the statistics pass, stretching,
+blending, writing, polygon tracing and the output files, in wall seconds and in CPU seconds of the process.
+Beside them, the model alone on the same tiles, measured in the same run (median of --repeat).
+
+On two cores the model keeps both busy, so the pipeline's CPU work beside it adds to the wall time: the CPU
+seconds are the figure to cut, and CPU seconds / model-alone seconds is the overhead they imply.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+from common import mosaic, report
+from throughput import model_alone_seconds
+
+from deadtree.pipeline import SegmentOptions, segment_scene
+from deadtree.runtime.session import OnnxModel
+
+
+def recorded_outputs(scene: Path, options: dict) -> tuple[list, object]:
+    outputs = []
+    real_run = OnnxModel.run
+
+    def record(self, batch):
+        out = real_run(self, batch)
+        outputs.append(out.copy())
+        return out
+
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(OnnxModel, "run", record):
+        result = segment_scene(scene, SegmentOptions(output=Path(tmp) / "o.geojson", **options))
+    return outputs, result
+
+
+def replayed_run(scene: Path, options: dict, outputs: list) -> tuple[float, float, object]:
+    """Wall and CPU seconds of `segment` with every model call answered from `outputs`, in order."""
+    answers = iter(outputs)
+
+    def replay(self, batch):
+        return next(answers).copy()  # as ONNX Runtime, a new array per call
+
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(OnnxModel, "run", replay):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = segment_scene(scene, SegmentOptions(output=Path(tmp) / "o.geojson", **options))
+        return time.perf_counter() - wall, time.process_time() - cpu, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--side", type=int, default=4096)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    scene = mosaic(Path(tempfile.gettempdir()) / f"deadtree-bench-{args.side}.tif", args.side)
+    options = {"model": args.model, "precision": args.precision}
+    outputs, real = recorded_outputs(scene, options)
+    replayed_run(scene, options, outputs)  # first use: imports and caches
+    walls, cpus, alones, polygons = [], [], [], set()
+    for _ in range(max(1, args.repeat)):
+        wall, cpu, result = replayed_run(scene, options, outputs)
+        walls.append(wall)
+        cpus.append(cpu)
+        polygons.add(result.polygons)
+        alones.append(model_alone_seconds(real, None))
+    if polygons != {real.polygons}:
+        raise SystemExit(f"the replay wrote {polygons} polygons, the real run {real.polygons}: not the same work")
+    mp = args.side * args.side / 1e6
+    alone, cpu = statistics.median(alones), statistics.median(cpus)
+    row = {
+        "scene": f"{args.side}x{args.side}x4", "model": real.model, "tile_px": real.tile_size, "tiles": real.tiles,
+        "polygons": real.polygons, "pipeline_wall_s": statistics.median(walls), "pipeline_cpu_s": cpu,
+        "pipeline_cpu_s_per_MP": cpu / mp, "model_alone_s": alone,
+        "implied_overhead_pct": 100 * cpu / alone,
+        "cpu_s_all_runs": [round(c, 2) for c in sorted(cpus)],
+    }
+    report("overhead", [row], {
+        "how": "segment with the model's outputs replayed (no model work) against the model alone on the same "
+               "tiles; medians of the repeats",
+        "target": "overhead <= 10% of model time",
+    })
+
+
+if __name__ == "__main__":
+    main()
