@@ -72,7 +72,7 @@ def main() -> None:
         walls.append(wall)
         cpus.append(cpu)
         polygons.add(result.polygons)
-        alones.append(model_alone_seconds(real, None))
+        alones.append(model_alone_seconds(real, None, args.side))
     if polygons != {real.polygons}:
         raise SystemExit(f"the replay wrote {polygons} polygons, the real run {real.polygons}: not the same work")
     mp = args.side * args.side / 1e6

@@ -37,7 +37,7 @@ from deadtree.runtime.metadata import ModelInfo, read_model_info
 from deadtree.runtime.registry import default_segmenter, precision_variant, resolve_model
 from deadtree.runtime.session import OnnxModel, runs_on_gpu
 from deadtree.stages import StageChain
-from deadtree.tiling import StripAccumulator, Tile, blend_window, tile_rows
+from deadtree.tiling import TRIM_MULTIPLE, StripAccumulator, Tile, blend_window, tile_rows
 from deadtree.vector.geometry import Measurer, clean_outline, pixel_to_crs
 from deadtree.vector.polygonize import stream_components
 from deadtree.vector.style import add_default_style, write_qml
@@ -101,6 +101,7 @@ class SegmentOptions:
     flips: bool = False  # average the model over the tile and its two mirror images (3x the model time)
     threads: int | None = None  # CPU threads for the model; default: every core this process may use
     grid_offset: int = 0  # shifts the tile grid (pixels); for checking that tiling leaves no trace
+    trim_tiles: bool = True  # cut the last tiles of each row and column short at the scene's edge (tiling.py)
     progress: bool = False
     max_pixels: float | None = None
     source_name: str | None = None  # recorded as the source scene (e.g. an upload's original file name)
@@ -295,7 +296,12 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     # ensemble floor on validation, 0.8, lies below both members' 0.85 and 0.9).
     min_peak = options.min_peak if options.min_peak is not None else \
         min([segmenter.info.min_peak, *(m.info.min_peak for m in members)])
-    rows_of_tiles = tile_rows(grid.height, grid.width, tile, overlap, options.grid_offset % max(tile - overlap, 1))
+    # Edge tiles are cut short where the model accepts any size; a translator works on its own tile size only,
+    # and TensorRT builds an engine per input shape.
+    trim = TRIM_MULTIPLE if options.trim_tiles and not translator and \
+        segmenter.provider != "TensorrtExecutionProvider" else None
+    rows_of_tiles = tile_rows(grid.height, grid.width, tile, overlap, options.grid_offset % max(tile - overlap, 1),
+                              trim=trim)
     n_tiles = sum(len(r) for r in rows_of_tiles)
 
     reader = WindowReader(scene, read_bands, grid, edge_fill)
@@ -404,13 +410,16 @@ def _read_batches(reader: WindowReader, grid, tiles: list[Tile], predictor: "_Ti
     """Tiles in grid order, read and scaled, in batches of `predictor.batch_size` tiles for the model (tiles
     without valid pixels ride along unscaled, so that progress and blending keep their order)."""
     batch: list[_TileWork] = []
-    for_model = 0
+    for_model, shape = 0, None
     for t in tiles:
         pixels, valid = _read_tile(reader, grid, t)
         work = _TileWork(t, valid)
         if valid.any():
+            if for_model and valid.shape != shape:  # a cut edge tile: one model call takes one shape
+                yield batch
+                batch, for_model = [], 0
             work.scaled = predictor.scale(pixels, valid)
-            for_model += 1
+            for_model, shape = for_model + 1, valid.shape
         batch.append(work)
         if for_model >= predictor.batch_size:
             yield batch
@@ -424,9 +433,9 @@ def _read_tile(reader: WindowReader, grid, t: Tile) -> tuple[np.ndarray, np.ndar
     texture there rather than flat fill (which would make answers depend on where the tile grid falls), and
     the accumulator drops everything outside the grid anyway."""
     r0, c0 = max(t.row, 0), max(t.col, 0)
-    r1, c1 = min(t.row + t.size, grid.height), min(t.col + t.size, grid.width)
+    r1, c1 = min(t.row + t.height, grid.height), min(t.col + t.width, grid.width)
     pixels, valid = reader.read(r0, c0, r1 - r0, c1 - c0)
-    pads = ((r0 - t.row, t.row + t.size - r1), (c0 - t.col, t.col + t.size - c1))
+    pads = ((r0 - t.row, t.row + t.height - r1), (c0 - t.col, t.col + t.width - c1))
     if any(p for pair in pads for p in pair):
         pixels = np.pad(pixels, ((0, 0), *pads), mode="symmetric")
         valid = np.pad(valid, pads, mode="symmetric")

@@ -351,3 +351,35 @@ def test_ensemble_averages_the_members_probabilities(tmp_path, toy_models):
         segment_scene(scene, SegmentOptions(output=tmp_path / "y.geojson", ensemble=("toy-rgb",),
                                             translator="anything"))
     assert not (tmp_path / "x.geojson").exists() and not (tmp_path / "y.geojson").exists()
+
+
+def test_edge_tiles_are_cut_short_without_changing_the_answer(tmp_path, toy_models, monkeypatch):
+    from deadtree.runtime.session import OnnxModel
+
+    scene = tmp_path / "scene.tif"
+    write_scene(scene, height=300, width=230)  # grids from -16 in steps of 96: the last tiles need 44 x 70 px
+    shapes = []
+    real_run = OnnxModel.run
+
+    def recording(self, batch):
+        shapes.append(batch.shape)
+        return real_run(self, batch)
+
+    monkeypatch.setattr(OnnxModel, "run", recording)
+    masks = {}
+    for trim in (True, False):
+        shapes.clear()
+        result = run(tmp_path, scene, probabilities=tmp_path / f"p{trim}.tif", tile_size=128, overlap=32,
+                     trim_tiles=trim)
+        with rasterio.open(tmp_path / f"p{trim}.tif") as ds:
+            masks[trim] = ds.read(1) >= 127
+        pixels = sum(s[0] * s[2] * s[3] for s in shapes)
+        if trim:
+            cut_pixels, cut_polygons = pixels, result.polygons
+            # one call takes one shape: the cut tiles at the right and bottom came in calls of their own
+            assert {s[2:] for s in shapes} == {(128, 128), (128, 96), (64, 128), (64, 96)}
+        else:
+            assert {s[2:] for s in shapes} == {(128, 128)}
+    assert cut_pixels < 0.85 * pixels
+    assert cut_polygons == result.polygons
+    assert iou(masks[True], masks[False]) >= 0.99

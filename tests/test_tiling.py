@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deadtree.tiling import StripAccumulator, Tile, axis_starts, blend_window, tile_rows
+from deadtree.tiling import TRIM_MULTIPLE, StripAccumulator, Tile, axis_starts, blend_window, tile_rows
 
 
 @pytest.mark.parametrize("length", [1, 63, 64, 65, 100, 257, 1000])
@@ -36,23 +36,36 @@ def test_scene_edges_get_context_from_a_margin():
     assert rows[0][0].row == -8 and rows[-1][-1].col + 64 >= 100 + 8
 
 
+@pytest.mark.parametrize("length", [40, 100, 130, 4096, 4097])
+def test_cut_edge_tiles_still_cover_the_scene_and_its_margin(length):
+    tile, overlap, margin = 1024, 128, 64
+    full = tile_rows(length, length, tile, overlap)
+    cut = tile_rows(length, length, tile, overlap, trim=TRIM_MULTIPLE)
+    assert [(t.row, t.col) for r in cut for t in r] == [(t.row, t.col) for r in full for t in r]
+    last = cut[-1][-1]
+    assert last.col + last.width >= length + margin and last.width % TRIM_MULTIPLE == 0
+    assert last.col + last.width - TRIM_MULTIPLE < length + margin  # no more than the rounding beyond
+    assert all(t.width == tile for r in cut for t in r[:-1]) and all(t.height == tile for t in cut[0][:-1])
+    assert sum(t.height * t.width for r in cut for t in r) <= sum(t.size ** 2 for r in full for t in r)
+
+
 def test_accumulator_reproduces_a_constant_field_exactly():
     h, w, tile, overlap = 150, 130, 64, 16
     acc = StripAccumulator(h, w, tile)
     out = np.full((h, w), np.nan, np.float32)
     weights = blend_window(tile, overlap)
     field = np.random.default_rng(0).random((h, w)).astype(np.float32)
-    for row_tiles in tile_rows(h, w, tile, overlap, offset=10):
+    for row_tiles in tile_rows(h, w, tile, overlap, offset=10, trim=16):
         flushed = acc.flush_until(row_tiles[0].row)
         if flushed:
             r, values, _ = flushed
             out[r:r + len(values)] = values
         for t in row_tiles:
-            patch = np.zeros((tile, tile), np.float32)
+            patch = np.zeros((t.height, t.width), np.float32)
             r0, c0 = max(t.row, 0), max(t.col, 0)
-            r1, c1 = min(t.row + tile, h), min(t.col + tile, w)
+            r1, c1 = min(t.row + t.height, h), min(t.col + t.width, w)
             patch[r0 - t.row:r1 - t.row, c0 - t.col:c1 - t.col] = field[r0:r1, c0:c1]
-            valid = np.zeros((tile, tile), bool)
+            valid = np.zeros((t.height, t.width), bool)
             valid[r0 - t.row:r1 - t.row, c0 - t.col:c1 - t.col] = True
             acc.add(t, patch, weights, valid)
     r, values, valid = acc.flush_until(h)

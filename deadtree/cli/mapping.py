@@ -21,7 +21,7 @@ ENSEMBLE_HELP = ("Another segmenter (name or .onnx) whose probabilities are aver
 MIN_PEAK_HELP = ("Keep a polygon only where its highest dead-tree probability reaches this (0-1; 0 keeps all). "
                  "Faint patches are mostly false alarms. Default: the model's own, tuned for object F1 on "
                  "validation (deadtree-rgbn 0.2.0: 0.85; run by `segment` on each validation frame, object F1 "
-                 "0.574 -> 0.605 at pixel IoU 0.408 -> 0.405).")
+                 "0.573 -> 0.605 at pixel IoU 0.408 -> 0.405).")
 
 
 @app.command()
