@@ -126,10 +126,16 @@ class SegmentResult:
     tile_size: int = 0
     overlap: int = 0
     ensemble: list[str] = field(default_factory=list)  # the other segmenters averaged with `model`
+    min_peak: float = 0.0
+    faint_dropped: int = 0  # patches left out because their highest probability stayed under min_peak
 
     def summary(self) -> str:
         models = " + ".join([f"{self.model} {self.model_version}", *self.ensemble])
-        return (f"{self.polygons} dead-tree polygons, {self.area_m2 / 10_000:.3f} ha in total, "
+        patches = "patch" if self.faint_dropped == 1 else "patches"
+        faint = (f" ({self.faint_dropped} faint {patches} under --min-peak {self.min_peak:g} left out)"
+                 if self.faint_dropped else "")
+        polygons = "polygon" if self.polygons == 1 else "polygons"
+        return (f"{self.polygons} dead-tree {polygons}{faint}, {self.area_m2 / 10_000:.3f} ha in total, "
                 f"{self.seconds:.1f} s ({models} on {self.provider})")
 
 
@@ -374,7 +380,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
                 for _ in finished_strips():
                     pass
             else:
-                polygons, area = _vectorise(scene, finished_strips(), options, outputs, tmp, metadata)
+                polygons, area, faint = _vectorise(scene, finished_strips(), options, outputs, tmp, metadata)
     finally:
         if raster is not None:
             raster.close()
@@ -384,7 +390,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     if grid.resampled:
         _resample_to_scene(grid_path, scene_prob, scene, read_bands, grid, edge_fill)
         strips = ((row, *strip_layers(codes, threshold)) for row, codes in read_strips(scene_prob, strip_limit))
-        polygons, area = _vectorise(scene, strips, options, outputs, tmp, metadata)
+        polygons, area, faint = _vectorise(scene, strips, options, outputs, tmp, metadata)
     skipped = progress["skipped"]
     if "preview" in outputs:
         vectors = outputs["gpkg"] if "gpkg" in outputs else outputs["geojson"]  # the GPKG needs no reprojection
@@ -395,7 +401,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         on_progress(1.0)
     return SegmentResult(polygons, area, 0.0, outputs, info.name, info.version, segmenter.provider, n_tiles,
                          skipped, translator.info.name if translator else None, timings, tile, overlap,
-                         [m.info.name for m in members])
+                         [m.info.name for m in members], min_peak, faint)
 
 
 @dataclass
@@ -541,9 +547,9 @@ def strip_layers(codes: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nd
 
 
 def _vectorise(scene: Scene, strips, options: SegmentOptions, outputs: dict[str, Path], tmp: Path,
-               metadata: dict) -> tuple[int, float]:
+               metadata: dict) -> tuple[int, float, int]:
     """Polygons from (first row, mask, probabilities) strips of the scene grid, given top to bottom; a patch
-    whose highest probability stays under metadata's min_peak is left out (deadtree.peak_filter)."""
+    whose highest probability stays under metadata's min_peak is left out (deadtree.peak_filter) and counted."""
     # Scores are read from stored probability codes: the floor is rounded to them as the threshold is.
     min_peak = threshold_code(metadata["min_peak"]) * PROB_SCORE_SCALE - 1e-9
     pixel_area = scene.gsd_m[0] * scene.gsd_m[1]
@@ -552,10 +558,11 @@ def _vectorise(scene: Scene, strips, options: SegmentOptions, outputs: dict[str,
     writers = [GeoJSONWriter(tmp / outputs["geojson"].name, scene.crs, metadata)]
     if "gpkg" in outputs:
         writers.append(GeoPackageWriter(tmp / outputs["gpkg"].name, scene.crs, metadata))
-    count, total_area = 0, 0.0
+    count, total_area, faint = 0, 0.0, 0
     try:
         for component in stream_components(strips, PROB_SCORE_SCALE):
             if component.score_max < min_peak:
+                faint += component.pixels >= min_area_px  # what --min-area would drop anyway is not news
                 continue
             outline = clean_outline(component.geometry, min_area_px, options.simplify)
             if outline is None:
@@ -575,7 +582,7 @@ def _vectorise(scene: Scene, strips, options: SegmentOptions, outputs: dict[str,
         add_default_style(tmp / outputs["gpkg"].name, GPKG_LAYER)
     if "qml" in outputs:
         write_qml(tmp / outputs["qml"].name)
-    return count, total_area
+    return count, total_area, faint
 
 
 def _to_cog(path: Path) -> None:

@@ -50,6 +50,9 @@ class JobResult(BaseModel):
     provider: str
     tiles: int
     tiles_skipped: int
+    min_peak: float = Field(0.0, description="The peak filter's floor that was applied.")
+    faint_dropped: int = Field(0, description="Patches left out because their highest probability stayed "
+                                             "under min_peak.")
 
 
 class JobStatus(BaseModel):
@@ -78,7 +81,7 @@ class JobStatus(BaseModel):
         "result": {"url": f"/v1/jobs/{JOB_ID_EXAMPLE}/result", "media_type": "application/geo+json",
                    "polygons": 412, "area_m2": 5230.5, "seconds": 87.6, "model": "deadtree-rgbn",
                    "model_version": "1.0", "translator": None, "provider": "CPUExecutionProvider", "tiles": 380,
-                   "tiles_skipped": 12},
+                   "tiles_skipped": 12, "min_peak": 0.85, "faint_dropped": 37},
         "expires_at": "2025-06-02T10:01:30Z",
     }]})
 

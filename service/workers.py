@@ -178,4 +178,6 @@ def summarise(result: SegmentResult) -> dict:
         "provider": result.provider,
         "tiles": result.tiles,
         "tiles_skipped": result.tiles_skipped,
+        "min_peak": result.min_peak,
+        "faint_dropped": result.faint_dropped,
     }

@@ -110,6 +110,8 @@ def test_segment_applies_the_model_floor_unless_told_otherwise(tmp_path, faint_s
     default = segment_scene(faint_scene, SegmentOptions(output=tmp_path / "default.geojson"))
     kept = features(tmp_path / "default.geojson")
     assert default.polygons == len(kept) == 7
+    assert default.faint_dropped == 1 and everything.faint_dropped == 0
+    assert "7 dead-tree polygons (1 faint patch under --min-peak 0.8 left out)" in default.summary()
     assert all(f["properties"]["score_max"] >= 0.8 for f in kept)
     assert json.loads((tmp_path / "default.geojson").read_text())["deadtree"]["min_peak"] == 0.8
 

@@ -160,6 +160,7 @@ def test_job_lifecycle_with_geopackage(client, scenes, server):
     assert status["state"] == "succeeded", status
     assert status["progress"] == 1.0 and status["attempts"] == 1 and status["error"] is None
     assert status["run_seconds"] >= 0 and status["expires_at"] > status["finished_at"]
+    assert status["result"]["min_peak"] == 0.0 and status["result"]["faint_dropped"] == 0  # the toy keeps all
     result = client.get(status["result"]["url"])
     assert result.status_code == 200
     assert result.headers["content-type"] == "application/geopackage+sqlite3"
