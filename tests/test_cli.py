@@ -87,3 +87,20 @@ def test_every_bad_input_gets_one_clear_line_and_no_output(tmp_path, toy_models,
     for name, scene, extra, expect in bad_inputs(tmp_path):
         result = segment(scene, *extra)
         assert_clean_failure(result, tmp_path, expect)
+
+
+def test_models_lists_names_and_scores_whole_in_an_80_column_terminal(toy_models, monkeypatch):
+    import dataclasses
+
+    from deadtree.runtime.metadata import read_model_info, rewrite_model_info
+
+    path = toy_models / "toy-rgbn.onnx"
+    info = read_model_info(path)
+    validation = {"pixel_iou": 0.4123, "object_f1": 0.558, "peak_object_f1": 0.6134}
+    rewrite_model_info(path, dataclasses.replace(info, extra={**info.extra, "validation": validation}))
+    monkeypatch.setenv("COLUMNS", "80")
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.strip().startswith("toy-rgbn "))
+    assert "R,G,B,NIR" in row and "0.412" in row and "0.613" in row and "default" in row  # F1 as segment delivers
+    assert "…" not in result.output

@@ -8,6 +8,7 @@ from deadtree.errors import DeadtreeError  # noqa: F401
 @app.command("models")
 def models_command() -> None:
     """List the shipped models with the key figures from their cards."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -16,21 +17,23 @@ def models_command() -> None:
     shipped = list_models()
     if not shipped:
         fail(f"no models found in {', '.join(str(d) for d in model_dirs()) or 'any model folder'}")
-    table = Table(title="deadtree models")
+    # Narrow enough for an 80-column terminal, where the framed nine-column table cut the scores to "0.…".
+    table = Table(title="deadtree models", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption="IoU, obj F1: validation split (obj F1 with the peak filter, as segment writes polygons). "
+                          "Training data, split, threshold and floor: each model's card, models/NAME.md.")
     table.add_column("name", no_wrap=True)  # names and bands are what users type: never cut them
-    table.add_column("task")
-    table.add_column("version")
+    table.add_column("version", no_wrap=True)
     table.add_column("bands", no_wrap=True)
-    for column in ("GSD m", "tile", "val IoU", "val obj F1", "default"):
-        table.add_column(column)
+    table.add_column("tile", no_wrap=True, justify="right")
+    table.add_column("IoU", no_wrap=True, justify="right")
+    table.add_column("obj F1", no_wrap=True, justify="right")
+    table.add_column("role", no_wrap=True)
     for m in shipped:
         val = m.info.extra.get("validation") or {}
+        role = m.info.task if m.info.task != "segmenter" else ("default" if m.info.extra.get("default") else "")
         table.add_row(
-            m.info.name, m.info.task, m.info.version, ",".join(m.info.bands), f"{m.info.gsd_m:g}",
-            str(m.info.tile_size), _fmt(val.get("pixel_iou")),
-            # object F1 as `segment` delivers it by default: with the model's peak filter
-            _fmt(val.get("peak_object_f1", val.get("object_f1"))),
-            "yes" if m.info.extra.get("default") else "",
+            m.info.name, m.info.version, ",".join(m.info.bands), str(m.info.tile_size), _fmt(val.get("pixel_iou")),
+            _fmt(val.get("peak_object_f1", val.get("object_f1"))), role,
         )
     Console().print(table)
 
