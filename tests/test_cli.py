@@ -4,6 +4,7 @@ from affine import Affine
 from typer.testing import CliRunner
 
 from deadtree.cli import app
+from deadtree.machine import vector_extensions
 from tests.scenes import write_scene
 
 runner = CliRunner()
@@ -30,6 +31,16 @@ def test_segment_writes_outputs_and_one_line_summary(tmp_path, toy_models):
     assert result.exit_code == 0, result.output
     assert "dead-tree polygons" in result.output and "ha in total" in result.output
     assert (tmp_path / "o.geojson").exists() and (tmp_path / "o.gpkg").exists()
+
+
+def test_the_model_line_names_provider_threads_and_vector_extensions(toy_models, caplog):
+    import logging
+
+    from deadtree.runtime.session import OnnxModel
+
+    with caplog.at_level(logging.INFO, logger="deadtree"):
+        OnnxModel(toy_models / "toy-rgbn.onnx", "cpu", threads=1)
+    assert f"toy-rgbn 1.0 runs on CPUExecutionProvider (1 thread; {vector_extensions()})" in caplog.text
 
 
 def test_help_speaks_to_foresters():

@@ -88,7 +88,15 @@ class OnnxModel:
         # staging copy each way per batch; on the CPU there is nothing to spare, but the path works the same.
         self.io_binding = self.provider in GPU_PROVIDERS if io_binding is None else io_binding
         self._device = "cuda" if self.provider in GPU_PROVIDERS else "cpu"
-        log.info("%s %s runs on %s", self.info.name, self.info.version, self.provider)
+        if self.provider == "CPUExecutionProvider":
+            from deadtree.machine import vector_extensions
+
+            # the same model runs about four times faster with AVX-512 VNNI than with AVX2 alone
+            threads = options.intra_op_num_threads
+            log.info("%s %s runs on %s (%d thread%s; %s)", self.info.name, self.info.version, self.provider,
+                     threads, "" if threads == 1 else "s", vector_extensions())
+        else:
+            log.info("%s %s runs on %s", self.info.name, self.info.version, self.provider)
 
         self.seconds = 0.0  # time spent inside ONNX Runtime, for overhead accounting
 
