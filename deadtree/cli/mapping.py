@@ -17,7 +17,7 @@ FLIPS_HELP = ("Average the model over each tile and its two mirror images: 3x th
 ENSEMBLE_HELP = ("Another segmenter (name or .onnx) whose probabilities are averaged with the main model's; repeat "
                  "for more. Costs the model time once more per model. deadtree-rgbn with --ensemble deadtree-rgb, "
                  "run by `segment` on each validation frame (int8, peak filter on): pixel IoU 0.405 -> 0.409, "
-                 "object F1 0.605 -> 0.612 (0.616 with --min-peak 0.8).")
+                 "object F1 0.605 -> 0.612 (0.615 with --min-peak 0.8).")
 MIN_PEAK_HELP = ("Keep a polygon only where its highest dead-tree probability reaches this (0-1; 0 keeps all). "
                  "Faint patches are mostly false alarms. Default: the model's own, tuned for object F1 on "
                  "validation (deadtree-rgbn 0.2.0: 0.85; run by `segment` on each validation frame, object F1 "
