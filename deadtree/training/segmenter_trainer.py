@@ -154,11 +154,13 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
                 state["best"] = record
                 _save(out / "best.pt", ema, optimizer, scheduler, state, sampler, config)
             _save(last_path, ema, optimizer, scheduler, state, sampler, config)
-            plot_history(state["history"], out / "curves.png", ("pixel_iou", "pixel_f1", "object_f1"))
+            plot_history(state["history"], out / "curves.png",
+                         ("pixel_iou", "pixel_f1", "object_f1", "peak_object_f1"))
             (out / "history.json").write_text(json.dumps(state["history"], indent=2))
             tqdm.write(
                 f"step {record['step']}: val IoU {record['pixel_iou']:.3f} F1 {record['pixel_f1']:.3f} "
-                f"object F1 {record['object_f1']:.3f} @ threshold {record['threshold']}"
+                f"object F1 {record['object_f1']:.3f} @ threshold {record['threshold']} "
+                f"({record['peak_object_f1']:.3f} with min peak {record['min_peak']:g})"
                 + ("  (best)" if improved else "")
             )
             if out_of_time and state["step"] < config.steps:
