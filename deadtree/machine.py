@@ -1,6 +1,7 @@
 """A one-line description of this machine, for model cards and benchmark records."""
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from pathlib import Path
@@ -14,6 +15,7 @@ VECTOR_EXTENSIONS = (
 )
 
 
+@functools.lru_cache(maxsize=None)  # read once a process: every model load logs the extensions
 def _cpuinfo_field(name: str) -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from deadtree.metrics import Scores
-from deadtree.vector.polygonize import FOUR_CONNECTED
+from deadtree.vector.polygonize import FOUR_CONNECTED, labelled_maxima
 
 PEAKS = (0.0, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 DEFAULT_MIN_AREA_PX = 1.0 / (0.6 * 0.6)  # segment's default --min-area (1 m²) at the models' 0.6 m
@@ -25,19 +25,22 @@ DEFAULT_MIN_AREA_PX = 1.0 / (0.6 * 0.6)  # segment's default --min-area (1 m²) 
 def _patches(probabilities: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """4-connected patches at or above the threshold: labels, each patch's peak and its pixel count."""
     labels, n = ndimage.label(probabilities >= threshold, structure=FOUR_CONNECTED)
-    peaks = np.full(n + 1, -np.inf)
-    inside = labels > 0
-    np.maximum.at(peaks, labels[inside], probabilities[inside])
+    peaks = np.concatenate([[-np.inf], labelled_maxima(probabilities, labels, n)])
     return labels, peaks, np.bincount(labels.ravel(), minlength=n + 1)
+
+
+def _kept(labels: np.ndarray, peaks: np.ndarray, areas: np.ndarray, min_peak: float,
+          min_area_px: float) -> np.ndarray:
+    """The mask of the patches that reach the floor and the minimum area (label 0 is the background)."""
+    keep = (peaks >= min_peak) & (areas >= min_area_px)
+    keep[0] = False
+    return keep[labels]
 
 
 def peak_filtered(probabilities: np.ndarray, threshold: float, min_peak: float,
                   min_area_px: float = 0.0) -> np.ndarray:
     """The dead-tree mask with faint and tiny patches removed."""
-    labels, peaks, areas = _patches(probabilities, threshold)
-    keep = (peaks >= min_peak) & (areas >= min_area_px)
-    keep[0] = False
-    return keep[labels]
+    return _kept(*_patches(probabilities, threshold), min_peak, min_area_px)
 
 
 def peak_scores(probabilities: Sequence[np.ndarray], truths: Sequence[np.ndarray], threshold: float,
@@ -48,10 +51,8 @@ def peak_scores(probabilities: Sequence[np.ndarray], truths: Sequence[np.ndarray
     for probs, truth in zip(probabilities, truths):
         labels, patch_peaks, areas = _patches(probs, threshold)
         for row, floor in zip(table, peaks):
-            keep = (patch_peaks >= floor) & (areas >= min_area_px)
-            keep[0] = False
             scores = Scores()
-            scores.add(keep[labels], truth)
+            scores.add(_kept(labels, patch_peaks, areas, floor, min_area_px), truth)
             row.append(scores)
     return table
 
@@ -96,10 +97,10 @@ def tune_peak(probabilities: Sequence[np.ndarray], truths: Sequence[np.ndarray],
         "min_area_px": float(min_area_px),
         "without": pooled(table[list(peaks).index(0.0)]) if 0.0 in peaks else None,
         "with": pooled(table[list(peaks).index(floor)]),
-        "by_floor": {str(p): pooled(row) for p, row in zip(peaks, table)},
     }
     if groups is not None:
         out["held_out"] = held_out_scores(table, peaks, groups)
+    out["by_floor"] = {str(p): pooled(row) for p, row in zip(peaks, table)}
     return out
 
 

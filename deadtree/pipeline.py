@@ -145,10 +145,10 @@ def default_output(scene_path: Path) -> Path:
 
 def check_mask_options(threshold: float | None, min_area: float, min_peak: float | None) -> None:
     """The options that turn probabilities into polygons, checked before any work starts."""
+    if threshold is not None and not 0 < threshold < 1:
+        raise InputError("--threshold must be between 0 and 1 (exclusive)")
     if min_area < 0:
         raise InputError("--min-area cannot be negative")
-    if threshold is not None and not 0 < threshold < 1:
-        raise InputError("--threshold must be between 0 and 1")
     if min_peak is not None and not 0 <= min_peak <= 1:
         raise InputError("--min-peak must be between 0 and 1")
 

@@ -41,8 +41,10 @@ def validation_probabilities(path: Path, data: str, flips: bool = False) -> tupl
     return frames, probs
 
 
-def summary(tuned: dict) -> dict:
-    return {k: v for k, v in tuned.items() if k != "by_floor"} | {"by_floor": tuned["by_floor"]}
+def report(label: str, tuned: dict) -> None:
+    print(f"{label}: floor {tuned['min_peak']:.2f}; object F1 {tuned['without']['object_f1']:.3f} -> "
+          f"{tuned['with']['object_f1']:.3f} (held out {tuned['held_out']['object_f1']:.3f}), pixel IoU "
+          f"{tuned['without']['pixel_iou']:.3f} -> {tuned['with']['pixel_iou']:.3f}", flush=True)
 
 
 def write_floor(path: Path, tuned: dict) -> list[Path]:
@@ -81,11 +83,9 @@ def main() -> None:
         frames, probs = validation_probabilities(path, args.data, args.flips)
         truths, groups = [f.mask for f in frames], [f.group for f in frames]
         tuned = tune_peak(probs, truths, info.threshold, groups)
-        results[info.name] = summary(tuned)
+        results[info.name] = tuned
         ensemble.append((info.threshold, [f.sample_id for f in frames], probs, truths, groups))
-        print(f"{info.name}: floor {tuned['min_peak']:.2f}; object F1 {tuned['without']['object_f1']:.3f} -> "
-              f"{tuned['with']['object_f1']:.3f} (held out {tuned['held_out']['object_f1']:.3f}), pixel IoU "
-              f"{tuned['without']['pixel_iou']:.3f} -> {tuned['with']['pixel_iou']:.3f}", flush=True)
+        report(info.name, tuned)
         if args.write and not args.flips:
             print("  wrote", ", ".join(p.name for p in write_floor(path, tuned)))
     if len(ensemble) > 1 and all(e[1] == ensemble[0][1] for e in ensemble):
@@ -93,9 +93,8 @@ def main() -> None:
         mean = [np.mean(stack, axis=0) for stack in zip(*(e[2] for e in ensemble))]
         tuned = tune_peak(mean, ensemble[0][3], threshold, ensemble[0][4])
         label = " + ".join(results)
-        results[label] = summary(tuned)
-        print(f"{label}: floor {tuned['min_peak']:.2f}; object F1 {tuned['without']['object_f1']:.3f} -> "
-              f"{tuned['with']['object_f1']:.3f} (held out {tuned['held_out']['object_f1']:.3f})")
+        results[label] = tuned
+        report(label, tuned)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "what": "peak filter floors tuned for object F1 on each model's county-held-out validation split "

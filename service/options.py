@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deadtree.bands import parse_band_list
 from deadtree.errors import DeadtreeError
-from deadtree.pipeline import SegmentOptions
+from deadtree.pipeline import SegmentOptions, check_mask_options
 from deadtree.runtime.registry import PRECISIONS
 
 from service.errors import ApiError
@@ -15,7 +16,8 @@ from service.jobfiles import MEDIA_TYPES
 from service.models import find_shipped
 
 FORMATS = tuple(MEDIA_TYPES)
-FORM_FIELDS = ("model", "translator", "threshold", "min_area", "min_peak", "format", "bands", "precision", "flips", "ensemble")
+FORM_FIELDS = ("model", "translator", "threshold", "min_area", "min_peak", "format", "bands", "precision", "flips",
+               "ensemble")
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 MAX_NAME_LENGTH = 100
 
@@ -39,15 +41,12 @@ class JobOptions:
         if unknown:
             raise _invalid(f"unknown form field {unknown[0]!r}; known fields: file, {', '.join(FORM_FIELDS)}")
         values = {k: v.strip() for k, v in fields.items() if v.strip() != ""}
-        threshold = _number(values, "threshold")
-        if threshold is not None and not 0 < threshold < 1:
-            raise _invalid("threshold must be between 0 and 1 (exclusive)")
-        min_area = _number(values, "min_area")
-        if min_area is not None and min_area < 0:
-            raise _invalid("min_area cannot be negative")
-        min_peak = _number(values, "min_peak")
-        if min_peak is not None and not 0 <= min_peak <= 1:
-            raise _invalid("min_peak must be between 0 and 1")
+        threshold, min_area, min_peak = (_number(values, k) for k in ("threshold", "min_area", "min_peak"))
+        min_area = 1.0 if min_area is None else min_area
+        try:
+            check_mask_options(threshold, min_area, min_peak)
+        except DeadtreeError as exc:
+            raise _invalid(_form_words(str(exc))) from None
         fmt = values.get("format", "geojson").lower()
         if fmt not in FORMATS:
             raise _invalid(f"format must be one of {', '.join(FORMATS)}, not {values['format']!r}")
@@ -56,7 +55,7 @@ class JobOptions:
             try:
                 bands = parse_band_list(values["bands"])
             except DeadtreeError as exc:
-                raise _invalid(str(exc).replace("--bands", "bands")) from None
+                raise _invalid(_form_words(str(exc))) from None
         precision = values.get("precision", "auto").lower()
         if precision not in PRECISIONS:
             raise _invalid(f"precision must be one of {', '.join(PRECISIONS)}, not {values['precision'][:40]!r}")
@@ -64,7 +63,7 @@ class JobOptions:
         if ensemble and values.get("translator"):
             raise _invalid("ensemble and translator cannot be combined")
         return cls(model=_name(values, "model"), translator=_name(values, "translator"), threshold=threshold,
-                   min_area=1.0 if min_area is None else min_area, min_peak=min_peak, format=fmt, bands=bands, precision=precision,
+                   min_area=min_area, min_peak=min_peak, format=fmt, bands=bands, precision=precision,
                    flips=_flag(values, "flips"), ensemble=ensemble)
 
     def to_dict(self) -> dict:
@@ -90,7 +89,8 @@ class JobOptions:
         return SegmentOptions(
             output=geojson, gpkg=gpkg, model=file(self.model, "segmenter") if self.model else None,
             translator=file(self.translator, "translator") if self.translator else None, bands=self.bands,
-            threshold=self.threshold, min_area=self.min_area, min_peak=self.min_peak, device=device, max_pixels=max_pixels,
+            threshold=self.threshold, min_area=self.min_area, min_peak=self.min_peak, device=device,
+            max_pixels=max_pixels,
             source_name=source_name, precision=self.precision, flips=self.flips,
             ensemble=tuple(file(name, "segmenter") for name in self.ensemble),
         )
@@ -98,6 +98,11 @@ class JobOptions:
 
 def _invalid(detail: str) -> ApiError:
     return ApiError(422, "invalid_option", detail)
+
+
+def _form_words(text: str) -> str:
+    """A pipeline message in the form's words: its options are form fields here (--min-area -> min_area)."""
+    return re.sub(r"--([a-z]+(?:-[a-z]+)*)", lambda option: option.group(1).replace("-", "_"), text)
 
 
 def _number(values: dict[str, str], key: str) -> float | None:

@@ -13,7 +13,7 @@ import rasterio
 from affine import Affine
 from onnx import TensorProto, helper, numpy_helper
 
-from deadtree.runtime.metadata import METADATA_KEY, ModelInfo
+from deadtree.runtime.metadata import ModelInfo, attach_info
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 if not SHARED.is_dir():
@@ -44,9 +44,7 @@ def toy_model(path: Path, bands=("R", "G", "B", "NIR"), name="toy-rgbn", gsd=0.6
     model.ir_version = 8
     info = ModelInfo(name=name, version="1.0", task="segmenter", bands=tuple(bands), gsd_m=gsd, tile_size=tile,
                      overlap=overlap, threshold=0.5, min_peak=min_peak, extra={"default": default})
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, info.to_json()
-    onnx.save(model, str(path))
+    onnx.save(attach_info(model, info), str(path))
     return path
 
 

@@ -242,17 +242,12 @@ def test_block_cache_holds_small_scenes_whole_and_two_tiles_of_large_ones(tmp_pa
 
 def test_precision_auto_runs_the_int8_variant_on_a_cpu(tmp_path, toy_models):
     from tests.scenes import toy_model
-    from deadtree.runtime.metadata import METADATA_KEY, read_model_info
-    import onnx
+    from deadtree.runtime.metadata import read_model_info, rewrite_model_info
 
     variant = toy_model(toy_models / "toy-rgbn-int8.onnx", name="toy-rgbn-int8", default=False)
-    model = onnx.load(str(variant))
     info = read_model_info(variant)
     info.extra.update(variant_of="toy-rgbn", precision="int8")
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            prop.value = info.to_json()
-    onnx.save(model, str(variant))
+    rewrite_model_info(variant, info)
 
     scene = tmp_path / "scene.tif"
     write_scene(scene)

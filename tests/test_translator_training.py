@@ -24,7 +24,7 @@ from deadtree.pipeline import SegmentOptions, segment_scene  # noqa: E402
 from deadtree.raster.normalise import band_percentiles  # noqa: E402
 from deadtree.raster.reader import overview  # noqa: E402
 from deadtree.raster.scene import open_scene  # noqa: E402
-from deadtree.runtime.metadata import METADATA_KEY, ModelInfo, read_model_info  # noqa: E402
+from deadtree.runtime.metadata import ModelInfo, attach_info, read_model_info  # noqa: E402
 from deadtree.training.export import export_onnx  # noqa: E402
 from deadtree.training.translator_data import (  # noqa: E402
     DomainSampler,
@@ -231,11 +231,9 @@ def probe_segmenter(path):
     model.ir_version = 8
     info = ModelInfo(name="probe", version="0", task="segmenter", bands=("R", "G", "B", "NIR"), gsd_m=0.6,
                      tile_size=64, overlap=16)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, info.to_json()
     import onnx
 
-    onnx.save(model, str(path))
+    onnx.save(attach_info(model, info), str(path))
     return path
 
 

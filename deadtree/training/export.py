@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deadtree.runtime.metadata import METADATA_KEY, ModelInfo
+from deadtree.runtime.metadata import ModelInfo, attach_info
 
 PARITY_TOLERANCE = 1e-4
 
@@ -48,8 +48,7 @@ def export_onnx(module: nn.Module, info: ModelInfo, path: Path, in_bands: int, t
     model = onnx.load(str(tmp))
     if half or exact_in_half(model):
         store_weights_half(model)
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, info.to_json()
+    attach_info(model, info)
     model.producer_name = "deadtree"
     onnx.save(model, str(tmp))
     difference = parity(module, tmp, in_bands, tile)

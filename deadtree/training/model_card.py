@@ -28,6 +28,14 @@ def _pct(value) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
 
 
+MIN_PEAK_ROW = "| min peak |"
+
+
+def min_peak_row(info: ModelInfo) -> str:
+    return (f"{MIN_PEAK_ROW} {info.min_peak:.2f} (a patch is kept only where its highest probability reaches "
+            "this; tuned for object F1 on the validation split) |")
+
+
 def peak_lines(best: dict) -> list[str]:
     """The scores with the peak filter, beside the honest estimate of having tuned its floor."""
     if "peak_object_f1" not in best:
@@ -71,8 +79,7 @@ def write_segmenter_card(path: Path, info: ModelInfo, checkpoint: dict, split: d
         f"| ground resolution | {info.gsd_m} m (other resolutions are resampled on the fly) |",
         f"| tile / overlap | {info.tile_size} px / {info.overlap} px |",
         f"| threshold | {info.threshold:.2f} (tuned on the validation split) |",
-        f"{MIN_PEAK_ROW} {info.min_peak:.2f} (a patch is kept only where its highest probability reaches this; "
-        "tuned for object F1 on the validation split) |",
+        min_peak_row(info),
         f"| architecture | {config['arch']} (segmentation-models-pytorch, trained from scratch) |",
         f"| file size | {size_bytes / 1e6:.1f} MB, ONNX vs torch max abs difference {parity:.1e} |",
         "",
@@ -120,9 +127,6 @@ def write_segmenter_card(path: Path, info: ModelInfo, checkpoint: dict, split: d
     tmp.replace(path)
 
 
-MIN_PEAK_ROW = "| min peak |"
-
-
 def add_peak_to_card(card: Path, info: ModelInfo, best: dict) -> None:
     """Bring an existing segmenter card up to date with the peak filter: its row in the summary table and its
     scores after the validation table (replacing what an earlier run wrote there)."""
@@ -133,8 +137,7 @@ def add_peak_to_card(card: Path, info: ModelInfo, best: dict) -> None:
         del lines[start:end + 2]
     lines = [line for line in lines if not line.startswith(MIN_PEAK_ROW)]
     row = next(k for k, line in enumerate(lines) if line.startswith("| threshold |"))
-    lines.insert(row + 1, f"{MIN_PEAK_ROW} {info.min_peak:.2f} (a patch is kept only where its highest probability "
-                          "reaches this; tuned for object F1 on the validation split) |")
+    lines.insert(row + 1, min_peak_row(info))
     after = next(k for k, line in enumerate(lines) if line.endswith("predicted whole.")) + 2
     lines[after:after] = peak_lines(best)
     tmp = card.with_name(card.name + ".partial")
