@@ -89,7 +89,7 @@ def test_simplification_removes_staircase_vertices():
 def test_labelled_maxima_match_scipy():
     from scipy import ndimage
 
-    from deadtree.vector.polygonize import labelled_maxima
+    from deadtree.components import labelled_maxima
 
     rng = np.random.default_rng(1)
     values = rng.random((120, 90)).astype(np.float32)

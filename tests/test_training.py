@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from deadtree.errors import InputError  # noqa: E402
 from deadtree.training.frames import county_of, load_frames  # noqa: E402
+from deadtree.training.model_card import segmenter_command  # noqa: E402
 from deadtree.peak_filter import PEAKS  # noqa: E402
 from deadtree.training.segmenter_trainer import SegmenterConfig, train_segmenter  # noqa: E402
 from deadtree.training.split import split_groups  # noqa: E402
@@ -221,9 +222,37 @@ def test_fitted_run_sets_its_steps_and_records_them(tmp_path, monkeypatch):
     assert 7 < ckpt["config"]["steps"] < 100000  # the budget, not the asked-for length, set the schedule
     assert summary["step"] <= ckpt["config"]["steps"]
     assert ckpt["config"]["workers"] == 1 and "GPU" not in ckpt["state"]["machine"]
-    from deadtree.training.model_card import segmenter_command
 
     assert f"--steps {ckpt['config']['steps']}" in segmenter_command(ckpt["config"])
+
+
+def test_weight_decay_is_passed_on_and_reproduced(tmp_path):
+    from typer.testing import CliRunner
+
+    from deadtree.cli import app
+
+    data = write_kaggle_layout(tmp_path / "data")
+    result = CliRunner().invoke(app, ["train", "segmenter", str(data), "--out-dir", str(tmp_path / "run"),
+                                      "--steps", "1", "--batch-size", "2", "--crop", "64", "--val-every", "1",
+                                      "--threads", "1", "--weight-decay", "0.05"])
+    assert result.exit_code == 0, result.output
+    config = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["config"]
+    assert config["weight_decay"] == 0.05
+    assert "--weight-decay 0.05" in segmenter_command(config)
+    assert "--weight-decay" not in segmenter_command({**config, "weight_decay": 1e-4})
+
+
+def test_training_needs_no_geospatial_libraries():
+    # A lent GPU machine has torch but not rasterio or shapely: training and its metrics must not import them.
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('rasterio', 'shapely', 'pyproj', 'geopandas', 'pyogrio'):\n"
+            "            raise ImportError(name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import deadtree.training.segmenter_trainer, deadtree.training.slim, deadtree.peak_filter\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_strong_augmentation_shifts_bands_apart_and_unknown_kinds_are_refused():

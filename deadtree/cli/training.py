@@ -19,6 +19,8 @@ def train_segmenter_command(
     batch_size: int = typer.Option(8, help="Crops per step."),
     crop: int = typer.Option(256, help="Crop size in pixels."),
     lr: float = typer.Option(1e-3, help="Peak learning rate: reached after a 5% warm-up, then a cosine decay to 1% of it."),
+    weight_decay: float = typer.Option(1e-4, "--weight-decay", help="AdamW weight decay (larger values "
+                                       "regularise: the gap to unseen counties is overfitting)."),
     ema: float = typer.Option(0.998, help="Decay of the weight average that is validated and shipped (0 = off)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Warm start from the weights of an "
                                              "earlier checkpoint (same architecture and bands), new schedule."),
@@ -44,7 +46,7 @@ def train_segmenter_command(
     try:
         config = SegmenterConfig(
             data=str(data), out_dir=str(out_dir), bands=parse_band_list(bands), arch=arch, crop=crop,
-            batch_size=batch_size, steps=steps, lr=lr, val_every=val_every, val_fraction=val_fraction,
+            batch_size=batch_size, steps=steps, lr=lr, weight_decay=weight_decay, val_every=val_every, val_fraction=val_fraction,
             threads=threads, max_minutes=max_minutes, seed=seed, ema_decay=ema,
             init_from=str(init_from) if init_from else "",
             states=[x.strip() for x in states.split(",") if x.strip()], device=device, workers=workers,

@@ -19,6 +19,7 @@ def segmenter_command(config: dict) -> str:
         + (f" --init-from {config['init_from']}" if config.get("init_from") else "")
         + (f" --device {config['device']}" if config.get("device", "auto") != "auto" else "")
         + (f" --workers {config['workers']}" if config.get("workers") else "")
+        + (f" --weight-decay {config['weight_decay']:g}" if config.get("weight_decay", 1e-4) != 1e-4 else "")
         + (f" --augmentation {config['augmentation']}" if config.get("augmentation", "standard") != "standard" else "")
         + (f" --max-minutes {config['max_minutes']:g}  # repeat with --resume until finished" if config.get("max_minutes") else "")
     )

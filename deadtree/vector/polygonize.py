@@ -17,7 +17,7 @@ from rasterio.features import shapes
 from scipy import ndimage
 from shapely.geometry import shape as to_shape
 
-FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
+from deadtree.components import FOUR_CONNECTED, labelled_maxima
 
 
 @dataclass
@@ -64,14 +64,6 @@ class _UnionFind:
         if ra != rb:
             self.parent[rb] = ra
         return ra
-
-
-def labelled_maxima(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
-    """Largest value under each of labels 1..n. (ndimage.maximum sorts the whole strip: 200x slower here.)"""
-    inside = labels > 0
-    maxima = np.full(n + 1, -np.inf, dtype=np.float64)
-    np.maximum.at(maxima, labels[inside], values[inside])
-    return maxima[1:]
 
 
 def stream_components(strips: Iterable[tuple[int, np.ndarray, np.ndarray]],

@@ -14,7 +14,8 @@ RUNS=runs/gpu
 OUT=${OUT:-/tmp/out}
 DEVICE=${DEVICE:-cuda}
 FIT=${FIT_MINUTES:-5.75}
-# What `train` runs side by side: segmenters as NAME:BANDS:ARCH[:STATES], translators by name (ada, cut,
+# What `train` runs side by side: segmenters as NAME:BANDS:ARCH[:STATES[:EXTRA]] (EXTRA: that run's own options,
+# '+' between them, e.g. --weight-decay=0.05+--augmentation=strong), translators by name (ada, cut,
 # ada-task[@WEIGHT] with TASK_SEGMENTER). E.g. SEGMENTERS="east-r18d4:R,G,B,NIR:unet-r18-d4:AR,MO,TX" TRANSLATORS=""
 # (an empty list runs none of that kind; unset gives the defaults). GPU_BENCH=0 skips the torch benchmark;
 # SEGMENTER_ARGS and TRANSLATOR_ARGS are appended to every run of that kind (a CPU rehearsal makes them tiny).
@@ -96,9 +97,9 @@ case "${1:-}" in
     [ "$n" -ge 375 ] || { echo "only $n frames unpacked: unpack every chunk first"; exit 5; }
     start=$(date +%s)
     common=(--batch-size 32 --crop 256 --lr 2e-3 --val-every 0 --fit-minutes "$FIT" --workers "${WORKERS:-3}")
-    for plan in $SEGMENTERS; do  # NAME:BANDS:ARCH[:STATES]
-      IFS=: read -r name bands arch states <<< "$plan"
-      segmenter "$name" --bands "$bands" --arch "$arch" ${states:+--states "$states"} "${common[@]}" &
+    for plan in $SEGMENTERS; do  # NAME:BANDS:ARCH[:STATES[:EXTRA]]
+      IFS=: read -r name bands arch states extra <<< "$plan"
+      segmenter "$name" --bands "$bands" --arch "$arch" ${states:+--states "$states"} "${common[@]}" ${extra//+/ } &
     done
     for name in $TRANSLATORS; do
       case $name in
