@@ -18,11 +18,11 @@ from deadtree import __version__
 from deadtree.errors import InputError, ModelError
 from deadtree.heap import bound_heap_growth
 from deadtree.outputs import check_writable, discard, publish, workspace
+from deadtree.peak_filter import ensemble_floor
 from deadtree.preview import preview_bands, write_preview
 from deadtree.raster.grid import identity_grid, model_grid
 from deadtree.raster.normalise import BandStretch, band_percentiles
 from deadtree.raster.probability import (
-    NODATA,
     PROB_SCALE,
     ProbabilityRaster,
     dead_mask,
@@ -298,10 +298,8 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     # threshold on validation was 0.5 with the same scores to 0.001).
     own = [segmenter.info.threshold, *(m.info.threshold for m in members)]
     threshold = options.threshold if options.threshold is not None else float(np.mean(own))
-    # Averaging smooths the peaks, so an ensemble takes its members' lowest floor (the shipped pair's tuned
-    # ensemble floor on validation, 0.8, lies below both members' 0.85 and 0.9).
     min_peak = options.min_peak if options.min_peak is not None else \
-        min([segmenter.info.min_peak, *(m.info.min_peak for m in members)])
+        ensemble_floor([segmenter.info.min_peak, *(m.info.min_peak for m in members)])
     # Edge tiles are cut short where the model accepts any size; a translator works on its own tile size only,
     # and TensorRT builds an engine per input shape.
     trim = TRIM_MULTIPLE if options.trim_tiles and not translator and \

@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from deadtree.cli import app
 from deadtree.machine import vector_extensions
-from tests.scenes import write_scene
+from tests.scenes import toy_model, write_scene
 
 runner = CliRunner()
 
@@ -109,6 +109,8 @@ def test_models_lists_names_and_scores_whole_in_an_80_column_terminal(toy_models
     info = read_model_info(path)
     validation = {"pixel_iou": 0.4123, "object_f1": 0.558, "peak_object_f1": 0.6134}
     rewrite_model_info(path, dataclasses.replace(info, extra={**info.extra, "validation": validation}))
+    # as long a name as the longest shipped one (deadtree-rgbn-effb0-fp16), in a translator's wider role
+    toy_model(toy_models / "toy-rgbn-efficientnet-b0.onnx", name="toy-rgbn-efficientnet-b0", default=False)
     monkeypatch.setenv("COLUMNS", "80")
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0, result.output

@@ -119,6 +119,22 @@ def test_segment_applies_the_model_floor_unless_told_otherwise(tmp_path, faint_s
     assert len(features(tmp_path / "low.geojson")) == 8
 
 
+def test_an_ensemble_lowers_its_lowest_member_floor_per_extra_member():
+    from deadtree.peak_filter import ensemble_floor
+
+    assert ensemble_floor([0.85]) == 0.85
+    assert ensemble_floor([0.85, 0.9]) == 0.8  # the tuned floor of the shipped RGB+NIR and RGB pair
+    assert ensemble_floor([0.85, 0.9, 0.9]) == 0.75  # ... and of the three shipped segmenters together
+    assert ensemble_floor([0.0, 0.9]) == 0.0  # a member with the filter off keeps it off
+
+
+def test_segment_ensemble_uses_the_lowered_floor(tmp_path, faint_scene):
+    toy_model(faint_scene.parent / "models" / "toy-twin.onnx", name="toy-twin", default=False, min_peak=0.9)
+    result = segment_scene(faint_scene, SegmentOptions(output=tmp_path / "pair.geojson", ensemble=("toy-twin",)))
+    assert result.min_peak == 0.75
+    assert json.loads((tmp_path / "pair.geojson").read_text())["deadtree"]["min_peak"] == 0.75
+
+
 def test_segment_cli_rejects_a_floor_outside_0_1(tmp_path, faint_scene):
     result = CliRunner().invoke(app, ["segment", str(faint_scene), "-o", str(tmp_path / "o.geojson"),
                                       "--min-peak", "1.5", "--quiet"])

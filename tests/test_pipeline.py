@@ -336,6 +336,7 @@ def test_ensemble_averages_the_members_probabilities(tmp_path, toy_models):
     assert result.ensemble == ["toy-rgb"] and "toy-rgbn 1.0 + toy-rgb" in result.summary()
     written = json.loads((tmp_path / "both.geojson").read_text())["deadtree"]
     assert written["ensemble"] == ["toy-rgb"] and written["threshold"] == 0.5
+    assert written["min_peak"] == 0.0  # the toy models' floors are off, and stay off in their mean
 
     rgb_scene = tmp_path / "rgb.tif"
     write_scene(rgb_scene, bands=3)

@@ -28,3 +28,36 @@ def test_segment_validation_scores_segment_s_polygons_on_the_validation_frames(t
     assert default["frames"] == 2  # the two validation counties' frames only
     assert default["pixel_iou"] > 0.6 and default["object_f1"] > 0.6  # the toy model sees the bright discs
     assert strict["count_predicted"] < default["count_predicted"]  # the toy's peaks (about 0.8) stay below 0.99
+
+
+def test_ensemble_search_scores_every_mean_and_refuses_a_different_split(tmp_path):
+    import torch
+
+    from deadtree.nets.segmenter import build_segmenter
+
+    data = write_kaggle_layout(tmp_path / "data", size=96)
+
+    def checkpoint(name, bands, groups, seed):
+        torch.manual_seed(seed)
+        model = build_segmenter("unet-r18-d4", len(bands))
+        path = tmp_path / f"{name}.pt"
+        torch.save({"model": model.state_dict(), "config": {"arch": "unet-r18-d4", "bands": list(bands)},
+                    "split": {"validation_groups": groups}}, path)
+        return f"{name}={path}"
+
+    groups = ["ar003", "wa011"]
+    models = [checkpoint("a", ("R", "G", "B", "NIR"), groups, 0), checkpoint("b", ("R", "G", "B"), groups, 1)]
+    out = tmp_path / "ensembles.json"
+    script = [sys.executable, str(ROOT / "scripts" / "ensemble_search.py")]
+    proc = subprocess.run([*script, *models, "--data", str(data), "--largest", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"a", "b", "a + b"}
+    assert all(0 <= r["pixel_iou"] <= 1 and len(r["object_f1_by_floor"]) > 1 for r in results.values())
+
+    other = checkpoint("c", ("R", "G", "B", "NIR"), ["wa011"], 2)
+    proc = subprocess.run([*script, models[0], other, "--data", str(data), "--out", str(tmp_path / "x.json")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode != 0 and "share one split" in proc.stderr
+    assert not (tmp_path / "x.json").exists()

@@ -17,8 +17,9 @@ def models_command() -> None:
     shipped = list_models()
     if not shipped:
         fail(f"no models found in {', '.join(str(d) for d in model_dirs()) or 'any model folder'}")
-    # Narrow enough for an 80-column terminal, where the framed nine-column table cut the scores to "0.…".
-    table = Table(title="deadtree models", box=box.SIMPLE_HEAD, pad_edge=False,
+    # Narrow enough for an 80-column terminal, where the framed nine-column table cut the scores to "0.…";
+    # one space between columns leaves room for names as long as deadtree-rgbn-effb0-fp16.
+    table = Table(title="deadtree models", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
                   caption="IoU, obj F1: validation split (obj F1 with the peak filter, as segment writes polygons). "
                           "Training data, split, threshold and floor: each model's card, models/NAME.md.")
     table.add_column("name", no_wrap=True)  # names and bands are what users type: never cut them
