@@ -9,7 +9,7 @@ from pathlib import Path
 from deadtree.bands import parse_band_list
 from deadtree.errors import DeadtreeError
 from deadtree.pipeline import SegmentOptions, check_mask_options
-from deadtree.runtime.registry import PRECISIONS
+from deadtree.runtime.registry import PRECISIONS, model_names
 
 from service.errors import ApiError
 from service.jobfiles import MEDIA_TYPES
@@ -128,7 +128,7 @@ def _names(values: dict[str, str], key: str) -> tuple[str, ...]:
     """A comma-separated list of model names."""
     if key not in values:
         return ()
-    names = tuple(n.strip() for n in values[key].split(",") if n.strip())
+    names = model_names([values[key]])
     for name in names:
         _name({key: name}, key)
     return names

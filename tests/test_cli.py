@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import rasterio
 from affine import Affine
@@ -117,3 +119,18 @@ def test_models_lists_names_and_scores_whole_in_an_80_column_terminal(toy_models
     row = next(line for line in result.output.splitlines() if line.strip().startswith("toy-rgbn "))
     assert "R,G,B,NIR" in row and "0.412" in row and "0.613" in row and "default" in row  # F1 as segment delivers
     assert "…" not in result.output
+
+
+def test_ensemble_members_can_be_comma_separated_or_repeated(tmp_path, toy_models):
+    toy_model(toy_models / "toy-twin.onnx", name="toy-twin", default=False)
+    scene = tmp_path / "scene.tif"
+    write_scene(scene)
+    written = []
+    for name, members in (("comma", ["--ensemble", "toy-rgb,toy-twin"]),
+                          ("repeated", ["--ensemble", "toy-rgb", "--ensemble", " toy-twin "])):
+        out = tmp_path / f"{name}.geojson"
+        result = runner.invoke(app, ["segment", str(scene), "-o", str(out), "--model", "toy-rgbn", "--quiet",
+                                     *members])
+        assert result.exit_code == 0, result.output
+        written.append(json.loads(out.read_text())["deadtree"]["ensemble"])
+    assert written == [["toy-rgb", "toy-twin"]] * 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import Iterable
 from pathlib import Path
 
 from deadtree.errors import ModelError
@@ -101,3 +102,9 @@ def precision_variant(model_path: Path, precision: str, on_gpu: bool) -> Path:
         return Path(model_path)
     raise ModelError(f"{info.name} has no {wanted} variant installed; use --precision fp32 or auto "
                      "(`deadtree export-variants` makes variants)")
+
+
+def model_names(values: Iterable[str]) -> tuple[str, ...]:
+    """Model names from comma-separated lists: `--ensemble a,b`, `--ensemble a --ensemble b` and the service's
+    `ensemble=a,b` all mean the same."""
+    return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
