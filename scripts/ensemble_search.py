@@ -61,8 +61,8 @@ def main() -> None:
             peak = tune_peak(mean, truths, scores["threshold"], groups)
             row = {"pixel_iou": scores["pixel_iou"], "object_f1": scores["object_f1"],
                    "threshold": scores["threshold"], "min_peak": peak["min_peak"],
-                   "peak_object_f1": peak["with"]["object_f1"], "peak_held_out_object_f1": peak["held_out"]["object_f1"],
-                   "peak_pixel_iou": peak["with"]["pixel_iou"],
+                   "peak_object_f1": peak["with"]["object_f1"], "peak_pixel_iou": peak["with"]["pixel_iou"],
+                   "peak_held_out_object_f1": peak["held_out"]["object_f1"],
                    "object_f1_by_floor": {k: v["object_f1"] for k, v in peak["by_floor"].items()}}
             results[" + ".join(combo)] = row
             print(f"{' + '.join(combo)}: IoU {row['pixel_iou']:.3f}, object F1 {row['object_f1']:.3f}, "

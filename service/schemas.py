@@ -160,7 +160,8 @@ def upload_request_body(description: str) -> dict:
                     "ensemble": {"type": "string", "examples": ["deadtree-rgb", "deadtree-rgb,deadtree-rgbn-effb0"],
                                  "description": "Comma-separated segmenter names whose probabilities are averaged "
                                                 "with the main model's (the three shipped RGB+NIR-scene members "
-                                                "together score best on validation, at about 3.5x the model time on a CPU)."},
+                                                "together score best on validation, at about 3.5x the model "
+                                                "time on a CPU)."},
                     "format": {"type": "string", "enum": list(FORMATS), "default": "geojson",
                                "description": "geojson: RFC 7946 in WGS 84 lon/lat; gpkg: GeoPackage in the "
                                               "scene's CRS."},
