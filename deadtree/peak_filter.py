@@ -15,8 +15,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from deadtree.metrics import Scores
 from deadtree.components import FOUR_CONNECTED, labelled_maxima
+from deadtree.metrics import Scores
 
 PEAKS = (0.0, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 DEFAULT_MIN_AREA_PX = 1.0 / (0.6 * 0.6)  # segment's default --min-area (1 m²) at the models' 0.6 m

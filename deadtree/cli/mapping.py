@@ -18,8 +18,6 @@ ENSEMBLE_HELP = ("Other segmenters (names or .onnx, comma-separated or the optio
                  "averaged with the main model's. Costs the model time once more per model. Run by `segment` on "
                  "each validation frame (peak filter on), deadtree-rgbn alone: pixel IoU 0.405, object F1 0.605; "
                  "--ensemble deadtree-rgb: 0.411 / 0.615; --ensemble deadtree-rgb,deadtree-rgbn-effb0: 0.422 / 0.625.")
-
-
 MIN_PEAK_HELP = ("Keep a polygon only where its highest dead-tree probability reaches this (0-1; 0 keeps all). "
                  "Faint patches are mostly false alarms. Default: the model's own, tuned for object F1 on "
                  "validation (deadtree-rgbn 0.2.0: 0.85; run by `segment` on each validation frame, object F1 "

@@ -46,7 +46,8 @@ def train_segmenter_command(
     try:
         config = SegmenterConfig(
             data=str(data), out_dir=str(out_dir), bands=parse_band_list(bands), arch=arch, crop=crop,
-            batch_size=batch_size, steps=steps, lr=lr, weight_decay=weight_decay, val_every=val_every, val_fraction=val_fraction,
+            batch_size=batch_size, steps=steps, lr=lr, weight_decay=weight_decay, val_every=val_every,
+            val_fraction=val_fraction,
             threads=threads, max_minutes=max_minutes, seed=seed, ema_decay=ema,
             init_from=str(init_from) if init_from else "",
             states=[x.strip() for x in states.split(",") if x.strip()], device=device, workers=workers,
