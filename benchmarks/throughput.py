@@ -63,7 +63,7 @@ def model_alone_seconds(result, batch_size: int | None, side: int) -> float:
     from deadtree.pipeline import BATCH_PIXELS
     from deadtree.runtime.registry import resolve_model
     from deadtree.runtime.session import OnnxModel
-    from deadtree.tiling import TRIM_MULTIPLE, tile_rows
+    from deadtree.tiling import TRIM_MULTIPLE, batches_by_shape, tile_rows
 
     model = OnnxModel(resolve_model(result.model, "segmenter"), "cpu")
     tile = result.tile_size
@@ -74,14 +74,10 @@ def model_alone_seconds(result, batch_size: int | None, side: int) -> float:
         raise RuntimeError(f"segment ran {result.tiles} tiles, the benchmark's grid has {len(shapes)}")
     x = np.random.default_rng(0).random((batch, len(model.info.bands), tile, tile), dtype=np.float32)
     model.run(x[:1])  # first call: allocations
-    started, done = time.perf_counter(), 0
-    while done < len(shapes):
-        rows, cols = shapes[done]
-        n = 1
-        while n < batch and done + n < len(shapes) and shapes[done + n] == (rows, cols):
-            n += 1
-        model.run(x[:n, :, :rows, :cols])
-        done += n
+    started = time.perf_counter()
+    for calls in batches_by_shape(shapes, lambda shape: shape, batch):  # the calls `segment` makes
+        rows, cols = calls[0]
+        model.run(x[:len(calls), :, :rows, :cols])
     return time.perf_counter() - started
 
 

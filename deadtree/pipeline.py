@@ -37,7 +37,7 @@ from deadtree.runtime.metadata import ModelInfo, read_model_info
 from deadtree.runtime.registry import default_segmenter, precision_variant, resolve_model
 from deadtree.runtime.session import OnnxModel, runs_on_gpu
 from deadtree.stages import StageChain
-from deadtree.tiling import TRIM_MULTIPLE, StripAccumulator, Tile, blend_window, tile_rows
+from deadtree.tiling import TRIM_MULTIPLE, StripAccumulator, Tile, batches_by_shape, blend_window, tile_rows
 from deadtree.vector.geometry import Measurer, clean_outline, pixel_to_crs
 from deadtree.vector.polygonize import stream_components
 from deadtree.vector.style import add_default_style, write_qml
@@ -413,23 +413,15 @@ class _TileWork:
 def _read_batches(reader: WindowReader, grid, tiles: list[Tile], predictor: "_TilePredictor"):
     """Tiles in grid order, read and scaled, in batches of `predictor.batch_size` tiles for the model (tiles
     without valid pixels ride along unscaled, so that progress and blending keep their order)."""
-    batch: list[_TileWork] = []
-    for_model, shape = 0, None
-    for t in tiles:
+    def read(t: Tile) -> _TileWork:
         pixels, valid = _read_tile(reader, grid, t)
         work = _TileWork(t, valid)
         if valid.any():
-            if for_model and valid.shape != shape:  # a cut edge tile: one model call takes one shape
-                yield batch
-                batch, for_model = [], 0
             work.scaled = predictor.scale(pixels, valid)
-            for_model, shape = for_model + 1, valid.shape
-        batch.append(work)
-        if for_model >= predictor.batch_size:
-            yield batch
-            batch, for_model = [], 0
-    if batch:
-        yield batch
+        return work
+
+    yield from batches_by_shape((read(t) for t in tiles),
+                                lambda work: None if work.scaled is None else work.valid.shape, predictor.batch_size)
 
 
 def _read_tile(reader: WindowReader, grid, t: Tile) -> tuple[np.ndarray, np.ndarray]:

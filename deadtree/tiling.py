@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -148,3 +149,28 @@ class StripAccumulator:
                 buf[:-n] = buf[n:].copy()
             buf[-n:] = 0
         self.top = row
+
+
+Item = TypeVar("Item")
+
+
+def batches_by_shape(items: Iterable[Item], shape_of: Callable[[Item], tuple | None],
+                     size: int) -> Iterator[list[Item]]:
+    """Consecutive items grouped for model calls: at most `size` items that need the model, all of one shape
+    (a cut edge tile starts a call of its own); items whose shape is None need no model and ride along in
+    order, so that progress and blending keep the grid's order."""
+    batch: list[Item] = []
+    counted, shape = 0, None
+    for item in items:
+        this = shape_of(item)
+        if this is not None:
+            if counted and this != shape:
+                yield batch
+                batch, counted = [], 0
+            counted, shape = counted + 1, this
+        batch.append(item)
+        if counted >= size:
+            yield batch
+            batch, counted = [], 0
+    if batch:
+        yield batch

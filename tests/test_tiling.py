@@ -94,3 +94,16 @@ def test_chunked_flush_hands_out_the_same_rows_within_a_budget():
     np.testing.assert_array_equal(np.concatenate([c[2] for c in chunks]), valid)
     assert whole.top == chunked.top == 24
     np.testing.assert_array_equal(whole.sum, chunked.sum)
+
+
+def test_batches_hold_one_shape_and_let_empty_tiles_ride_along():
+    from deadtree.tiling import batches_by_shape
+
+    full, cut = (64, 64), (64, 32)
+    items = [full, full, None, full, cut, None, cut, full]
+    batches = list(batches_by_shape(items, lambda shape: shape, 2))
+    assert [item for batch in batches for item in batch] == items  # nothing lost, order kept
+    assert batches == [[full, full], [None, full], [cut, None, cut], [full]]
+    for batch in batches:  # each call takes at most two tiles, all of one shape
+        shapes = {s for s in batch if s is not None}
+        assert len(shapes) <= 1 and sum(s is not None for s in batch) <= 2
