@@ -22,18 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deadtree.nets.segmenter import build_segmenter  # noqa: E402
+from deadtree.nets.segmenter import load_segmenter  # noqa: E402
 from deadtree.training.devices import training_machine  # noqa: E402
 from deadtree.training.frames import frame_input, load_frames  # noqa: E402
 
 MODES = ("fp32", "tf32", "fp16", "bf16")
-
-
-def load_model(checkpoint: Path) -> tuple[torch.nn.Module, dict]:
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model = build_segmenter(ckpt["config"]["arch"], len(ckpt["config"]["bands"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
-    return model.eval(), ckpt
 
 
 def runner(model: torch.nn.Module, mode: str):
@@ -117,7 +110,7 @@ def main() -> None:
         raise SystemExit("gpu_torch.py needs a CUDA GPU")
     device = torch.device(args.device)
 
-    model, ckpt = load_model(args.checkpoint)
+    model, ckpt = load_segmenter(args.checkpoint)
     model = model.to(device, memory_format=torch.channels_last)
     bands = tuple(ckpt["config"]["bands"])
     validation = set(ckpt["split"]["validation_groups"])

@@ -11,27 +11,26 @@ floor's held-out estimate (chosen per county on the other counties). All checkpo
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from deadtree.nets.segmenter import build_segmenter
+from deadtree.nets.segmenter import load_segmenter
 from deadtree.peak_filter import tune_peak
 from deadtree.training.frames import load_frames
 from deadtree.training.segmenter_trainer import THRESHOLDS, frame_probabilities, tuned_scores
 
 
-def validation_probabilities(checkpoint: Path, data: str) -> tuple[list[str], list, list]:
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    config, groups = ckpt["config"], set(ckpt["split"]["validation_groups"])
-    frames = [f for f in load_frames(data, tuple(config["bands"])) if f.group in groups]
-    model = build_segmenter(config["arch"], len(config["bands"]))
-    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
-    model.eval()
-    return [f.sample_id for f in frames], [frame_probabilities(model, f, False) for f in frames], frames
+def validation_probabilities(checkpoint: Path, frames_of) -> tuple[list, list]:
+    """The checkpoint's probabilities on its validation frames, and those frames (`frames_of(bands)`: the
+    data set read with those bands)."""
+    model, ckpt = load_segmenter(checkpoint)
+    groups = set(ckpt["split"]["validation_groups"])
+    frames = [f for f in frames_of(tuple(ckpt["config"]["bands"])) if f.group in groups]
+    return [frame_probabilities(model, f, False) for f in frames], frames
 
 
 def main() -> None:
@@ -41,16 +40,16 @@ def main() -> None:
     parser.add_argument("--largest", type=int, default=3, help="most members in one mean")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    probs, ids, frames = {}, None, None
+    frames_of = functools.lru_cache(maxsize=None)(lambda bands: load_frames(args.data, bands))  # once per band set
+    probs, frames = {}, None
     for spec in args.models:
         name, _, path = spec.partition("=")
-        sample_ids, probs[name], model_frames = validation_probabilities(Path(path), args.data)
-        if ids is not None and sample_ids != ids:
+        probs[name], model_frames = validation_probabilities(Path(path), frames_of)
+        if frames is not None and [f.sample_id for f in model_frames] != [f.sample_id for f in frames]:
             raise SystemExit(f"{name} was validated on other frames: all checkpoints must share one split")
-        ids, frames = sample_ids, frames or model_frames
-        print(f"{name}: predicted {len(sample_ids)} validation frames", flush=True)
+        frames = model_frames
+        print(f"{name}: predicted {len(frames)} validation frames", flush=True)
     truths, groups = [f.mask for f in frames], [f.group for f in frames]
 
     results = {}

@@ -43,6 +43,15 @@ def build_segmenter(arch: str, in_channels: int) -> nn.Module:
     return model
 
 
+def load_segmenter(checkpoint) -> tuple[nn.Module, dict]:
+    """A trained segmenter from its checkpoint (full or slim), in eval mode, with the checkpoint itself.
+    Half-precision weights of slim checkpoints are cast to the model's float32 as they load."""
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model = build_segmenter(ckpt["config"]["arch"], len(ckpt["config"]["bands"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), ckpt
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

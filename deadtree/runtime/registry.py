@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Iterable
 from pathlib import Path
+from typing import Iterable
 
 from deadtree.errors import ModelError
 from deadtree.runtime.metadata import ModelInfo, read_model_info

@@ -75,12 +75,10 @@ def parity(module: nn.Module, onnx_path: Path, in_bands: int, tile: int, seed: i
 def export_segmenter_checkpoint(checkpoint: Path, path: Path, name: str, version: str, tile: int = 256,
                                 overlap: int = 64, gsd_m: float = 0.6, default: bool = False,
                                 description: str = "") -> tuple[ModelInfo, float]:
-    from deadtree.nets.segmenter import build_segmenter
+    from deadtree.nets.segmenter import load_segmenter
 
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    net, ckpt = load_segmenter(checkpoint)
     config = ckpt["config"]
-    net = build_segmenter(config["arch"], len(config["bands"]))
-    net.load_state_dict(ckpt["model"])
     best = ckpt["state"].get("best") or {}
     scaling = ckpt.get("scaling", {"method": "percentile", "low_pct": 1.0, "high_pct": 99.0})
     info = ModelInfo(
