@@ -268,3 +268,59 @@ def test_strong_augmentation_shifts_bands_apart_and_unknown_kinds_are_refused():
     assert max(spreads) > 5  # bands moved apart: a gain per band, which "standard" never applies
     with pytest.raises(InputError, match="unknown --augmentation"):
         training_augmentation("wild")
+
+
+def test_distillation_learns_the_teachers_mean_beside_the_masks(tmp_path):
+    from typer.testing import CliRunner
+
+    from deadtree.cli import app
+    from deadtree.training.distill import CACHE_NAME, blended_target
+    from deadtree.training.sampling import CropSampler
+
+    data = write_kaggle_layout(tmp_path / "data")
+    base = SegmenterConfig(data=str(data), out_dir=str(tmp_path / "teacher"), arch="unet-r18-d4", crop=64,
+                           batch_size=2, steps=3, val_every=3, threads=1)
+    train_segmenter(base)
+    teacher = tmp_path / "teacher" / "best.pt"
+    rgb = train_segmenter(SegmenterConfig(**{**base.__dict__, "out_dir": str(tmp_path / "rgb"),
+                                             "bands": ("R", "G", "B")}))
+    assert rgb["step"] == 3
+
+    # two teachers of different bands; each sees the frames in its own bands
+    runner = CliRunner()
+    args = ["train", "segmenter", str(data), "--out-dir", str(tmp_path / "student"), "--steps", "2",
+            "--batch-size", "2", "--crop", "64", "--val-every", "2", "--threads", "1",
+            "--teacher", str(teacher), "--teacher", str(tmp_path / "rgb" / "best.pt"), "--distill-weight", "0.4"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = torch.load(tmp_path / "student" / "last.pt", weights_only=False)["config"]
+    assert config["distill_weight"] == 0.4 and len(config["teachers"]) == 2
+    assert f"--teacher {teacher}" in segmenter_command(config) and "--distill-weight 0.4" in segmenter_command(config)
+    from deadtree.training.model_card import distillation_lines
+
+    assert "0.6 x the expert mask + 0.4 x the mean probability of 2 teacher" in distillation_lines(config)[0]
+    assert distillation_lines({**config, "teachers": []}) == []
+
+    # the cached soft targets are the mean of the teachers' probabilities on the training frames only
+    stored = np.load(tmp_path / "student" / CACHE_NAME)
+    val = set(json.loads((tmp_path / "student" / "split.json").read_text())["validation_groups"])
+    ids = [f for f in stored.files if f != "teachers"]
+    assert ids and not any(county_of(i) in val for i in ids)
+    soft = stored[ids[0]]
+    assert soft.dtype == np.uint8 and 0 < soft.mean() < 255
+
+    # blending: the mask keeps (1 - weight) of the say, and the sampler serves the blend
+    mask = np.array([[True, False]])
+    assert np.allclose(blended_target(mask, np.array([[0, 255]], np.uint8), 0.4), [[0.6, 0.4]])
+    frames = [f for f in load_frames(data, ("R", "G", "B", "NIR")) if f.group not in val]
+    targets = [np.full(f.mask.shape, 0.25, np.float32) for f in frames]
+    _, served = CropSampler(frames, 32, 0.5, None, targets=targets).sample(3)
+    assert np.allclose(served, 0.25)
+
+    # a teacher validated on other counties may have trained on this run's validation counties: refused
+    ckpt = torch.load(teacher, weights_only=False)
+    ckpt["split"]["validation_groups"] = ["ar001"]
+    torch.save(ckpt, tmp_path / "leaky.pt")
+    result = runner.invoke(app, [*args[:4], str(tmp_path / "leaky"), *args[5:11], "--teacher",
+                                 str(tmp_path / "leaky.pt")])
+    assert result.exit_code != 0 and "other counties" in result.output and "Traceback" not in result.output

@@ -38,6 +38,11 @@ def train_segmenter_command(
                                       "whole schedule fits in this many minutes (0 = off)."),
     augmentation: str = typer.Option("standard", "--augmentation", help="standard, or strong: adds a gain per "
                                      "band and wider brightness and contrast changes."),
+    teacher: Optional[list[Path]] = typer.Option(
+        None, "--teacher", help="Distil: a trained checkpoint (repeat for an ensemble) whose mean probability on "
+        "the training frames is learnt beside the masks. Teachers must share this run's validation counties."),
+    distill_weight: float = typer.Option(0.5, "--distill-weight", help="Share of the teachers' probability in "
+                                         "the target (the masks have the rest)."),
 ) -> None:
     """Train a dead-tree segmenter from scratch, validating on counties it never sees."""
     from deadtree.bands import parse_band_list
@@ -52,6 +57,7 @@ def train_segmenter_command(
             init_from=str(init_from) if init_from else "",
             states=[x.strip() for x in states.split(",") if x.strip()], device=device, workers=workers,
             fit_minutes=fit_minutes, augmentation=augmentation,
+            teachers=[str(t) for t in teacher or ()], distill_weight=distill_weight,
         )
         summary = train_segmenter(config, resume=resume)
     except DeadtreeError as exc:

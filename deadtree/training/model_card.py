@@ -21,6 +21,8 @@ def segmenter_command(config: dict) -> str:
         + (f" --workers {config['workers']}" if config.get("workers") else "")
         + (f" --weight-decay {config['weight_decay']:g}" if config.get("weight_decay", 1e-4) != 1e-4 else "")
         + (f" --augmentation {config['augmentation']}" if config.get("augmentation", "standard") != "standard" else "")
+        + "".join(f" --teacher {t}" for t in config.get("teachers", ()))
+        + (f" --distill-weight {config['distill_weight']:g}" if config.get("teachers") else "")
         + (f" --max-minutes {config['max_minutes']:g}  # repeat with --resume until finished" if config.get("max_minutes") else "")
     )
 
@@ -62,6 +64,18 @@ def peak_lines(best: dict) -> list[str]:
     return lines
 
 
+def distillation_lines(config: dict) -> list[str]:
+    teachers = config.get("teachers") or []
+    if not teachers:
+        return []
+    weight = config["distill_weight"]
+    names = ", ".join(Path(t).stem for t in teachers)
+    return [f"Distilled: each pixel's target was {1 - weight:g} x the expert mask + {weight:g} x the mean "
+            f"probability of {len(teachers)} teacher network(s) ({names}), predicted on the training frames.",
+            "The teachers were trained and validated on this same split, so they never saw a validation frame "
+            "either.", ""]
+
+
 def write_segmenter_card(path: Path, info: ModelInfo, checkpoint: dict, split: dict, export_command: str,
                          parity: float, size_bytes: int) -> None:
     state, config = checkpoint["state"], checkpoint["config"]
@@ -93,6 +107,7 @@ def write_segmenter_card(path: Path, info: ModelInfo, checkpoint: dict, split: d
         "No frame of a validation county was used for training, for the threshold or for model selection other",
         "than picking the best checkpoint by validation IoU.",
         "",
+        *distillation_lines(config),
         "## How it was made",
         "",
         "```",

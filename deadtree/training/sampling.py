@@ -9,8 +9,11 @@ from deadtree.training.frames import Frame
 
 
 class CropSampler:
-    def __init__(self, frames: list[Frame], crop: int, positive_fraction: float, augment, seed: int = 0):
+    def __init__(self, frames: list[Frame], crop: int, positive_fraction: float, augment, seed: int = 0,
+                 targets: list[np.ndarray] | None = None):
+        """targets: what to learn per frame instead of its mask (e.g. blended with teachers' probabilities)."""
         self.frames = frames
+        self.targets = targets
         self.crop = crop
         self.positive_fraction = positive_fraction
         self.augment = augment
@@ -41,7 +44,9 @@ class CropSampler:
             r0 = int(self.rng.integers(rows - crop + 1))
             c0 = int(self.rng.integers(cols - crop + 1))
         image = frame.image[r0 : r0 + crop, c0 : c0 + crop]
-        mask = frame.mask[r0 : r0 + crop, c0 : c0 + crop].astype(np.uint8)
+        target = self.targets[index] if self.targets is not None else frame.mask
+        mask = target[r0 : r0 + crop, c0 : c0 + crop]
+        mask = mask.astype(np.uint8) if mask.dtype == bool else mask
         if self.augment is not None:
             out = self.augment(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
@@ -53,8 +58,8 @@ class CropBatches(torch.utils.data.IterableDataset):
     """An endless stream of augmented batches for DataLoader workers, each worker with its own random stream."""
 
     def __init__(self, frames: list[Frame], crop: int, positive_fraction: float, batch_size: int, seed,
-                 augmentation: str = "standard"):
-        self.frames, self.crop, self.positive_fraction = frames, crop, positive_fraction
+                 augmentation: str = "standard", targets: list[np.ndarray] | None = None):
+        self.frames, self.crop, self.positive_fraction, self.targets = frames, crop, positive_fraction, targets
         self.batch_size, self.seed = batch_size, list(seed) if isinstance(seed, (list, tuple)) else [seed]
         self.augmentation = augmentation
 
@@ -64,7 +69,8 @@ class CropBatches(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
         sampler = CropSampler(self.frames, self.crop, self.positive_fraction,
-                              training_augmentation(self.augmentation), seed=[*self.seed, worker])
+                              training_augmentation(self.augmentation), seed=[*self.seed, worker],
+                              targets=self.targets)
         while True:
             images, masks = sampler.sample(self.batch_size)
             yield torch.from_numpy(images), torch.from_numpy(masks)

@@ -18,6 +18,7 @@ from deadtree.nets.segmenter import build_segmenter, count_parameters, predict_p
 from deadtree.raster.normalise import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT
 from deadtree.training.augment import training_augmentation
 from deadtree.training.curves import plot_history
+from deadtree.training.distill import blended_target, teacher_probabilities
 from deadtree.training.frames import Frame, frame_input, load_frames, name_selected, parse_prefixes
 from deadtree.training.losses import segmentation_loss
 from deadtree.training.devices import training_device, training_machine
@@ -54,6 +55,8 @@ class SegmenterConfig:
     workers: int = 0  # processes that cut and augment crops; 0 = in the training loop
     fit_minutes: float = 0.0  # set --steps from the measured step time to fill this budget; 0 = off
     augmentation: str = "standard"  # or "strong": a gain per band and wider brightness / contrast
+    teachers: list[str] = field(default_factory=list)  # checkpoints whose mean probability is learnt beside the masks
+    distill_weight: float = 0.5  # share of the teachers' probability in the target
 
 
 def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
@@ -103,13 +106,15 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     else:
         np_state = None
 
+    targets = _distilled_targets(config, train_frames, val_groups) if config.teachers else None
     # With worker processes the crops come from their own seeded streams: no sampler in this process.
     sampler = None if config.workers else CropSampler(train_frames, config.crop, config.positive_fraction,
-                                                      training_augmentation(config.augmentation), config.seed)
+                                                      training_augmentation(config.augmentation), config.seed,
+                                                      targets)
     if np_state is not None and sampler is not None:
         sampler.rng.bit_generator.state = np_state
 
-    next_batch = _batch_source(config, train_frames, sampler, state["step"], device)
+    next_batch = _batch_source(config, train_frames, sampler, state["step"], device, targets)
     started = time.monotonic()
     run_seconds_at_start = state["train_seconds"]
     steps_at_start = state["step"]
@@ -179,7 +184,18 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     return summary
 
 
-def _batch_source(config: SegmenterConfig, frames: list[Frame], sampler: CropSampler | None, step: int, device):
+def _distilled_targets(config: SegmenterConfig, frames: list[Frame], val_groups: set[str]) -> list[np.ndarray]:
+    if not 0 < config.distill_weight <= 1:
+        raise InputError(f"--distill-weight must be in (0, 1], not {config.distill_weight}")
+    own = {tuple(config.bands): frames}
+    soft = teacher_probabilities(
+        config.teachers, frames, val_groups,
+        lambda bands: own[bands] if bands in own else load_frames(config.data, bands), Path(config.out_dir))
+    return [blended_target(f.mask, soft[f.sample_id], config.distill_weight) for f in frames]
+
+
+def _batch_source(config: SegmenterConfig, frames: list[Frame], sampler: CropSampler | None, step: int, device,
+                  targets: list[np.ndarray] | None = None):
     """A function that returns the next (images, masks) batch as CPU tensors."""
     if not config.workers:
         return lambda: tuple(torch.from_numpy(a) for a in sampler.sample(config.batch_size))
@@ -187,7 +203,7 @@ def _batch_source(config: SegmenterConfig, frames: list[Frame], sampler: CropSam
 
     # Worker streams are seeded from the step, so a resumed run draws new crops instead of repeating old ones.
     stream = CropBatches(frames, config.crop, config.positive_fraction, config.batch_size, [config.seed, step],
-                         config.augmentation)
+                         config.augmentation, targets)
     batches = iter(DataLoader(stream, batch_size=None, num_workers=config.workers,
                               pin_memory=device.type == "cuda", prefetch_factor=2))
     return lambda: next(batches)
