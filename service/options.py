@@ -27,7 +27,7 @@ class JobOptions:
     model: str | None = None  # a shipped segmenter's name; None: the default for the scene's bands
     translator: str | None = None
     threshold: float | None = None
-    min_area: float = 1.0
+    min_area: float = SegmentOptions.min_area  # square metres, as `segment --min-area`
     min_peak: float | None = None  # as `segment --min-peak`; None: the model's own
     format: str = "geojson"
     bands: tuple[str, ...] | None = None
@@ -42,7 +42,7 @@ class JobOptions:
             raise _invalid(f"unknown form field {unknown[0]!r}; known fields: file, {', '.join(FORM_FIELDS)}")
         values = {k: v.strip() for k, v in fields.items() if v.strip() != ""}
         threshold, min_area, min_peak = (_number(values, k) for k in ("threshold", "min_area", "min_peak"))
-        min_area = 1.0 if min_area is None else min_area
+        min_area = SegmentOptions.min_area if min_area is None else min_area
         try:
             check_mask_options(threshold, min_area, min_peak)
         except DeadtreeError as exc:

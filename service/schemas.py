@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from deadtree.pipeline import SegmentOptions
 from deadtree.runtime.registry import PRECISIONS
 
 from service.jobfiles import MEDIA_TYPES
@@ -73,8 +74,8 @@ class JobStatus(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": JOB_ID_EXAMPLE, "state": "succeeded", "progress": 1.0, "filename": "orthophoto.tif",
-        "options": {"model": None, "translator": None, "threshold": None, "min_area": 1.0, "format": "geojson",
-                    "bands": None},
+        "options": {"model": None, "translator": None, "threshold": None, "min_area": SegmentOptions.min_area,
+                    "format": "geojson", "bands": None},
         "created_at": "2025-06-01T10:00:00Z", "started_at": "2025-06-01T10:00:02Z",
         "finished_at": "2025-06-01T10:01:30Z", "queued_seconds": 2.0, "run_seconds": 88.0, "attempts": 1,
         "error": None,
@@ -147,7 +148,7 @@ def upload_request_body(description: str) -> dict:
                     "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
                                   "examples": [0.5], "description": "Probability from which a pixel counts as "
                                                                     "dead tree. Default: the model's own."},
-                    "min_area": {"type": "number", "minimum": 0, "default": 1.0, "examples": [1.0],
+                    "min_area": {"type": "number", "minimum": 0, "default": SegmentOptions.min_area, "examples": [1.0],
                                  "description": "Drop polygons and fill holes smaller than this (m²)."},
                     "min_peak": {"type": "number", "minimum": 0, "maximum": 1, "examples": [0.85],
                                  "description": "Keep a polygon only where its highest dead-tree probability "
