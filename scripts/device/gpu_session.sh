@@ -19,6 +19,8 @@ FIT=${FIT_MINUTES:-5.75}
 # ada-task[@WEIGHT] with TASK_SEGMENTER). E.g. SEGMENTERS="east-r18d4:R,G,B,NIR:unet-r18-d4:AR,MO,TX" TRANSLATORS=""
 # (an empty list runs none of that kind; unset gives the defaults). GPU_BENCH=0 skips the torch benchmark;
 # SEGMENTER_ARGS and TRANSLATOR_ARGS are appended to every run of that kind (a CPU rehearsal makes them tiny).
+# Distillation: EXTRA --teacher=models/checkpoints/deadtree-rgbn-0.2.0.pt+--teacher=... (the teachers' 24 MB of
+# checkpoints must travel: leave models/checkpoints in the tree and pack the frames in smaller chunks).
 SEGMENTERS=${SEGMENTERS-rgbn-r18d4:R,G,B,NIR:unet-r18-d4 rgb-r18d4:R,G,B:unet-r18-d4 rgbn-regnetx004:R,G,B,NIR:unet-regnetx004}
 TRANSLATORS=${TRANSLATORS-ada cut}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
