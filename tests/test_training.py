@@ -203,6 +203,11 @@ def test_worker_batches_differ_between_workers_and_match_the_sampler(tmp_path):
     batches = iter(loader)
     first, second = next(batches)[0], next(batches)[0]  # one from each worker
     assert not torch.equal(first, second)
+    # distillation's blended targets reach the workers too
+    targets = [np.full(f.mask.shape, 0.25, np.float32) for f in frames]
+    _, served = next(iter(CropBatches(frames, crop=32, positive_fraction=0.5, batch_size=2, seed=[0, 0],
+                                      targets=targets)))
+    assert torch.allclose(served, torch.full_like(served, 0.25))
 
 
 def test_fitted_run_sets_its_steps_and_records_them(tmp_path, monkeypatch):
