@@ -1,6 +1,6 @@
 """Score `segment` itself, as users run it, on every frame of a model's validation split.
 
-    python scripts/segment_validation.py --model deadtree-rgbn [--ensemble deadtree-rgb] [--min-peak 0] \
+    python scripts/segment_validation.py --model deadtree-rgbn [--ensemble deadtree-rgb] [--min-peak 0] [--flips] \
         --data ../shared/data/usa_deadtree --out docs/results/segment_validation.json
 
 Each validation frame becomes a small georeferenced GeoTIFF, `segment` writes its polygons (GeoPackage, the
@@ -33,6 +33,8 @@ def label_of(args) -> str:
     parts = [args.model, *(f"+ {m}" for m in args.ensemble)]
     if args.min_peak is not None:
         parts.append(f"min-peak {args.min_peak:g}")
+    if args.flips:
+        parts.append("flips")
     parts.append(args.precision)
     return " ".join(parts)
 
@@ -43,6 +45,7 @@ def main() -> None:
     parser.add_argument("--ensemble", action="append", default=[])
     parser.add_argument("--min-peak", type=float, default=None, help="default: the model's own")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--flips", action="store_true", help="as `segment --flips`")
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", type=Path, default=Path("docs/results/segment_validation.json"))
     args = parser.parse_args()
@@ -59,7 +62,8 @@ def main() -> None:
             polygons = tmp / "frame.gpkg"
             segment_scene(scene, SegmentOptions(
                 output=tmp / "frame.geojson", gpkg=polygons, model=args.model, ensemble=tuple(args.ensemble),
-                bands=tuple(info.bands), min_peak=args.min_peak, precision=args.precision))
+                bands=tuple(info.bands), min_peak=args.min_peak, precision=args.precision,
+                flips=args.flips))
             with rasterio.open(scene) as ds:
                 grid = Grid.of(ds)
             scores.add(polygons_to_mask(polygons, grid), frame.mask)
@@ -71,6 +75,7 @@ def main() -> None:
         "command": "python scripts/segment_validation.py --model " + args.model
         + "".join(f" --ensemble {m}" for m in args.ensemble)
         + (f" --min-peak {args.min_peak:g}" if args.min_peak is not None else "")
+        + (" --flips" if args.flips else "")
         + f" --precision {args.precision} --data {args.data}",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

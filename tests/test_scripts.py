@@ -18,7 +18,7 @@ def test_segment_validation_scores_segment_s_polygons_on_the_validation_frames(t
     info = read_model_info(model)
     rewrite_model_info(model, dataclasses.replace(info, extra={**info.extra, "validation_groups": ["ar003", "wa011"]}))
     out = tmp_path / "scores.json"
-    for extra in ([], ["--min-peak", "0.99"]):
+    for extra in ([], ["--min-peak", "0.99"], ["--flips"]):
         proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "segment_validation.py"), "--model", str(model),
                                "--data", str(data), "--out", str(out), *extra],
                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -28,6 +28,7 @@ def test_segment_validation_scores_segment_s_polygons_on_the_validation_frames(t
     assert default["frames"] == 2  # the two validation counties' frames only
     assert default["pixel_iou"] > 0.6 and default["object_f1"] > 0.6  # the toy model sees the bright discs
     assert strict["count_predicted"] < default["count_predicted"]  # the toy's peaks (about 0.8) stay below 0.99
+    assert results[f"{model} flips auto"]["command"].endswith(f"--flips --precision auto --data {data}")
 
 
 def test_ensemble_search_scores_every_mean_and_refuses_a_different_split(tmp_path):
