@@ -314,12 +314,27 @@ def test_distillation_learns_the_teachers_mean_beside_the_masks(tmp_path):
     soft = stored[ids[0]]
     assert soft.dtype == np.uint8 and 0 < soft.mean() < 255
 
+    # the cache answers a resumed run without predicting again, but not a run checked against other counties
+    from deadtree.nets import segmenter as nets
+    from deadtree.training.distill import teacher_probabilities
+
+    def no_prediction(*_):
+        raise AssertionError("predicted again")
+
+    train = [f for f in load_frames(data, ("R", "G", "B", "NIR")) if f.group not in val]
+    teachers = [str(teacher), str(tmp_path / "rgb" / "best.pt")]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(nets, "load_segmenter", no_prediction)
+        cached = teacher_probabilities(teachers, train, val, None, tmp_path / "student")
+        assert np.array_equal(cached[ids[0]], soft)
+        with pytest.raises(AssertionError, match="predicted again"):
+            teacher_probabilities(teachers, train, val | {"tx999"}, None, tmp_path / "student")
+
     # blending: the mask keeps (1 - weight) of the say, and the sampler serves the blend
     mask = np.array([[True, False]])
     assert np.allclose(blended_target(mask, np.array([[0, 255]], np.uint8), 0.4), [[0.6, 0.4]])
-    frames = [f for f in load_frames(data, ("R", "G", "B", "NIR")) if f.group not in val]
-    targets = [np.full(f.mask.shape, 0.25, np.float32) for f in frames]
-    _, served = CropSampler(frames, 32, 0.5, None, targets=targets).sample(3)
+    targets = [np.full(f.mask.shape, 0.25, np.float32) for f in train]
+    _, served = CropSampler(train, 32, 0.5, None, targets=targets).sample(3)
     assert np.allclose(served, 0.25)
 
     # a teacher validated on other counties may have trained on this run's validation counties: refused

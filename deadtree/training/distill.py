@@ -25,17 +25,18 @@ CACHE_NAME = "teacher_targets.npz"
 
 def teacher_probabilities(teachers: list[str], frames: list[Frame], validation_groups: set[str],
                           frames_with_bands: Callable[[tuple[str, ...]], list[Frame]], cache_dir: Path,
-                          ) -> dict[str, np.ndarray]:
+                          device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
     """The teachers' mean probability for every pixel of `frames`, as uint8 (0-255) keyed by sample id.
 
     Each teacher sees the frames in its own bands (`frames_with_bands(bands)`). The result is cached in
-    cache_dir, so that a resumed run does not predict again; the cache names its teachers and is redone when
-    they change."""
+    cache_dir, so that a resumed run does not predict again; the cache names its teachers and the validation
+    counties they were checked against, and is redone when either changes."""
     from deadtree.nets.segmenter import load_segmenter
     from deadtree.training.segmenter_trainer import frame_probabilities
 
     cache = cache_dir / CACHE_NAME
-    key = json.dumps(sorted(str(Path(t).resolve()) for t in teachers))
+    key = json.dumps({"teachers": sorted(str(Path(t).resolve()) for t in teachers),
+                      "validation_groups": sorted(validation_groups)})
     wanted = {f.sample_id for f in frames}
     if cache.exists():
         with np.load(cache) as stored:
@@ -47,7 +48,7 @@ def teacher_probabilities(teachers: list[str], frames: list[Frame], validation_g
         if not Path(teacher).exists():
             raise InputError(f"--teacher: {teacher} does not exist")
         model, ckpt = load_segmenter(teacher)
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(device, memory_format=torch.channels_last)
         theirs = set(ckpt.get("split", {}).get("validation_groups", ()))
         if theirs != validation_groups:
             raise InputError(f"--teacher: {teacher} was validated on other counties than this run "

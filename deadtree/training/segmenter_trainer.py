@@ -106,7 +106,7 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     else:
         np_state = None
 
-    targets = _distilled_targets(config, train_frames, val_groups) if config.teachers else None
+    targets = _distilled_targets(config, train_frames, val_groups, device) if config.teachers else None
     # With worker processes the crops come from their own seeded streams: no sampler in this process.
     sampler = None if config.workers else CropSampler(train_frames, config.crop, config.positive_fraction,
                                                       training_augmentation(config.augmentation), config.seed,
@@ -184,13 +184,14 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     return summary
 
 
-def _distilled_targets(config: SegmenterConfig, frames: list[Frame], val_groups: set[str]) -> list[np.ndarray]:
+def _distilled_targets(config: SegmenterConfig, frames: list[Frame], val_groups: set[str],
+                       device) -> list[np.ndarray]:
     if not 0 < config.distill_weight <= 1:
         raise InputError(f"--distill-weight must be in (0, 1], not {config.distill_weight}")
     own = {tuple(config.bands): frames}
     soft = teacher_probabilities(
         config.teachers, frames, val_groups,
-        lambda bands: own[bands] if bands in own else load_frames(config.data, bands), Path(config.out_dir))
+        lambda bands: own[bands] if bands in own else load_frames(config.data, bands), Path(config.out_dir), device)
     return [blended_target(f.mask, soft[f.sample_id], config.distill_weight) for f in frames]
 
 
