@@ -43,18 +43,23 @@ def teacher_probabilities(teachers: list[str], frames: list[Frame], validation_g
             if str(stored["teachers"]) == key and wanted <= set(stored.files):
                 return {sid: stored[sid] for sid in wanted}
 
-    sums: dict[str, np.ndarray] = {}
+    # Every teacher is checked before any predicts: a refused third teacher should not cost the first two's time.
+    loaded = []
     for teacher in teachers:
         if not Path(teacher).exists():
             raise InputError(f"--teacher: {teacher} does not exist")
         model, ckpt = load_segmenter(teacher)
-        model = model.to(device, memory_format=torch.channels_last)
         theirs = set(ckpt.get("split", {}).get("validation_groups", ()))
         if theirs != validation_groups:
             raise InputError(f"--teacher: {teacher} was validated on other counties than this run "
                              f"({', '.join(sorted(theirs ^ validation_groups)) or 'none recorded'} differ): "
                              "it may have trained on this run's validation counties")
-        by_id = {f.sample_id: f for f in frames_with_bands(tuple(ckpt["config"]["bands"]))}
+        loaded.append((teacher, model, tuple(ckpt["config"]["bands"])))
+
+    sums: dict[str, np.ndarray] = {}
+    for teacher, model, bands in loaded:
+        model = model.to(device, memory_format=torch.channels_last)
+        by_id = {f.sample_id: f for f in frames_with_bands(bands)}
         missing = wanted - set(by_id)
         if missing:
             raise InputError(f"--teacher: {teacher} cannot see {len(missing)} training frames in its bands")

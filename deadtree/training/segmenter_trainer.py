@@ -188,10 +188,15 @@ def _distilled_targets(config: SegmenterConfig, frames: list[Frame], val_groups:
                        device) -> list[np.ndarray]:
     if not 0 < config.distill_weight <= 1:
         raise InputError(f"--distill-weight must be in (0, 1], not {config.distill_weight}")
-    own = {tuple(config.bands): frames}
-    soft = teacher_probabilities(
-        config.teachers, frames, val_groups,
-        lambda bands: own[bands] if bands in own else load_frames(config.data, bands), Path(config.out_dir), device)
+    read = {tuple(config.bands): frames}  # each band set is read once, however many teachers use it
+
+    def frames_with_bands(bands: tuple[str, ...]) -> list[Frame]:
+        if bands not in read:
+            read[bands] = load_frames(config.data, bands)
+        return read[bands]
+
+    soft = teacher_probabilities(config.teachers, frames, val_groups, frames_with_bands, Path(config.out_dir),
+                                 device)
     return [blended_target(f.mask, soft[f.sample_id], config.distill_weight) for f in frames]
 
 
