@@ -1,10 +1,9 @@
 """GPU throughput and half-precision parity of a segmenter, in PyTorch on CUDA.
 
-Issue 7's GPU rows ask for ONNX Runtime's CUDA and TensorRT providers. Where those cannot be installed (the
-lent GPU machine has no registry access and onnxruntime-gpu's wheel is larger than what can be carried to it),
-this measures the same network in PyTorch: megapixels per second at the shipped tile size in fp32, TF32, fp16
-and bf16, and the fp16 checks (probabilities within 1e-2 of fp32, masks at IoU >= 0.99) on the validation
-frames. Prints a table and writes JSON.
+The same network in PyTorch, beside ONNX Runtime's CUDA provider (benchmarks/gpu_onnx.py): megapixels per
+second at the shipped tile size in fp32, TF32, fp16 and bf16, and the fp16 checks (probabilities within 1e-2 of
+fp32, masks at IoU >= 0.99) on the validation frames. Needs only torch, so it also runs where onnxruntime-gpu
+cannot be installed. Prints a table and writes JSON.
 
     python3 benchmarks/gpu_torch.py CHECKPOINT --data DIR --out gpu_torch.json
 """

@@ -1,6 +1,7 @@
 """ONNX Runtime sessions with an explicit, logged choice of execution provider."""
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import time
@@ -20,14 +21,31 @@ PROVIDERS = {
 }
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 GPU_PROVIDERS = (PROVIDERS["tensorrt"], PROVIDERS["cuda"])
+TENSORRT_LIBRARY = "libnvinfer.so.10"
+# How ONNX Runtime's CUDA provider picks each convolution's cuDNN algorithm: EXHAUSTIVE (its own default) times
+# them all for every new input shape, HEURISTIC asks cuDNN's rules, DEFAULT takes the first. `segment` meets a
+# handful of shapes a few times each (edge tiles are cut short), so the search never pays back: on an H100 a 4096
+# px scene took 5.1 s with EXHAUSTIVE and 2.3 s with HEURISTIC (benchmarks/gpu_onnx.py).
+ENV_CUDNN_SEARCH = "DEADTREE_CUDNN_SEARCH"  # what ONNX Runtime's TensorRT provider loads (TensorRT 10)
 
 
-def choose_providers(device: str, available: list[str]) -> list[str]:
-    """Providers to ask for, best first; asking for a GPU that is not there is an error, not a silent fallback."""
+def choose_providers(device: str, available: list[str], tensorrt_loads: bool | None = None) -> list[str]:
+    """Providers to ask for, best first; asking for a GPU that is not there is an error, not a silent fallback.
+
+    onnxruntime-gpu lists TensorRT among its providers whether or not TensorRT itself is installed; without it,
+    asking for that provider costs a screen of loader errors before ONNX Runtime falls back. So TensorRT is
+    offered only where its library loads (`tensorrt_loads`, probed when not given)."""
+    if device not in PROVIDERS and device != "auto":
+        raise ModelError(f"unknown device {device!r}: use auto, cpu, cuda or tensorrt")
+    if PROVIDERS["tensorrt"] in available and device in ("auto", "tensorrt"):
+        if not (tensorrt_library_loads() if tensorrt_loads is None else tensorrt_loads):
+            if device == "tensorrt":
+                raise ModelError(
+                    f"--device tensorrt: this ONNX Runtime has the TensorRT provider, but TensorRT itself "
+                    f"({TENSORRT_LIBRARY}) is not installed. Install TensorRT 10 for your CUDA, or use --device cuda")
+            available = [p for p in available if p != PROVIDERS["tensorrt"]]
     if device == "auto":
         return [PROVIDERS[d] for d in AUTO_ORDER if PROVIDERS[d] in available]
-    if device not in PROVIDERS:
-        raise ModelError(f"unknown device {device!r}: use auto, cpu, cuda or tensorrt")
     wanted = PROVIDERS[device]
     if wanted not in available:
         raise ModelError(
@@ -35,6 +53,32 @@ def choose_providers(device: str, available: list[str]) -> list[str]:
             "Install onnxruntime-gpu with a matching CUDA, or use --device cpu"
         )
     return [wanted] + ([PROVIDERS["cpu"]] if device != "cpu" else [])
+
+
+def cuda_options() -> dict:
+    search = os.environ.get(ENV_CUDNN_SEARCH, "HEURISTIC").upper()
+    if search not in ("EXHAUSTIVE", "HEURISTIC", "DEFAULT"):
+        raise ModelError(f"{ENV_CUDNN_SEARCH}={search}: use EXHAUSTIVE, HEURISTIC or DEFAULT")
+    return {"cudnn_conv_algo_search": search}
+
+
+def tensorrt_library_loads() -> bool:
+    try:
+        ctypes.CDLL(TENSORRT_LIBRARY)
+    except OSError:
+        return False
+    return True
+
+
+def preload_gpu_libraries(ort) -> None:
+    """Load CUDA and cuDNN from the nvidia-* pip packages (PyTorch's, or onnxruntime-gpu[cuda]'s) when they are
+    installed, so that a GPU provider finds them without LD_LIBRARY_PATH; elsewhere the system's are used."""
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
+    if preload is not None:
+        try:
+            preload()
+        except Exception as exc:  # a missing optional library must not stop the session; ORT names it later
+            log.debug("preloading CUDA libraries: %s", exc)
 
 
 def runs_on_gpu(device: str) -> bool:
@@ -67,6 +111,8 @@ class OnnxModel:
         self.path = Path(path)
         self.info: ModelInfo = read_model_info(self.path)
         providers = choose_providers(device, ort.get_available_providers())
+        if providers and providers[0] in GPU_PROVIDERS:
+            preload_gpu_libraries(ort)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -75,6 +121,7 @@ class OnnxModel:
             # read and finish stages of the pipeline need in exactly those moments.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # keep provider probing quiet on machines without a GPU
+        providers = [(p, cuda_options()) if p == PROVIDERS["cuda"] else p for p in providers]
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own opaque types
@@ -84,10 +131,13 @@ class OnnxModel:
             raise ModelError(f"asked for {device}, but ONNX Runtime gave {self.provider}")
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
-        # On a GPU, binding the input to device memory and the output to host memory spares ONNX Runtime a
-        # staging copy each way per batch; on the CPU there is nothing to spare, but the path works the same.
-        self.io_binding = self.provider in GPU_PROVIDERS if io_binding is None else io_binding
+        # I/O binding (the input copied into a device buffer kept per batch shape, the output bound to host
+        # memory) is offered but not the default: on an H100 it ran 5-15% slower than plain runs in every
+        # configuration measured (benchmarks/gpu_onnx.py), since `segment`'s tiles start and end in host memory
+        # and ONNX Runtime's own copies already go through its memory arena.
+        self.io_binding = bool(io_binding)
         self._device = "cuda" if self.provider in GPU_PROVIDERS else "cpu"
+        self._inputs: dict[tuple[int, ...], object] = {}
         if self.provider == "CPUExecutionProvider":
             from deadtree.machine import vector_extensions
 
@@ -113,8 +163,15 @@ class OnnxModel:
     def _run_bound(self, batch: np.ndarray) -> np.ndarray:
         import onnxruntime as ort
 
+        # One device buffer per batch shape, refilled in place: allocating a fresh one for every batch cost more
+        # than the copy that binding saves (15% slower than plain runs on an H100).
+        value = self._inputs.get(batch.shape)
+        if value is None:
+            value = self._inputs[batch.shape] = ort.OrtValue.ortvalue_from_numpy(batch, self._device, 0)
+        else:
+            value.update_inplace(batch)
         binding = self.session.io_binding()
-        binding.bind_ortvalue_input(self.input_name, ort.OrtValue.ortvalue_from_numpy(batch, self._device, 0))
+        binding.bind_ortvalue_input(self.input_name, value)
         binding.bind_output(self.output_name, "cpu")
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]

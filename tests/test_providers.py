@@ -1,0 +1,65 @@
+"""Execution-provider choice, as onnxruntime-gpu presents it, on machines with and without TensorRT."""
+import pytest
+
+from deadtree.errors import ModelError
+from deadtree.runtime.session import choose_providers
+
+GPU_BUILD = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+CPU_BUILD = ["CPUExecutionProvider"]
+
+
+def test_auto_prefers_tensorrt_then_cuda_where_tensorrt_is_installed():
+    assert choose_providers("auto", GPU_BUILD, tensorrt_loads=True) == GPU_BUILD
+
+
+def test_auto_skips_a_listed_tensorrt_whose_library_is_missing():
+    assert choose_providers("auto", GPU_BUILD, tensorrt_loads=False) == GPU_BUILD[1:]
+
+
+def test_tensorrt_asked_for_without_its_library_names_what_is_missing():
+    with pytest.raises(ModelError, match="libnvinfer.*--device cuda"):
+        choose_providers("tensorrt", GPU_BUILD, tensorrt_loads=False)
+
+
+def test_tensorrt_asked_for_with_its_library_keeps_the_cpu_for_unsupported_nodes():
+    assert choose_providers("tensorrt", GPU_BUILD, tensorrt_loads=True) == [GPU_BUILD[0], GPU_BUILD[2]]
+
+
+@pytest.mark.parametrize("device", ["cuda", "tensorrt"])
+def test_a_gpu_asked_of_the_cpu_build_is_an_error_not_a_fallback(device):
+    with pytest.raises(ModelError, match="onnxruntime-gpu"):
+        choose_providers(device, CPU_BUILD, tensorrt_loads=False)
+
+
+def test_auto_on_the_cpu_build_and_unknown_devices():
+    assert choose_providers("auto", CPU_BUILD) == CPU_BUILD
+    with pytest.raises(ModelError, match="unknown device"):
+        choose_providers("gpu", GPU_BUILD, tensorrt_loads=True)
+
+
+def test_cudnn_search_defaults_to_heuristic_and_rejects_unknown_values(monkeypatch):
+    from deadtree.runtime.session import ENV_CUDNN_SEARCH, cuda_options
+
+    monkeypatch.delenv(ENV_CUDNN_SEARCH, raising=False)
+    assert cuda_options() == {"cudnn_conv_algo_search": "HEURISTIC"}
+    monkeypatch.setenv(ENV_CUDNN_SEARCH, "exhaustive")
+    assert cuda_options() == {"cudnn_conv_algo_search": "EXHAUSTIVE"}
+    monkeypatch.setenv(ENV_CUDNN_SEARCH, "fastest")
+    with pytest.raises(ModelError, match="EXHAUSTIVE, HEURISTIC or DEFAULT"):
+        cuda_options()
+
+
+def test_gpu_library_preloading_never_stops_a_session():
+    from types import SimpleNamespace
+
+    from deadtree.runtime.session import preload_gpu_libraries
+
+    calls = []
+
+    def failing():
+        calls.append(1)
+        raise OSError("libcudnn.so.9: cannot open shared object file")
+
+    preload_gpu_libraries(SimpleNamespace(preload_dlls=failing))
+    preload_gpu_libraries(SimpleNamespace())  # onnxruntime before 1.21 has no preload_dlls
+    assert calls == [1]
