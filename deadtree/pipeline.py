@@ -131,6 +131,8 @@ class SegmentResult:
 
     def summary(self) -> str:
         models = " + ".join([f"{self.model} {self.model_version}", *self.ensemble])
+        if self.translator:
+            models = f"{self.translator} -> {models}"
         patches = "patch" if self.faint_dropped == 1 else "patches"
         faint = (f" ({self.faint_dropped} faint {patches} under --min-peak {self.min_peak:g} left out)"
                  if self.faint_dropped else "")

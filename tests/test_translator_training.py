@@ -260,6 +260,7 @@ def test_identity_translator_leaves_the_segmentation_unchanged(tmp_path):
     plain, p_plain = probabilities(tmp_path, scene, toy, None, "plain")
     translated, p_translated = probabilities(tmp_path, scene, toy, translator, "translated")
     assert translated.translator == "identity" and plain.polygons >= 30
+    assert "(identity -> " in translated.summary() and "->" not in plain.summary().split("(")[-1]
     assert translated.polygons == plain.polygons
     assert np.abs(p_plain - p_translated).max() <= 2 / 254
 
