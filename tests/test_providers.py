@@ -63,3 +63,23 @@ def test_gpu_library_preloading_never_stops_a_session():
     preload_gpu_libraries(SimpleNamespace(preload_dlls=failing))
     preload_gpu_libraries(SimpleNamespace())  # onnxruntime before 1.21 has no preload_dlls
     assert calls == [1]
+
+
+def test_auto_says_so_when_a_listed_gpu_provider_falls_back_to_the_cpu(monkeypatch, caplog, tmp_path):
+    """onnxruntime-gpu without its CUDA libraries falls back to the CPU by itself; that must not pass unnoticed."""
+    import logging
+
+    import onnxruntime
+
+    from tests.scenes import toy_model
+    from deadtree.runtime.session import OnnxModel
+
+    path = toy_model(tmp_path / "toy.onnx")
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with caplog.at_level(logging.WARNING, logger="deadtree"):
+        model = OnnxModel(path, "auto")
+    assert model.provider == "CPUExecutionProvider"
+    assert "could not start it" in caplog.text and "CUDAExecutionProvider" in caplog.text
+    with pytest.raises(ModelError, match="could not start CUDAExecutionProvider and fell back"):
+        OnnxModel(path, "cuda")

@@ -128,7 +128,14 @@ class OnnxModel:
             raise ModelError(f"could not load {self.path.name} on {device}: {exc}") from exc
         self.provider = self.session.get_providers()[0]
         if device != "auto" and self.provider != PROVIDERS[device]:
-            raise ModelError(f"asked for {device}, but ONNX Runtime gave {self.provider}")
+            raise ModelError(f"--device {device}: ONNX Runtime could not start {PROVIDERS[device]} and fell back to "
+                             f"{self.provider}; its CUDA, cuDNN (or TensorRT) libraries are missing or do not match "
+                             "this onnxruntime-gpu (ONNX Runtime's own message, if any, is above)")
+        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if wanted in GPU_PROVIDERS and self.provider not in GPU_PROVIDERS:
+            # ONNX Runtime falls back to the CPU when the GPU's libraries do not load; say so, and how to find out
+            log.warning("ONNX Runtime offers %s but could not start it (CUDA or cuDNN libraries missing or "
+                        "mismatched?): running on %s", wanted, self.provider)
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         # I/O binding (the input copied into a device buffer kept per batch shape, the output bound to host
