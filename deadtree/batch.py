@@ -45,6 +45,7 @@ class BatchOptions:
     bands: tuple[str, ...] | None = None
     precision: str = "auto"
     flips: bool = False
+    scales: tuple[float, ...] = ()
     ensemble: tuple[str, ...] = ()
     progress: bool = True
 
@@ -54,7 +55,7 @@ class BatchOptions:
         return {"model": model, "threshold": self.threshold, "min_area": self.min_area,
                 "min_peak": self.min_peak,
                 "bands": list(self.bands) if self.bands else None, "precision": self.precision,
-                "flips": self.flips, "ensemble": [_portable(m) for m in self.ensemble]}
+                "flips": self.flips, "scales": list(self.scales), "ensemble": [_portable(m) for m in self.ensemble]}
 
 
 def _portable(model: str | None) -> str | None:
@@ -163,7 +164,7 @@ def segment_one(scene: str, out_dir: str, settings: dict) -> SceneOutcome:
                                  min_peak=settings.get("min_peak"),
                                  bands=tuple(settings["bands"]) if settings["bands"] else None,
                                  precision=settings["precision"], flips=settings["flips"],
-                                 ensemble=tuple(settings["ensemble"]),
+                                 scales=tuple(settings.get("scales") or ()), ensemble=tuple(settings["ensemble"]),
                                  # one scene per single-threaded worker: more model threads would oversubscribe
                                  threads=1)
         result = segment_scene(scene_path, options)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from deadtree.domain_study import write_frame_scene
 from deadtree.evaluate import Grid, polygons_to_mask
 from deadtree.metrics import Scores
-from deadtree.pipeline import SegmentOptions, segment_scene
+from deadtree.pipeline import SegmentOptions, parse_scales, segment_scene
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model
 from deadtree.training.frames import load_frames
@@ -35,6 +35,8 @@ def label_of(args) -> str:
         parts.append(f"min-peak {args.min_peak:g}")
     if args.flips:
         parts.append("flips")
+    if args.scales:
+        parts.append(f"scales {args.scales}")
     parts.append(args.precision)
     return " ".join(parts)
 
@@ -46,6 +48,7 @@ def main() -> None:
     parser.add_argument("--min-peak", type=float, default=None, help="default: the model's own")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--flips", action="store_true", help="as `segment --flips`")
+    parser.add_argument("--scales", default="", help="as `segment --scales`, e.g. 1.5")
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", type=Path, default=Path("docs/results/segment_validation.json"))
     args = parser.parse_args()
@@ -63,7 +66,7 @@ def main() -> None:
             segment_scene(scene, SegmentOptions(
                 output=tmp / "frame.geojson", gpkg=polygons, model=args.model, ensemble=tuple(args.ensemble),
                 bands=tuple(info.bands), min_peak=args.min_peak, precision=args.precision,
-                flips=args.flips))
+                flips=args.flips, scales=parse_scales(args.scales)))
             with rasterio.open(scene) as ds:
                 grid = Grid.of(ds)
             scores.add(polygons_to_mask(polygons, grid), frame.mask)
@@ -76,6 +79,7 @@ def main() -> None:
         + "".join(f" --ensemble {m}" for m in args.ensemble)
         + (f" --min-peak {args.min_peak:g}" if args.min_peak is not None else "")
         + (" --flips" if args.flips else "")
+        + (f" --scales {args.scales}" if args.scales else "")
         + f" --precision {args.precision} --data {args.data}",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,25 +20,34 @@ import numpy as np
 
 from deadtree.peak_filter import peak_record, tune_peak
 from deadtree.runtime.metadata import read_model_info, rewrite_model_info
+from deadtree.pipeline import parse_scales
 from deadtree.runtime.registry import resolve_model
-from deadtree.training.frames import load_frames
+from deadtree.training.frames import frame_input, load_frames
 from deadtree.training.model_card import add_peak_to_card
 from deadtree.training.variants import onnx_probabilities, write_variant_card
+from deadtree.tta import augmented
 
 VARIANTS = ("int8", "fp16")
 
 
-def validation_probabilities(path: Path, data: str, flips: bool = False) -> tuple[list, list]:
+def validation_probabilities(path: Path, data: str, flips: bool = False,
+                             scales: tuple[float, ...] = ()) -> tuple[list, list]:
+    """Each validation frame predicted whole in fp32, with `segment`'s --flips and --scales where asked."""
+    import onnxruntime as ort
+
     info = read_model_info(path)
     groups = set(info.extra["validation_groups"])
     frames = [f for f in load_frames(data, info.bands) if f.group in groups]
-    probs = onnx_probabilities(str(path), frames)
-    if flips:  # as segment --flips: the mean over the frame and its two mirror images
-        for axis in (1, 0):
-            mirrored = [dataclasses.replace(f, image=np.flip(f.image, axis), mask=np.flip(f.mask, axis)) for f in frames]
-            probs = [p + np.flip(m, axis) for p, m in zip(probs, onnx_probabilities(str(path), mirrored))]
-        probs = [p / 3 for p in probs]
-    return frames, probs
+    if not (flips or scales):
+        return frames, onnx_probabilities(str(path), frames)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    return frames, [augmented(run, frame_input(f), flips, scales)[0, 0, :f.mask.shape[0], :f.mask.shape[1]]
+                    for f in frames]
 
 
 def report(label: str, tuned: dict) -> None:
@@ -74,19 +83,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/results/peak_filter.json"))
     parser.add_argument("--write", action="store_true", help="store each model's floor in it and its variants")
     parser.add_argument("--flips", action="store_true", help="tune for segment --flips instead (not written)")
+    parser.add_argument("--scales", default="", help="tune for segment --scales, e.g. 1.5 (not written)")
     args = parser.parse_args()
 
     results, ensemble = {}, []
     for name in args.models:
         path = resolve_model(name, "segmenter")
         info = read_model_info(path)
-        frames, probs = validation_probabilities(path, args.data, args.flips)
+        frames, probs = validation_probabilities(path, args.data, args.flips, parse_scales(args.scales))
         truths, groups = [f.mask for f in frames], [f.group for f in frames]
         tuned = tune_peak(probs, truths, info.threshold, groups)
         results[info.name] = tuned
         ensemble.append((info.threshold, [f.sample_id for f in frames], probs, truths, groups))
         report(info.name, tuned)
-        if args.write and not args.flips:
+        if args.write and not (args.flips or args.scales):
             print("  wrote", ", ".join(p.name for p in write_floor(path, tuned)))
     if len(ensemble) > 1 and all(e[1] == ensemble[0][1] for e in ensemble):
         threshold = float(np.mean([e[0] for e in ensemble]))  # as segment --ensemble sets it
@@ -100,8 +110,9 @@ def main() -> None:
         "what": "peak filter floors tuned for object F1 on each model's county-held-out validation split "
                 "(frames predicted whole in fp32, 4-connected patches of at least 1 m², objects scored 8-connected)",
         "command": "python scripts/tune_peak_filter.py " + " ".join(args.models) + f" --data {args.data}"
-        + (" --flips" if args.flips else ""),
+        + (" --flips" if args.flips else "") + (f" --scales {args.scales}" if args.scales else ""),
         "flips": args.flips,
+        "scales": args.scales,
         "results": results,
     }, indent=2) + "\n")
 

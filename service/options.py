@@ -8,7 +8,7 @@ from pathlib import Path
 
 from deadtree.bands import parse_band_list
 from deadtree.errors import DeadtreeError
-from deadtree.pipeline import SegmentOptions, check_mask_options
+from deadtree.pipeline import SegmentOptions, check_mask_options, check_scales, parse_scales
 from deadtree.runtime.registry import PRECISIONS, model_names
 
 from service.errors import ApiError
@@ -17,7 +17,7 @@ from service.models import find_shipped
 
 FORMATS = tuple(MEDIA_TYPES)
 FORM_FIELDS = ("model", "translator", "threshold", "min_area", "min_peak", "format", "bands", "precision", "flips",
-               "ensemble")
+               "scales", "ensemble")
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 MAX_NAME_LENGTH = 100
 
@@ -33,6 +33,7 @@ class JobOptions:
     bands: tuple[str, ...] | None = None
     precision: str = "auto"  # as `segment --precision`
     flips: bool = False  # as `segment --flips`
+    scales: tuple[float, ...] = ()  # as `segment --scales`
     ensemble: tuple[str, ...] = ()  # shipped segmenter names, as `segment --ensemble`
 
     @classmethod
@@ -59,17 +60,23 @@ class JobOptions:
         precision = values.get("precision", "auto").lower()
         if precision not in PRECISIONS:
             raise _invalid(f"precision must be one of {', '.join(PRECISIONS)}, not {values['precision'][:40]!r}")
+        try:
+            scales = parse_scales(values.get("scales"))
+            check_scales(scales)
+        except DeadtreeError as exc:
+            raise _invalid(_form_words(str(exc))) from None
         ensemble = _names(values, "ensemble")
         if ensemble and values.get("translator"):
             raise _invalid("ensemble and translator cannot be combined")
         return cls(model=_name(values, "model"), translator=_name(values, "translator"), threshold=threshold,
                    min_area=min_area, min_peak=min_peak, format=fmt, bands=bands, precision=precision,
-                   flips=_flag(values, "flips"), ensemble=ensemble)
+                   flips=_flag(values, "flips"), scales=scales, ensemble=ensemble)
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["bands"] = list(self.bands) if self.bands else None
         data["ensemble"] = list(self.ensemble)
+        data["scales"] = list(self.scales)
         return data
 
     @classmethod
@@ -77,6 +84,7 @@ class JobOptions:
         data = dict(data)
         data["bands"] = tuple(data["bands"]) if data.get("bands") else None
         data["ensemble"] = tuple(data.get("ensemble") or ())
+        data["scales"] = tuple(data.get("scales") or ())
         return cls(**data)
 
     def segment_options(self, geojson: Path, gpkg: Path | None, device: str, max_pixels: float,
@@ -91,7 +99,7 @@ class JobOptions:
             translator=file(self.translator, "translator") if self.translator else None, bands=self.bands,
             threshold=self.threshold, min_area=self.min_area, min_peak=self.min_peak, device=device,
             max_pixels=max_pixels,
-            source_name=source_name, precision=self.precision, flips=self.flips,
+            source_name=source_name, precision=self.precision, flips=self.flips, scales=self.scales,
             ensemble=tuple(file(name, "segmenter") for name in self.ensemble),
         )
 

@@ -36,6 +36,7 @@ class JobOptionsOut(BaseModel):
     bands: list[str] | None
     precision: str = "auto"
     flips: bool = False
+    scales: list[float] = []
     ensemble: list[str] = []
 
 
@@ -158,6 +159,10 @@ def upload_request_body(description: str) -> dict:
                     "flips": {"type": "boolean", "default": False,
                               "description": "Average the model over each tile and its two mirror images "
                                              "(3x the model time)."},
+                    "scales": {"type": "string", "examples": ["1.5"],
+                               "description": "Comma-separated magnifications (above 1, at most 3): the model also "
+                                              "runs on each tile enlarged by each and the answers are averaged "
+                                              "(1.5: 3.25x the model time)."},
                     "ensemble": {"type": "string", "examples": ["deadtree-rgb", "deadtree-rgb,deadtree-rgbn-effb0"],
                                  "description": "Comma-separated segmenter names whose probabilities are averaged "
                                                 "with the main model's (the three shipped RGB+NIR-scene members "

@@ -18,7 +18,7 @@ from tests.scenes import write_scene
 pytest.importorskip("distributed")
 runner = CliRunner()
 SETTINGS = {"model": None, "threshold": None, "min_area": 1.0, "bands": None, "precision": "auto", "flips": False,
-            "ensemble": []}
+            "scales": [], "ensemble": []}
 
 
 def segment_many(*args):
@@ -88,6 +88,7 @@ def test_scene_counts_as_done_only_with_its_marker_inputs_and_options(tmp_path, 
     assert json.loads(scene_outputs(out, scene)["marker"].read_text())["polygons"] == outcome.polygons
     assert not is_done(scene, out, {**SETTINGS, "threshold": 0.3})  # other options: redo
     assert not is_done(scene, out, {**SETTINGS, "flips": True})
+    assert not is_done(scene, out, {**SETTINGS, "scales": [1.5]})
     assert not is_done(scene, out, {**SETTINGS, "ensemble": ["toy-rgb"]})
     with_rgb = segment_one(str(scene), str(out), {**SETTINGS, "ensemble": ["toy-rgb"]})
     assert with_rgb.ok and is_done(scene, out, {**SETTINGS, "ensemble": ["toy-rgb"]})

@@ -92,6 +92,8 @@ def bad_inputs(tmp_path):
     cases.append(("cuda without GPU", good, ["--device", "cuda"], "CUDAExecutionProvider"))
     cases.append(("unknown precision", good, ["--precision", "int4"], "unknown precision 'int4'"))
     cases.append(("missing variant", good, ["--precision", "fp16"], "no fp16 variant"))
+    cases.append(("shrinking scale", good, ["--scales", "0.5"], "magnifications above 1"))
+    cases.append(("scale not a number", good, ["--scales", "1.5,big"], "give magnifications as numbers"))
     return cases
 
 

@@ -320,6 +320,26 @@ def test_flips_average_three_orientations_and_leave_a_mirror_symmetric_model_unc
     assert flipped.polygons == plain.polygons
 
 
+def test_scales_run_each_tile_magnified_too_and_map_the_answer_back(tmp_path, toy_models, monkeypatch):
+    from deadtree.runtime.session import OnnxModel
+
+    scene = tmp_path / "scene.tif"
+    write_scene(scene)
+    plain = run(tmp_path, scene, probabilities=tmp_path / "plain.tif")
+    calls = []
+    original = OnnxModel.run
+    monkeypatch.setattr(OnnxModel, "run", lambda self, batch: calls.append(batch.shape) or original(self, batch))
+    scaled = run(tmp_path, scene, probabilities=tmp_path / "scaled.tif", scales=(1.5,))
+    sides = sorted({shape[-1] for shape in calls})
+    assert sum(shape[0] for shape in calls) == 2 * plain.tiles and len(sides) >= 2
+    assert max(sides) >= 1.5 * min(sides) and all(side % 32 == 0 for side in sides)
+    # the toy model is a 3x3 mean: nearly pixelwise, so its magnified answer is nearly its plain one
+    with rasterio.open(plain.outputs["probabilities"]) as a, rasterio.open(scaled.outputs["probabilities"]) as b:
+        difference = np.abs(a.read(1).astype(int) - b.read(1).astype(int))
+    assert np.percentile(difference, 99) <= 26 and difference.max() > 0  # within 0.1 for 99% of pixels
+    assert scaled.polygons == plain.polygons
+
+
 def test_ensemble_averages_the_members_probabilities(tmp_path, toy_models):
     scene = tmp_path / "scene.tif"
     write_scene(scene)

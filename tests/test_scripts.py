@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from deadtree.runtime.metadata import read_model_info, rewrite_model_info
 from tests.scenes import toy_model
 from tests.test_training import write_kaggle_layout
@@ -18,7 +20,7 @@ def test_segment_validation_scores_segment_s_polygons_on_the_validation_frames(t
     info = read_model_info(model)
     rewrite_model_info(model, dataclasses.replace(info, extra={**info.extra, "validation_groups": ["ar003", "wa011"]}))
     out = tmp_path / "scores.json"
-    for extra in ([], ["--min-peak", "0.99"], ["--flips"]):
+    for extra in ([], ["--min-peak", "0.99"], ["--flips"], ["--scales", "1.5"]):
         proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "segment_validation.py"), "--model", str(model),
                                "--data", str(data), "--out", str(out), *extra],
                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -29,6 +31,7 @@ def test_segment_validation_scores_segment_s_polygons_on_the_validation_frames(t
     assert default["pixel_iou"] > 0.6 and default["object_f1"] > 0.6  # the toy model sees the bright discs
     assert strict["count_predicted"] < default["count_predicted"]  # the toy's peaks (about 0.8) stay below 0.99
     assert results[f"{model} flips auto"]["command"].endswith(f"--flips --precision auto --data {data}")
+    assert results[f"{model} scales 1.5 auto"]["command"].endswith(f"--scales 1.5 --precision auto --data {data}")
 
 
 def test_ensemble_search_scores_every_mean_and_refuses_a_different_split(tmp_path):
@@ -62,3 +65,20 @@ def test_ensemble_search_scores_every_mean_and_refuses_a_different_split(tmp_pat
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode != 0 and "share one split" in proc.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_tuning_predicts_validation_frames_with_segment_s_flips_and_scales(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from tune_peak_filter import validation_probabilities
+
+    data = write_kaggle_layout(tmp_path / "data", size=160)
+    model = toy_model(tmp_path / "toy-rgbn.onnx")
+    info = read_model_info(model)
+    rewrite_model_info(model, dataclasses.replace(info, extra={**info.extra, "validation_groups": ["ar003", "wa011"]}))
+    frames, plain = validation_probabilities(model, str(data))
+    _, flipped = validation_probabilities(model, str(data), flips=True)
+    _, scaled = validation_probabilities(model, str(data), scales=(1.5,))
+    assert len(frames) == 2 and all(p.shape == f.mask.shape for p, f in zip(plain, frames))
+    for a, b, c in zip(plain, flipped, scaled):
+        assert np.abs(a - b).max() < 1e-5  # the toy (a 3x3 mean) is mirror-symmetric
+        assert b.shape == c.shape and 0 < np.abs(a - c).max() and np.percentile(np.abs(a - c), 99) < 0.1

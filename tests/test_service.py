@@ -17,6 +17,7 @@ from deadtree.errors import InputError
 from deadtree.pipeline import SegmentOptions, segment_scene
 from service.housekeeping import expire_results, recover
 from service.jobfiles import JobFiles, new_job_id
+from service.errors import ApiError
 from service.options import JobOptions
 from service.settings import MB, Settings
 from service.store import FAILED, JOB, QUEUED, RUNNING, SYNC, JobStore
@@ -128,6 +129,13 @@ def test_precision_and_flips_reach_the_pipeline(client, scenes, models_dir, tmp_
     segment = options.segment_options(tmp_path / "a.geojson", None, "cpu", 1e7)
     assert (segment.precision, segment.flips) == ("fp32", True)
     assert JobOptions.from_form({}).segment_options(tmp_path / "a.geojson", None, "cpu", 1e7).flips is False
+    scaled = JobOptions.from_form({"scales": "1.5"})
+    assert scaled.segment_options(tmp_path / "a.geojson", None, "cpu", 1e7).scales == (1.5,)
+    assert JobOptions.from_dict(scaled.to_dict()) == scaled  # as queued jobs are stored and read back
+    for bad, words in (("0.5", "magnifications above 1"), ("big", "as numbers")):
+        with pytest.raises(ApiError, match=words) as caught:
+            JobOptions.from_form({"scales": bad})
+        assert caught.value.status == 422
     options = JobOptions.from_form({"min_peak": "0.9"})
     assert options.segment_options(tmp_path / "a.geojson", None, "cpu", 1e7).min_peak == 0.9
     assert JobOptions.from_dict(options.to_dict()) == options

@@ -1,0 +1,39 @@
+"""Test-time augmentation: a model's answer averaged over mirror images and magnifications of each tile."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+Run = Callable[[np.ndarray], np.ndarray]
+
+
+def augmented(run: Run, x: np.ndarray, flips: bool = False, scales: Sequence[float] = (),
+              multiple: int = 32) -> np.ndarray:
+    """Mean probabilities of `run` over the batch `x` (batch, bands, rows, cols) as it is and, for each scale,
+    magnified by it and the answer shrunk back; with `flips`, each of those also over its two mirror images."""
+    total = _oriented(run, x, flips)
+    for scale in scales:
+        total = total + _magnified(lambda big: _oriented(run, big, flips), x, scale, multiple)
+    return total / (1 + len(scales))
+
+
+def _oriented(run: Run, x: np.ndarray, flips: bool) -> np.ndarray:
+    probs = run(x)
+    if flips:
+        # Orientation is arbitrary from above: the mean over mirror images is a cheaper ensemble.
+        probs = probs + run(x[..., ::-1])[..., ::-1]
+        probs = (probs + run(x[..., ::-1, :])[..., ::-1, :]) / 3
+    return probs
+
+
+def _magnified(run: Run, x: np.ndarray, scale: float, multiple: int) -> np.ndarray:
+    """Crowns a few pixels across are easier to separate drawn larger: run on the tile enlarged by `scale`
+    (bilinear), padded by reflection to the network's stride, and bring the answer back to the tile's grid."""
+    rows, cols = x.shape[-2:]
+    big_rows, big_cols = round(rows * scale), round(cols * scale)
+    big = ndimage.zoom(x, (1, 1, big_rows / rows, big_cols / cols), order=1)
+    pad = ((0, 0), (0, 0), (0, -big_rows % multiple), (0, -big_cols % multiple))
+    probs = run(np.pad(big, pad, mode="reflect") if any(p[1] for p in pad) else big)[..., :big_rows, :big_cols]
+    return ndimage.zoom(probs, (1, 1, rows / big_rows, cols / big_cols), order=1)
