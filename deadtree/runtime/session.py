@@ -21,12 +21,12 @@ PROVIDERS = {
 }
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 GPU_PROVIDERS = (PROVIDERS["tensorrt"], PROVIDERS["cuda"])
-TENSORRT_LIBRARY = "libnvinfer.so.10"
+TENSORRT_LIBRARY = "libnvinfer.so.10"  # what ONNX Runtime's TensorRT provider loads (TensorRT 10)
 # How ONNX Runtime's CUDA provider picks each convolution's cuDNN algorithm: EXHAUSTIVE (its own default) times
 # them all for every new input shape, HEURISTIC asks cuDNN's rules, DEFAULT takes the first. `segment` meets a
 # handful of shapes a few times each (edge tiles are cut short), so the search never pays back: on an H100 a 4096
-# px scene took 5.1 s with EXHAUSTIVE and 2.3 s with HEURISTIC (benchmarks/gpu_onnx.py).
-ENV_CUDNN_SEARCH = "DEADTREE_CUDNN_SEARCH"  # what ONNX Runtime's TensorRT provider loads (TensorRT 10)
+# px scene took 8.6 s with EXHAUSTIVE and 2.1 s with HEURISTIC (fp16; benchmarks/results/gpu_onnx-h100.json).
+ENV_CUDNN_SEARCH = "DEADTREE_CUDNN_SEARCH"
 
 
 def choose_providers(device: str, available: list[str], tensorrt_loads: bool | None = None) -> list[str]:
