@@ -302,8 +302,8 @@ def test_model_metadata_is_parsed_once_per_file_version(tmp_path, monkeypatch):
     assert read_model_info(path).name == "renamed-model" and len(parses) == 2  # a new version is read again
 
 
-def test_flips_average_three_orientations_and_leave_a_mirror_symmetric_model_unchanged(tmp_path, toy_models,
-                                                                                       monkeypatch):
+def plain_run_then_record_model_calls(tmp_path, monkeypatch):
+    """A plain run of the test scene, then every batch shape the model is given from now on."""
     from deadtree.runtime.session import OnnxModel
 
     scene = tmp_path / "scene.tif"
@@ -312,6 +312,12 @@ def test_flips_average_three_orientations_and_leave_a_mirror_symmetric_model_unc
     calls = []
     original = OnnxModel.run
     monkeypatch.setattr(OnnxModel, "run", lambda self, batch: calls.append(batch.shape) or original(self, batch))
+    return scene, plain, calls
+
+
+def test_flips_average_three_orientations_and_leave_a_mirror_symmetric_model_unchanged(tmp_path, toy_models,
+                                                                                       monkeypatch):
+    scene, plain, calls = plain_run_then_record_model_calls(tmp_path, monkeypatch)
     flipped = run(tmp_path, scene, probabilities=tmp_path / "flipped.tif", flips=True)
     assert sum(shape[0] for shape in calls) == 3 * plain.tiles  # each tile and its two mirror images
     # the toy model is a 3x3 mean (mirror-symmetric), so the average of its mirrored runs is the plain run
@@ -321,14 +327,7 @@ def test_flips_average_three_orientations_and_leave_a_mirror_symmetric_model_unc
 
 
 def test_scales_run_each_tile_magnified_too_and_map_the_answer_back(tmp_path, toy_models, monkeypatch):
-    from deadtree.runtime.session import OnnxModel
-
-    scene = tmp_path / "scene.tif"
-    write_scene(scene)
-    plain = run(tmp_path, scene, probabilities=tmp_path / "plain.tif")
-    calls = []
-    original = OnnxModel.run
-    monkeypatch.setattr(OnnxModel, "run", lambda self, batch: calls.append(batch.shape) or original(self, batch))
+    scene, plain, calls = plain_run_then_record_model_calls(tmp_path, monkeypatch)
     scaled = run(tmp_path, scene, probabilities=tmp_path / "scaled.tif", scales=(1.5,))
     sides = sorted({shape[-1] for shape in calls})
     assert sum(shape[0] for shape in calls) == 2 * plain.tiles and len(sides) >= 2
