@@ -10,3 +10,25 @@ def test_a_host_without_vnni_does_not_overwrite_the_reference_record():
     assert result_path("throughput", "AVX-512 VNNI, AVX-512 BF16, AVX-512, AVX2") == RESULTS / "throughput.json"
     assert result_path("throughput", "AVX2") == RESULTS / "throughput-avx2.json"
     assert result_path("floor", "AVX-512, AVX2") == RESULTS / "floor-avx512.json"
+
+
+def test_gpu_benchmark_reports_each_device_s_provider_or_error_and_checks_parity(tmp_path):
+    """benchmarks/gpu_onnx.py runs only where a GPU is lent; its parts must still work on the CPU build."""
+    import dataclasses
+
+    from deadtree.runtime.metadata import read_model_info, rewrite_model_info
+    from deadtree.training.frames import load_frames
+    from gpu_onnx import parity, provider_choice
+    from tests.scenes import toy_model
+    from tests.test_training import write_kaggle_layout
+
+    model = toy_model(tmp_path / "toy-rgbn.onnx")
+    choice = provider_choice(model)
+    assert choice["cpu"] == choice["auto"] == "CPUExecutionProvider"
+    assert choice["cuda"].startswith("error: --device cuda") and choice["tensorrt"].startswith("error:")
+    info = read_model_info(model)
+    rewrite_model_info(model, dataclasses.replace(info, extra={**info.extra, "validation_groups": ["ar003"]}))
+    frames = [f for f in load_frames(write_kaggle_layout(tmp_path / "data", size=96), info.bands)
+              if f.group == "ar003"]
+    rows = parity(model, {"cpu again": (model, "cpu")}, frames, info.threshold)
+    assert rows[0]["max_abs_probability_difference"] == 0.0 and rows[0]["passes_1e-2_and_0.99"]
