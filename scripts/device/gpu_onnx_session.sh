@@ -4,8 +4,8 @@
 #   gpu_onnx_session.sh keep DIR   copy the payload parts carried in DIR to /tmp/parts (one call per part: a call
 #                                  carries at most 64 MiB, the payload is about 140 MB)
 #   gpu_onnx_session.sh run        unpack the parts and run benchmarks/gpu_onnx.py and the CLI checks; results in $OUT
-#   gpu_onnx_session.sh pipelines TAR   also unpack the models in TAR (deadtree-rgb, its fp16 variant, east-rgbn,
-#                                  west-to-east) and time `segment` with an ensemble, --flips and a translator
+#   gpu_onnx_session.sh pipelines TAR   also unpack the models in TAR and time `segment` with the options of
+#                                  each line of PLANS (default: --flips, an ensemble with deadtree-rgb, a translator)
 #
 # The payload (built on a developer's machine; nothing can be fetched on the lent one): onnxruntime-gpu for
 # CUDA 13 with every architecture but sm_90 blanked (scripts/device/prune_fatbin.py), rasterio, shapely and
@@ -14,6 +14,12 @@
 set -u
 OUT=${OUT:-/tmp/out}
 export PYTHONUNBUFFERED=1
+
+# NAME OPTIONS... per line; PLANS replaces these (the models they name must be in TAR)
+DEFAULT_PLANS="alone
+flips --flips
+ensemble --ensemble deadtree-rgb
+translator --model east-rgbn --translator west-to-east"
 
 unpack() {
   mkdir -p /tmp/pay "$OUT" && cat /tmp/parts/* | xz -d | tar -x -C /tmp/pay || exit 3
@@ -44,12 +50,7 @@ case "${1:-}" in
         python3 -m deadtree.cli segment "$scene" -o "/tmp/$name.geojson" --device cuda -q $options 2>&1 \
           | grep -v "tagged alpha" | tail -2
       done
-    done <<'PLANS' | tee "$OUT/pipelines.txt"
-alone
-flips --flips
-ensemble --ensemble deadtree-rgb
-translator --model east-rgbn --translator west-to-east
-PLANS
+    done <<< "${PLANS:-$DEFAULT_PLANS}" | tee "$OUT/pipelines.txt"
     ;;
   *) sed -n 2,13p "$0"; exit 2 ;;
 esac
