@@ -1,10 +1,14 @@
 """Test-time augmentation: a model's answer averaged over mirror images and magnifications of each tile."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from deadtree.runtime.session import cpu_threads
 
 Run = Callable[[np.ndarray], np.ndarray]
 
@@ -40,10 +44,21 @@ def _magnified(run: Run, x: np.ndarray, scale: float, multiple: int) -> np.ndarr
 
 
 def _resized(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """Bilinear resampling of each plane of (batch, bands, rows, cols). Plane by plane, because scipy's zoom of
-    the 4-D array with factor 1 on its first axes gives the same numbers 6x slower (2.7 s a 1024 px tile)."""
+    """Bilinear resampling of each plane of (batch, bands, rows, cols), the planes side by side (scipy releases
+    the GIL). Plane by plane because zooming the 4-D array with factor 1 on its first axes gives the same numbers
+    6x slower (2.7 s a 1024 px tile); in parallel because on a GPU the resampling, not the model, sets the cost
+    (--scales 1.5 took 8.8 s against 2.8 s for a 4096 px scene on an H100 with the planes one after another).
+    Pillow's resize was 2.5x faster still, but its other alignment scored 0.003 lower on validation."""
     out = np.empty(a.shape[:-2] + (rows, cols), dtype=np.float32)
     factors = (rows / a.shape[-2], cols / a.shape[-1])
-    for index in np.ndindex(*a.shape[:-2]):
+
+    def one(index: tuple[int, ...]) -> None:
         out[index] = ndimage.zoom(a[index], factors, order=1)
+
+    list(_resampling_pool().map(one, np.ndindex(*a.shape[:-2])))
     return out
+
+
+@lru_cache(maxsize=1)
+def _resampling_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=min(8, cpu_threads()), thread_name_prefix="deadtree-resample")
