@@ -49,7 +49,7 @@ def test_cudnn_search_defaults_to_heuristic_and_rejects_unknown_values(monkeypat
         cuda_options()
 
 
-def test_gpu_library_preloading_never_stops_a_session():
+def test_gpu_library_preloading_never_stops_a_session_nor_prints(capsys):
     from types import SimpleNamespace
 
     from deadtree.runtime.session import preload_gpu_libraries
@@ -60,9 +60,15 @@ def test_gpu_library_preloading_never_stops_a_session():
         calls.append(1)
         raise OSError("libcudnn.so.9: cannot open shared object file")
 
+    def chatty():  # as onnxruntime's own, which prints every library it cannot load
+        calls.append(2)
+        print("Failed to load libcublasLt.so.13: cannot open shared object file")
+
     preload_gpu_libraries(SimpleNamespace(preload_dlls=failing))
     preload_gpu_libraries(SimpleNamespace())  # onnxruntime before 1.21 has no preload_dlls
-    assert calls == [1]
+    preload_gpu_libraries(SimpleNamespace(preload_dlls=chatty))
+    assert calls == [1, 2]
+    assert capsys.readouterr().out == ""  # stdout carries the CLI's answer, not loader noise
 
 
 def test_auto_says_so_when_a_listed_gpu_provider_falls_back_to_the_cpu(monkeypatch, caplog, tmp_path):

@@ -1,7 +1,9 @@
 """ONNX Runtime sessions with an explicit, logged choice of execution provider."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import io
 import logging
 import os
 import time
@@ -74,11 +76,18 @@ def preload_gpu_libraries(ort) -> None:
     """Load CUDA and cuDNN from the nvidia-* pip packages (PyTorch's, or onnxruntime-gpu[cuda]'s) when they are
     installed, so that a GPU provider finds them without LD_LIBRARY_PATH; elsewhere the system's are used."""
     preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
-    if preload is not None:
-        try:
+    if preload is None:
+        return
+    said = io.StringIO()
+    try:
+        # preload_dlls prints each library it cannot load to stdout, where the CLI's own answer goes; what
+        # matters reaches the user as one line if the provider then fails to start (OnnxModel)
+        with contextlib.redirect_stdout(said):
             preload()
-        except Exception as exc:  # a missing optional library must not stop the session; ORT names it later
-            log.debug("preloading CUDA libraries: %s", exc)
+    except Exception as exc:  # a missing optional library must not stop the session
+        log.debug("preloading CUDA libraries: %s", exc)
+    if said.getvalue().strip():
+        log.debug("preloading CUDA libraries: %s", said.getvalue().strip())
 
 
 def runs_on_gpu(device: str) -> bool:
