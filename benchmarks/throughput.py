@@ -73,9 +73,8 @@ def model_alone_seconds(result, batch_size: int | None, side: int, device: str =
     if len(shapes) != result.tiles:
         raise RuntimeError(f"segment ran {result.tiles} tiles, the benchmark's grid has {len(shapes)}")
     x = np.random.default_rng(0).random((batch, len(model.info.bands), tile, tile), dtype=np.float32)
-    for shape in {(t.height, t.width) for row in tile_rows(side, side, tile, result.overlap, trim=TRIM_MULTIPLE)
-                  for t in row}:
-        model.run(x[:1, :, :shape[0], :shape[1]])  # first call of each shape: allocations (and cuDNN's search)
+    for rows, cols in set(shapes):
+        model.run(x[:1, :, :rows, :cols])  # first call of each shape: allocations (and cuDNN's search)
     started = time.perf_counter()
     for calls in batches_by_shape(shapes, lambda shape: shape, batch):  # the calls `segment` makes
         rows, cols = calls[0]

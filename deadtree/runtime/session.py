@@ -120,7 +120,8 @@ class OnnxModel:
         self.path = Path(path)
         self.info: ModelInfo = read_model_info(self.path)
         providers = choose_providers(device, ort.get_available_providers())
-        if providers and providers[0] in GPU_PROVIDERS:
+        wanted = providers[0] if providers else None
+        if wanted in GPU_PROVIDERS:
             preload_gpu_libraries(ort)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
@@ -130,9 +131,9 @@ class OnnxModel:
             # read and finish stages of the pipeline need in exactly those moments.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # keep provider probing quiet on machines without a GPU
-        providers = [(p, cuda_options()) if p == PROVIDERS["cuda"] else p for p in providers]
+        specs = [(p, cuda_options()) if p == PROVIDERS["cuda"] else p for p in providers]
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=specs)
         except Exception as exc:  # ORT raises its own opaque types
             raise ModelError(f"could not load {self.path.name} on {device}: {exc}") from exc
         self.provider = self.session.get_providers()[0]
@@ -140,7 +141,6 @@ class OnnxModel:
             raise ModelError(f"--device {device}: ONNX Runtime could not start {PROVIDERS[device]} and fell back to "
                              f"{self.provider}; its CUDA, cuDNN (or TensorRT) libraries are missing or do not match "
                              "this onnxruntime-gpu (ONNX Runtime's own message, if any, is above)")
-        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
         if wanted in GPU_PROVIDERS and self.provider not in GPU_PROVIDERS:
             # ONNX Runtime falls back to the CPU when the GPU's libraries do not load; say so, and how to find out
             log.warning("ONNX Runtime offers %s but could not start it (CUDA or cuDNN libraries missing or "
