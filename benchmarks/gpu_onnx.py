@@ -25,6 +25,7 @@ from common import mosaic  # noqa: E402  (also puts the checkout on sys.path)
 from throughput import model_alone_seconds  # noqa: E402
 
 from deadtree.errors import ModelError  # noqa: E402
+from deadtree.metrics import probability_agreement  # noqa: E402
 from deadtree.pipeline import SegmentOptions, segment_scene  # noqa: E402
 from deadtree.runtime.registry import precision_variant, resolve_model  # noqa: E402
 from deadtree.runtime.session import ENV_CUDNN_SEARCH, OnnxModel  # noqa: E402
@@ -82,11 +83,8 @@ def parity(reference: Path, candidates: dict[str, tuple[Path, str]], frames, thr
     truth = predict(reference, "cpu")
     rows = []
     for label, (path, device) in candidates.items():
-        probs = predict(path, device)
-        diff = max(float(np.abs(a - b).max()) for a, b in zip(probs, truth))
-        inter = sum(int(((a >= threshold) & (b >= threshold)).sum()) for a, b in zip(probs, truth))
-        union = sum(int(((a >= threshold) | (b >= threshold)).sum()) for a, b in zip(probs, truth))
-        iou = inter / union if union else 1.0
+        agreement = probability_agreement(predict(path, device), truth, threshold)
+        diff, iou = agreement["max_abs_probability_difference"], agreement["mask_iou"]
         rows.append({"candidate": label, "max_abs_probability_difference": diff, "mask_iou_vs_cpu_fp32": iou,
                      "passes_1e-2_and_0.99": diff <= 1e-2 and iou >= 0.99})
     return rows

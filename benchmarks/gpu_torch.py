@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from deadtree.metrics import probability_agreement  # noqa: E402
 from deadtree.nets.segmenter import load_segmenter  # noqa: E402
 from deadtree.training.devices import training_machine  # noqa: E402
 from deadtree.training.frames import frame_input, load_frames  # noqa: E402
@@ -84,12 +84,10 @@ def parity(model, frames, threshold: float) -> list[dict]:
             reference = outputs[mode]
     rows = []
     for mode in MODES[1:]:
-        diff = max(float(np.abs(a - b).max()) for a, b in zip(outputs[mode], reference))
-        inter = sum(int(((a >= threshold) & (b >= threshold)).sum()) for a, b in zip(outputs[mode], reference))
-        union = sum(int(((a >= threshold) | (b >= threshold)).sum()) for a, b in zip(outputs[mode], reference))
-        rows.append({"mode": mode, "max_abs_probability_difference": diff,
-                     "mask_iou_vs_fp32": inter / union if union else 1.0,
-                     "passes_fp16_checks": diff <= 1e-2 and (inter / union if union else 1.0) >= 0.99})
+        agreement = probability_agreement(outputs[mode], reference, threshold)
+        diff, iou = agreement["max_abs_probability_difference"], agreement["mask_iou"]
+        rows.append({"mode": mode, "max_abs_probability_difference": diff, "mask_iou_vs_fp32": iou,
+                     "passes_fp16_checks": diff <= 1e-2 and iou >= 0.99})
     return rows
 
 

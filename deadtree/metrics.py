@@ -39,6 +39,17 @@ class PixelCounts:
         }
 
 
+def probability_agreement(probs: list[np.ndarray], reference: list[np.ndarray], threshold: float) -> dict:
+    """How far one precision or device strays from a reference: the largest probability difference over all
+    frames and the pooled IoU of the two masks at `threshold` (1.0 where both are empty: they agree)."""
+    counts = PixelCounts()
+    for a, b in zip(probs, reference):
+        counts.add(a >= threshold, b >= threshold)
+    agree = counts.scores()["iou"] if counts.tp + counts.fp + counts.fn else 1.0
+    return {"max_abs_probability_difference": max(float(np.abs(a - b).max()) for a, b in zip(probs, reference)),
+            "mask_iou": agree}
+
+
 @dataclass
 class ObjectCounts:
     matched: int = 0

@@ -74,3 +74,16 @@ def test_scores_respect_validity():
     scores.add(pred, truth, valid)
     assert scores.summary()["count_truth"] == 0
     assert scores.pixels.fn == 0
+
+
+def test_probability_agreement_on_hand_made_frames():
+    from deadtree.metrics import probability_agreement
+
+    reference = [np.array([[0.9, 0.2], [0.6, 0.1]], np.float32), np.array([[0.7]], np.float32)]
+    candidate = [np.array([[0.8, 0.3], [0.4, 0.1]], np.float32), np.array([[0.75]], np.float32)]
+    agreement = probability_agreement(candidate, reference, threshold=0.5)
+    # masks: reference has 3 pixels at >= 0.5, the candidate 2 of them and nothing else -> IoU 2/3
+    assert agreement["mask_iou"] == pytest.approx(2 / 3)
+    assert agreement["max_abs_probability_difference"] == pytest.approx(0.2, abs=1e-6)
+    empty = [np.zeros((2, 2), np.float32)]
+    assert probability_agreement(empty, empty, 0.5) == {"max_abs_probability_difference": 0.0, "mask_iou": 1.0}
