@@ -19,13 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from deadtree.peak_filter import peak_record, tune_peak
-from deadtree.runtime.metadata import read_model_info, rewrite_model_info
 from deadtree.pipeline import parse_scales
+from deadtree.runtime.metadata import read_model_info, rewrite_model_info
 from deadtree.runtime.registry import resolve_model
-from deadtree.training.frames import frame_input, load_frames
+from deadtree.training.frames import load_frames
 from deadtree.training.model_card import add_peak_to_card
 from deadtree.training.variants import onnx_probabilities, write_variant_card
-from deadtree.tta import augmented
 
 VARIANTS = ("int8", "fp16")
 
@@ -33,21 +32,10 @@ VARIANTS = ("int8", "fp16")
 def validation_probabilities(path: Path, data: str, flips: bool = False,
                              scales: tuple[float, ...] = ()) -> tuple[list, list]:
     """Each validation frame predicted whole in fp32, with `segment`'s --flips and --scales where asked."""
-    import onnxruntime as ort
-
     info = read_model_info(path)
     groups = set(info.extra["validation_groups"])
     frames = [f for f in load_frames(data, info.bands) if f.group in groups]
-    if not (flips or scales):
-        return frames, onnx_probabilities(str(path), frames)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
-
-    return frames, [augmented(run, frame_input(f), flips, scales)[0, 0, :f.mask.shape[0], :f.mask.shape[1]]
-                    for f in frames]
+    return frames, onnx_probabilities(str(path), frames, flips, scales)
 
 
 def report(label: str, tuned: dict) -> None:

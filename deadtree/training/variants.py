@@ -83,16 +83,24 @@ def int8_model(src: Path, calibration: list[Frame], tile: int, count: int = 48) 
         return onnx.load(str(out))
 
 
-def onnx_probabilities(path_or_bytes, frames: list[Frame]) -> list[np.ndarray]:
-    """Each frame predicted whole on the CPU, as the validation scores are."""
+def onnx_probabilities(path_or_bytes, frames: list[Frame], flips: bool = False,
+                       scales: tuple[float, ...] = ()) -> list[np.ndarray]:
+    """Each frame predicted whole on the CPU, as the validation scores are; with `segment`'s --flips and
+    --scales averages where asked."""
     import onnxruntime as ort
+
+    from deadtree.tta import augmented
 
     session = ort.InferenceSession(path_or_bytes, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
     out = []
     for f in frames:
         rows, cols = f.mask.shape
-        out.append(session.run(None, {name: frame_input(f)})[0][0, 0, :rows, :cols])
+        out.append(augmented(run, frame_input(f), flips, scales)[0, 0, :rows, :cols])
     return out
 
 
