@@ -32,12 +32,18 @@ from deadtree.runtime.session import ENV_CUDNN_SEARCH, OnnxModel  # noqa: E402
 from deadtree.training.frames import frame_input, load_frames  # noqa: E402
 
 
-def gpu_name() -> str:
+def nvidia_smi(fields: str, units: bool = True) -> str | None:
+    """nvidia-smi's answer for the card, e.g. fields="name,memory.total"; None where it cannot be asked."""
     try:
-        return subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+        form = "csv,noheader" if units else "csv,noheader,nounits"
+        return subprocess.run(["nvidia-smi", f"--query-gpu={fields}", f"--format={form}"],
                               capture_output=True, text=True, timeout=20).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
+
+
+def gpu_name() -> str:
+    return nvidia_smi("name,memory.total,driver_version") or "unknown"
 
 
 def provider_choice(path: Path) -> dict:
@@ -115,12 +121,8 @@ def end_to_end(runs: list[dict], device: str) -> list[dict]:
 
 def gpu_memory_mib() -> int | None:
     """Memory in use on the card (this process's ONNX Runtime arena: nothing else runs there)."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20).stdout
-        return int(out.split()[0])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        return None
+    used = nvidia_smi("memory.used", units=False)
+    return int(used.split()[0]) if used and used.split()[0].isdigit() else None
 
 
 def main() -> None:
@@ -139,8 +141,8 @@ def main() -> None:
     fp32 = resolve_model(args.model, "segmenter")
     fp16 = precision_variant(fp32, "fp16", on_gpu=True)
     record = {"benchmark": "gpu_onnx", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "command": "python3 " + " ".join(sys.argv), "gpu": gpu_name(), "onnxruntime": ort.__version__, "available": ort.get_available_providers(),
-              "model": args.model, "provider_choice": provider_choice(fp32)}
+              "command": "python3 " + " ".join(sys.argv), "gpu": gpu_name(), "onnxruntime": ort.__version__,
+              "available": ort.get_available_providers(), "model": args.model, "provider_choice": provider_choice(fp32)}
     print(json.dumps(record, indent=1), flush=True)
     info = OnnxModel(fp32, "cpu").info
     validation = set(info.extra.get("validation_groups", []))
