@@ -509,8 +509,7 @@ class _TilePredictor:
         return probs / len(self.ensemble) if len(self.ensemble) > 1 else probs
 
     def _segment(self, model: OnnxModel, unit: np.ndarray) -> np.ndarray:
-        return augmented(model.run, _from_unit(unit, model.info.input_range), self.flips, self.scales,
-                         TRIM_MULTIPLE)
+        return augmented(model.run, _from_unit(unit, model.info.input_range), self.flips, self.scales)
 
 
 def _pick(read_bands: tuple[str, ...], wanted: tuple[str, ...]) -> list[int] | None:

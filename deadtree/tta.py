@@ -9,12 +9,13 @@ import numpy as np
 from scipy import ndimage
 
 from deadtree.runtime.session import cpu_threads
+from deadtree.tiling import TRIM_MULTIPLE
 
 Run = Callable[[np.ndarray], np.ndarray]
 
 
 def augmented(run: Run, x: np.ndarray, flips: bool = False, scales: Sequence[float] = (),
-              multiple: int = 32) -> np.ndarray:
+              multiple: int = TRIM_MULTIPLE) -> np.ndarray:
     """Mean probabilities of `run` over the batch `x` (batch, bands, rows, cols) as it is and, for each scale,
     magnified by it and the answer shrunk back; with `flips`, each of those also over its two mirror images."""
     total = _oriented(run, x, flips)
