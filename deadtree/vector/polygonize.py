@@ -1,6 +1,6 @@
 """Polygons from a mask streamed in row strips, stitched across strip borders.
 
-Each strip is labelled (4-connected, as GDAL polygonises) and traced with rasterio.features.shapes. Components
+Each strip is labelled (4-connected, as GDAL polygonises) and outlined (deadtree.vector.trace). Components
 that touch a strip's last row stay open; the first row of the next strip says which of its components continue
 them (vertical neighbours), and those are merged. A component is emitted as soon as it can grow no further, so
 memory holds one strip plus the open components.
@@ -12,12 +12,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import shapely
-from affine import Affine
-from rasterio.features import shapes
 from scipy import ndimage
-from shapely.geometry import shape as to_shape
 
 from deadtree.components import FOUR_CONNECTED, labelled_maxima
+from deadtree.vector.trace import component_outlines
 
 
 @dataclass
@@ -87,14 +85,11 @@ def stream_components(strips: Iterable[tuple[int, np.ndarray, np.ndarray]],
             counts = np.bincount(owner, minlength=n + 1)[1:]
             sums = np.bincount(owner, weights=scores, minlength=n + 1)[1:]
             maxima = labelled_maxima(scores, owner, n)
-            move = Affine.translation(0, first_row)
-            for geom, value in shapes(labels.astype(np.int32), mask=labels > 0, connectivity=4, transform=move):
-                k = int(value)
+            for k, outline in enumerate(component_outlines(mask, labels, n, first_row, inside), start=1):
                 gid = int(ids[k])
-                if gid not in open_components:
-                    uf.add(gid)
-                    open_components[gid] = Component([], int(counts[k - 1]), float(sums[k - 1]), float(maxima[k - 1]))
-                open_components[gid].parts.append(to_shape(geom))
+                uf.add(gid)
+                open_components[gid] = Component([outline], int(counts[k - 1]), float(sums[k - 1]),
+                                                 float(maxima[k - 1]))
         if previous_last_row is not None and n:
             first = ids[labels[0]]
             touching = (previous_last_row > 0) & (first > 0)

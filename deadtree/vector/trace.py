@@ -1,0 +1,88 @@
+"""Pixel-edge outlines of labelled mask components, built from the mask's boundary edges alone.
+
+GDAL's polygoniser (rasterio.features.shapes) scans every pixel of a strip, about 20 ns each even where the
+strip is empty, and that scan was the largest share of `segment`'s own work. Dead crowns cover a few percent of
+a scene, so the outlines are built here from the mask's pixels only: each mask pixel contributes those of its
+four sides that face a pixel outside the mask; sides in line on neighbouring pixels are joined into one segment;
+GEOS then closes the segments into faces (shapely.polygonize). The faces are exactly GDAL's 4-connected
+polygons, holes included (tests/test_trace.py compares them).
+"""
+from __future__ import annotations
+
+import numpy as np
+import shapely
+
+
+def component_outlines(mask: np.ndarray, labels: np.ndarray, n: int, row_offset: int = 0,
+                       flat_pixels: np.ndarray | None = None) -> list:
+    """Outline of each of the components 1..n of `labels` (4-connected labelling of `mask`), as shapely Polygons
+    in pixel coordinates (x = column, y = row + row_offset); index k holds component k + 1. `flat_pixels`, the
+    mask's np.flatnonzero where the caller has it already, spares a pass over the strip."""
+    outlines: list = [None] * n
+    if n == 0:
+        return outlines
+    mask = np.asarray(mask, dtype=bool)
+    flat = np.flatnonzero(mask) if flat_pixels is None else flat_pixels
+    rows, cols = np.divmod(flat, mask.shape[1])
+    segments = np.concatenate([
+        _joined_sides(rows, cols, _outside(mask, rows - 1, cols), along_rows=True, offset=0),   # tops
+        _joined_sides(rows, cols, _outside(mask, rows + 1, cols), along_rows=True, offset=1),   # bottoms
+        _joined_sides(rows, cols, _outside(mask, rows, cols - 1), along_rows=False, offset=0),  # left sides
+        _joined_sides(rows, cols, _outside(mask, rows, cols + 1), along_rows=False, offset=1),  # right sides
+    ])
+    faces = shapely.get_parts(shapely.polygonize(shapely.linestrings(segments)))
+    owners = _face_owners(faces, labels)
+    for face, owner in zip(faces, owners):
+        if owner:  # faces with owner 0 are holes: background enclosed by a component
+            outlines[owner - 1] = face
+    if row_offset:
+        outlines = [shapely.transform(o, lambda xy: xy + (0, row_offset)) for o in outlines]
+    return outlines
+
+
+def _outside(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Whether each (row, col) lies outside the mask, beyond the array's border included."""
+    height, width = mask.shape
+    beyond = (rows < 0) | (rows >= height) | (cols < 0) | (cols >= width)
+    result = beyond.copy()
+    inside = ~beyond
+    result[inside] = ~mask[rows[inside], cols[inside]]
+    return result
+
+
+def _joined_sides(rows: np.ndarray, cols: np.ndarray, facing_out: np.ndarray, along_rows: bool,
+                  offset: int) -> np.ndarray:
+    """Segments ((x0, y0), (x1, y1)) for the pixel sides facing out of the mask on one side (top, bottom, left or
+    right), sides of adjacent pixels in line joined into one. Joining never hides a junction from GEOS: where two
+    such sides meet, no other boundary edge touches the point (the pixels on both sides of the line agree)."""
+    r, c = rows[facing_out], cols[facing_out]
+    if along_rows:  # tops / bottoms: horizontal runs, already in row-major order from np.nonzero
+        line, pos = r, c
+    else:  # left / right sides: vertical runs, ordered column by column
+        order = np.lexsort((r, c))
+        line, pos = c[order], r[order]
+    starts = np.ones(len(pos), dtype=bool)
+    starts[1:] = (line[1:] != line[:-1]) | (pos[1:] != pos[:-1] + 1)
+    first = np.flatnonzero(starts)
+    last = np.append(first[1:], len(pos)) - 1
+    fixed, begin, end = line[first] + offset, pos[first], pos[last] + 1
+    if along_rows:
+        start_xy, end_xy = np.stack([begin, fixed], 1), np.stack([end, fixed], 1)
+    else:
+        start_xy, end_xy = np.stack([fixed, begin], 1), np.stack([fixed, end], 1)
+    return np.stack([start_xy, end_xy], 1).astype(np.float64)
+
+
+def _face_owners(faces: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The component label of each face (0 for a hole), read at the centre of the pixel just inside the first
+    edge of the face's shell. A ring whose signed area is positive (shapely's is_ccw, taken on the coordinates as
+    numbers, whichever way the rows run on screen) has its interior to the left of its direction of travel."""
+    shells = shapely.get_exterior_ring(faces)
+    first = shapely.get_coordinates(shapely.get_point(shells, 0))
+    second = shapely.get_coordinates(shapely.get_point(shells, 1))
+    direction = np.sign(second - first)  # edges are axis-parallel: a unit step along the edge
+    left = np.stack([-direction[:, 1], direction[:, 0]], 1)  # (-dy, dx): left of travel, by the numbers
+    inward = np.where(shapely.is_ccw(shells)[:, None], left, -left)
+    centre = first + 0.5 * direction + 0.5 * inward
+    cols, rows = np.floor(centre).astype(np.int64).T
+    return labels[rows, cols]
