@@ -140,9 +140,10 @@ class StripAccumulator:
         step = max_rows or n
         for start in range(0, n, step):
             stop = min(start + step, n)
-            weight = self.weight[start:stop]
-            values = np.zeros_like(weight)
-            np.divide(self.sum[start:stop], weight, out=values, where=weight > 0)
+            # Where no valid tile reached a pixel both its weight and its sum are zero: a tiny divisor gives 0
+            # there, with two passes instead of a masked division into a zeroed array.
+            values = np.maximum(self.weight[start:stop], np.float32(1e-30))
+            np.divide(self.sum[start:stop], values, out=values)
             yield self.top + start, values, self.valid[start:stop].copy()
         for buf in (self.sum, self.weight, self.valid):
             if n < self.tile:

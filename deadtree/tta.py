@@ -21,7 +21,7 @@ def augmented(run: Run, x: np.ndarray, flips: bool = False, scales: Sequence[flo
     total = _oriented(run, x, flips)
     for scale in scales:
         total = total + _magnified(lambda big: _oriented(run, big, flips), x, scale, multiple)
-    return total / (1 + len(scales))
+    return total / (1 + len(scales)) if scales else total  # no pass over the batch for a division by one
 
 
 def _oriented(run: Run, x: np.ndarray, flips: bool) -> np.ndarray:

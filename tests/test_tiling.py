@@ -107,3 +107,16 @@ def test_batches_hold_one_shape_and_let_empty_tiles_ride_along():
     for batch in batches:  # each call takes at most two tiles, all of one shape
         shapes = {s for s in batch if s is not None}
         assert len(shapes) <= 1 and sum(s is not None for s in batch) <= 2
+
+
+def test_rows_no_valid_tile_reached_come_out_as_zero():
+    tile = 16
+    acc = StripAccumulator(tile, tile, tile)
+    valid = np.ones((tile, tile), bool)
+    valid[:, :5] = False
+    acc.add(Tile(0, 0, tile), np.full((tile, tile), 0.7, np.float32), blend_window(tile, 4), valid)
+    _, values, ok = acc.flush_until(tile)
+    assert np.isfinite(values).all()
+    np.testing.assert_array_equal(values[:, :5], 0)
+    np.testing.assert_allclose(values[:, 5:], 0.7, rtol=1e-6)
+    np.testing.assert_array_equal(ok, valid)
