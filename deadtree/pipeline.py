@@ -15,13 +15,14 @@ import numpy as np
 import rasterio
 
 from deadtree import __version__
+from deadtree.buffers import BufferPool
 from deadtree.errors import InputError, ModelError
 from deadtree.heap import bound_heap_growth
 from deadtree.outputs import check_writable, discard, publish, workspace
 from deadtree.peak_filter import ensemble_floor
 from deadtree.preview import preview_bands, write_preview
 from deadtree.raster.grid import identity_grid, model_grid
-from deadtree.raster.normalise import BandStretch, band_percentiles
+from deadtree.raster.normalise import BandStretch, band_medians, band_percentiles
 from deadtree.raster.probability import (
     PROB_SCALE,
     ProbabilityRaster,
@@ -304,7 +305,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         stretch = band_percentiles(pixels, valid, scaling.get("low_pct", 1.0), scaling.get("high_pct", 99.0))
         # Nodata pixels are shown to the model as the scene's typical value, so a bright or dark collar
         # cannot bleed into predictions next to it.
-        neutral = stretch.apply(np.median(pixels[:, valid], axis=1)[:, None, None]).ravel()
+        neutral = stretch.apply(band_medians(pixels, valid)[:, None, None]).ravel()
         segmenter, translator, members = opening.result()
     first = translator or segmenter
 
@@ -474,6 +475,7 @@ class _TilePredictor:
         self.stretch = stretch
         self.neutral = neutral.astype(np.float32)
         self.batch_size = max(1, batch_size)
+        self.buffers = BufferPool()  # scaled tiles: taken by scale(), given back once the model has run
         if translator:
             self.to_segmenter = [translator.info.bands.index(b) for b in segmenter.info.bands]
 
@@ -486,11 +488,12 @@ class _TilePredictor:
             batch_in = work[0].scaled[None] if len(work) == 1 else np.stack([w.scaled for w in work])
             probs = self._run(batch_in)[:, 0]
             for w, p in zip(work, probs):
+                self.buffers.give_back(w.scaled)
                 w.probs, w.scaled = p, None
         return batch
 
     def scale(self, tile: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        scaled = self.stretch.apply(tile)
+        scaled = self.stretch.apply(tile, out=self.buffers.take(tile.shape, np.float32))
         if not valid.all():
             scaled[:, ~valid] = self.neutral[:, None]
         return scaled

@@ -23,15 +23,15 @@ class BandStretch:
     low: tuple[float, ...]
     high: tuple[float, ...]
 
-    def apply(self, pixels: np.ndarray) -> np.ndarray:
-        """Scale a (bands, rows, cols) array to float32."""
+    def apply(self, pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Scale a (bands, rows, cols) array to float32, into `out` (float32, same shape) where given."""
         low = np.asarray(self.low, dtype=np.float32)[:, None, None]
         span = np.maximum(np.asarray(self.high, dtype=np.float32)[:, None, None] - low, 1e-6)
         gain = (np.float32(1) / span).astype(np.float32)
         # Two passes over the pixels, written into one new array: value x gain - low x gain (a multiply instead
-        # of a division, the cast folded into it) instead of a cast, a subtraction and a division. A new array
-        # the size of a tile is fresh memory to fault in (deadtree/heap.py), so nothing else is allocated.
-        out = np.multiply(pixels, gain, dtype=np.float32)
+        # of a division, the cast folded into it) instead of a cast, a subtraction and a division. Nothing else
+        # is allocated: a new array the size of a tile is fresh memory to fault in (deadtree/buffers.py).
+        out = np.multiply(pixels, gain, out=out, dtype=np.float32)
         out -= low * gain
         if _may_leave_clip(pixels.dtype, low, gain):
             np.clip(out, *SAFETY_CLIP, out=out)
@@ -60,13 +60,39 @@ def band_percentiles(
     """Percentile stretch of a (bands, rows, cols) array, counting only valid pixels."""
     lows, highs = [], []
     for band in pixels:
-        values = band[valid] if valid is not None else band.ravel()
-        values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-        if values.size == 0:
+        found = _percentiles(_valid_values(band, valid), (low_pct, high_pct))
+        if found is None:
             lows.append(0.0)
             highs.append(1.0)
             continue
-        lo, hi = np.percentile(values, [low_pct, high_pct])
+        lo, hi = found
         lows.append(float(lo))
         highs.append(float(hi) if hi > lo else float(lo) + 1.0)
     return BandStretch(tuple(lows), tuple(highs))
+
+
+def band_medians(pixels: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Median of each band's valid pixels (0 for a band without any), as float64."""
+    medians = [_percentiles(_valid_values(band, valid), (50.0,)) for band in pixels]
+    return np.array([0.0 if m is None else m[0] for m in medians])
+
+
+def _valid_values(band: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    values = band.ravel() if valid is None or valid.all() else band[valid]
+    return values[np.isfinite(values)] if values.dtype.kind == "f" else values
+
+
+def _percentiles(values: np.ndarray, percents: tuple[float, ...]) -> np.ndarray | None:
+    """np.percentile's (linear) percentiles of a 1-D array, or None when it is empty. 8- and 16-bit values are
+    counted instead of sorted: a histogram gives the same order statistics 5-10x faster, and these statistics
+    are read before the first tile can start."""
+    if values.size == 0:
+        return None
+    if values.dtype.kind != "u" or values.dtype.itemsize > 2:
+        return np.percentile(values, percents)
+    below = np.cumsum(np.bincount(values))  # below[v]: how many values are <= v
+    position = (values.size - 1) * np.asarray(percents, dtype=np.float64) / 100
+    lower = np.floor(position)
+    low_value = np.searchsorted(below, lower, side="right").astype(np.float64)
+    high_value = np.searchsorted(below, np.ceil(position), side="right").astype(np.float64)
+    return low_value + (high_value - low_value) * (position - lower)

@@ -32,11 +32,11 @@ def component_outlines(mask: np.ndarray, labels: np.ndarray, n: int, row_offset:
     ])
     faces = shapely.get_parts(shapely.polygonize(shapely.linestrings(segments)))
     owners = _face_owners(faces, labels)
+    if row_offset:  # after the owners are read off the strip's own rows
+        faces = shapely.transform(faces, lambda xy: xy + (0, row_offset))
     for face, owner in zip(faces, owners):
         if owner:  # faces with owner 0 are holes: background enclosed by a component
             outlines[owner - 1] = face
-    if row_offset:
-        outlines = [shapely.transform(o, lambda xy: xy + (0, row_offset)) for o in outlines]
     return outlines
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 from shapely.geometry import mapping
@@ -16,12 +17,6 @@ from deadtree.vector.geometry import right_hand
 FIELDS = ("id", "area_m2", "perimeter_m", "score_mean", "score_max")
 LONLAT_DECIMALS = 7  # ~1 cm: well below a 0.1 m pixel, and no bloat from 15-digit floats
 GPKG_LAYER = "dead_trees"
-
-
-def _round_coords(coords, decimals: int):
-    if isinstance(coords[0], (float, int)):
-        return [round(c, decimals) for c in coords]
-    return [_round_coords(c, decimals) for c in coords]
 
 
 class GeoJSONWriter:
@@ -36,13 +31,15 @@ class GeoJSONWriter:
     def write(self, geom_crs, properties: dict) -> None:
         lonlat = shapely.transform(geom_crs, self._project, interleaved=False)
         geometry = mapping(right_hand(lonlat))
-        geometry = {"type": geometry["type"], "coordinates": _round_coords(geometry["coordinates"], LONLAT_DECIMALS)}
         feature = {"type": "Feature", "id": properties["id"], "properties": properties, "geometry": geometry}
         self.handle.write((",\n" if self.count else "") + json.dumps(feature, separators=(",", ":")))
         self.count += 1
 
     def _project(self, x, y):
-        return self.to_lonlat.transform(x, y)
+        # Rounded as whole arrays: k / 10^7 divided in float is the double nearest that decimal, so json
+        # writes it short, as Python's round() would (which costs a call per number).
+        lon, lat = self.to_lonlat.transform(x, y)
+        return np.round(lon, LONLAT_DECIMALS), np.round(lat, LONLAT_DECIMALS)
 
     def close(self) -> None:
         self.handle.write("\n]}\n")
