@@ -38,7 +38,8 @@ from deadtree.runtime.metadata import ModelInfo, read_model_info
 from deadtree.runtime.registry import default_segmenter, precision_variant, resolve_model
 from deadtree.runtime.session import OnnxModel, runs_on_gpu
 from deadtree.stages import StageChain
-from deadtree.tiling import TRIM_MULTIPLE, StripAccumulator, Tile, batches_by_shape, blend_window, tile_rows
+from deadtree.tiling import (TRIM_MULTIPLE, StripAccumulator, Tile, batches_by_shape, blend_window,
+                             mirror_into_margins, tile_rows)
 from deadtree.tta import augmented
 from deadtree.vector.geometry import Measurer, clean_outline, pixel_to_crs
 from deadtree.vector.polygonize import stream_components
@@ -435,28 +436,32 @@ def _read_batches(reader: WindowReader, grid, tiles: list[Tile], predictor: "_Ti
     """Tiles in grid order, read and scaled, in batches of `predictor.batch_size` tiles for the model (tiles
     without valid pixels ride along unscaled, so that progress and blending keep their order)."""
     def read(t: Tile) -> _TileWork:
-        pixels, valid = _read_tile(reader, grid, t)
+        pixels, valid = _read_tile(reader, grid, t, predictor.buffers)
         work = _TileWork(t, valid)
         if valid.any():
             work.scaled = predictor.scale(pixels, valid)
+        predictor.buffers.give_back(pixels)
         return work
 
     yield from batches_by_shape((read(t) for t in tiles),
                                 lambda work: None if work.scaled is None else work.valid.shape, predictor.batch_size)
 
 
-def _read_tile(reader: WindowReader, grid, t: Tile) -> tuple[np.ndarray, np.ndarray]:
-    """Read one tile. Parts outside the grid are mirrored in, validity too: the model then sees scene
-    texture there rather than flat fill (which would make answers depend on where the tile grid falls), and
-    the accumulator drops everything outside the grid anyway."""
+def _read_tile(reader: WindowReader, grid, t: Tile, buffers: BufferPool) -> tuple[np.ndarray, np.ndarray]:
+    """Read one tile into an array from `buffers`. Parts outside the grid are mirrored in, validity too: the
+    model then sees scene texture there rather than flat fill (which would make answers depend on where the
+    tile grid falls), and the accumulator drops everything outside the grid anyway."""
     r0, c0 = max(t.row, 0), max(t.col, 0)
     r1, c1 = min(t.row + t.height, grid.height), min(t.col + t.width, grid.width)
-    pixels, valid = reader.read(r0, c0, r1 - r0, c1 - c0)
     pads = ((r0 - t.row, t.row + t.height - r1), (c0 - t.col, t.col + t.width - c1))
+    pixels = buffers.take((len(reader.indexes), t.height, t.width), reader.dtype)
+    inside = (slice(None), slice(pads[0][0], t.height - pads[0][1]), slice(pads[1][0], t.width - pads[1][1]))
+    _, valid = reader.read(r0, c0, r1 - r0, c1 - c0, out=pixels[inside])
     if any(p for pair in pads for p in pair):
-        pixels = np.pad(pixels, ((0, 0), *pads), mode="symmetric")
+        mirror_into_margins(pixels, pads)
         valid = np.pad(valid, pads, mode="symmetric")
     return pixels, valid
+
 
 
 class _TilePredictor:

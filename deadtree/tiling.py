@@ -175,3 +175,25 @@ def batches_by_shape(items: Iterable[Item], shape_of: Callable[[Item], tuple | N
             batch, counted = [], 0
     if batch:
         yield batch
+
+
+def mirror_into_margins(a: np.ndarray, pads) -> None:
+    """np.pad(mode="symmetric") of a's inner part into its own margins, in place: the tile is read straight
+    into its final array. `pads` are ((top, bottom), (left, right)) for the last two axes."""
+    (top, bottom), (left, right) = pads
+    rows, cols = a.shape[-2] - top - bottom, a.shape[-1] - left - right
+    if max(top, bottom) > rows or max(left, right) > cols:  # wider than the data: reflect repeatedly
+        inner = a[..., top:top + rows, left:left + cols].copy()
+        a[...] = np.pad(inner, ((0, 0),) * (a.ndim - 2) + tuple(pads), mode="symmetric")
+        return
+    middle = slice(left, left + cols)
+    if top:
+        a[..., :top, middle] = a[..., top:2 * top, middle][..., ::-1, :]
+    if bottom:
+        end = top + rows
+        a[..., end:, middle] = a[..., end - bottom:end, middle][..., ::-1, :]
+    if left:
+        a[..., :left] = a[..., left:2 * left][..., ::-1]
+    if right:
+        end = left + cols
+        a[..., end:] = a[..., end - right:end][..., ::-1]

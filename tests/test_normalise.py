@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deadtree.raster.normalise import SAFETY_CLIP, BandStretch, band_percentiles
+from deadtree.raster.normalise import SAFETY_CLIP, BandStretch, band_medians, band_percentiles
 
 
 def reference(stretch, pixels):
@@ -33,3 +33,24 @@ def test_percentiles_count_only_valid_pixels():
     valid = pixels[0] >= 100
     stretch = band_percentiles(pixels, valid, 0.0, 100.0)
     assert stretch.low == (100.0,) and stretch.high == (199.0,)
+
+
+@pytest.mark.parametrize("dtype,top", [(np.uint8, 256), (np.uint16, 4096), (np.uint16, 65536), (np.int16, 900),
+                                       (np.float32, 1)])
+@pytest.mark.parametrize("size", [1, 2, 7, 1000])
+def test_counted_percentiles_and_medians_equal_numpys(dtype, top, size):
+    rng = np.random.default_rng(size)
+    pixels = (rng.random((2, 1, size)) * top).astype(dtype)
+    stretch = band_percentiles(pixels, None, 1.0, 99.0)
+    for band, lo, hi in zip(pixels, stretch.low, stretch.high):
+        expected_lo, expected_hi = np.percentile(band, [1.0, 99.0])
+        assert lo == pytest.approx(expected_lo, abs=1e-9)
+        assert hi == pytest.approx(expected_hi if expected_hi > expected_lo else expected_lo + 1, abs=1e-9)
+    np.testing.assert_allclose(band_medians(pixels), np.median(pixels.reshape(2, -1), axis=1), atol=1e-9)
+
+
+def test_a_band_without_valid_pixels_gets_a_neutral_stretch_and_median():
+    pixels = np.ones((1, 3, 3), np.uint8)
+    none = np.zeros((3, 3), bool)
+    assert band_percentiles(pixels, none) == BandStretch((0.0,), (1.0,))
+    assert band_medians(pixels, none).tolist() == [0.0]

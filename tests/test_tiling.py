@@ -120,3 +120,19 @@ def test_rows_no_valid_tile_reached_come_out_as_zero():
     np.testing.assert_array_equal(values[:, :5], 0)
     np.testing.assert_allclose(values[:, 5:], 0.7, rtol=1e-6)
     np.testing.assert_array_equal(ok, valid)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_mirroring_in_place_equals_numpys_symmetric_pad(seed):
+    from deadtree.tiling import mirror_into_margins
+
+    rng = np.random.default_rng(seed)
+    rows, cols = rng.integers(1, 12, size=2)
+    pads = tuple(tuple(int(p) for p in rng.integers(0, 15, size=2)) for _ in range(2))  # often wider than the data
+    inner = rng.integers(0, 255, (3, rows, cols)).astype(np.uint8)
+    expected = np.pad(inner, ((0, 0), *pads), mode="symmetric")
+    tile = np.zeros_like(expected)
+    (top, _), (left, _) = pads
+    tile[:, top:top + rows, left:left + cols] = inner
+    mirror_into_margins(tile, pads)
+    np.testing.assert_array_equal(tile, expected)

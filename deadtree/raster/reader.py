@@ -21,14 +21,21 @@ class WindowReader:
         self.fill_values = fill_values(scene.dataset.dtypes[0])
         self.resampling = Resampling.bilinear if grid.resampled else Resampling.nearest
 
-    def read(self, row: int, col: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-        """Pixels (bands, rows, cols) in the file's dtype and a validity mask, for a window inside the grid."""
+    @property
+    def dtype(self) -> np.dtype:
+        """What read() returns: the file's dtype (a GeoTIFF's bands share one)."""
+        return np.dtype(self.scene.dataset.dtypes[0])
+
+    def read(self, row: int, col: int, rows: int, cols: int,
+             out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels (bands, rows, cols) in the file's dtype and a validity mask, for a window inside the grid;
+        the pixels go into `out` (of that shape and dtype, a view is fine) where given."""
         ds = self.scene.dataset
         window = self.grid.scene_window(row, col, rows, cols)
         shape = (rows, cols)
         try:
-            pixels = ds.read(self.indexes, window=window, out_shape=(len(self.indexes), *shape),
-                             resampling=self.resampling)
+            sized = {"out_shape": (len(self.indexes), *shape)} if out is None else {"out": out}
+            pixels = ds.read(self.indexes, window=window, resampling=self.resampling, **sized)
             invalid = declared_invalid(pixels, self.scene.nodata)
             if self.scene.alpha_index:
                 alpha = ds.read(self.scene.alpha_index, window=window, out_shape=shape, resampling=Resampling.nearest)
