@@ -285,15 +285,17 @@ def test_model_metadata_is_parsed_once_per_file_version(tmp_path, monkeypatch):
     from deadtree.runtime.metadata import METADATA_KEY, read_model_info
     from tests.scenes import toy_model
 
+    from deadtree.runtime import metadata
+
     path = toy_model(tmp_path / "m.onnx")
-    real_load, parses = onnx.load, []
-    monkeypatch.setattr(onnx, "load", lambda *a, **k: parses.append(a[0]) or real_load(*a, **k))
+    real_props, parses = metadata.metadata_props, []
+    monkeypatch.setattr(metadata, "metadata_props", lambda p: parses.append(p) or real_props(p))
     first = read_model_info(path)
     first.extra["scribbled"] = True  # callers get their own copy
     again = read_model_info(path)
     assert len(parses) == 1 and "scribbled" not in again.extra and again.name == first.name
 
-    model = real_load(str(path))
+    model = onnx.load(str(path))
     renamed = dataclasses.replace(again, name="renamed-model")
     for prop in model.metadata_props:
         if prop.key == METADATA_KEY:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from deadtree.errors import ModelError
+from deadtree.runtime.onnx_props import metadata_props
 
 METADATA_KEY = "deadtree"
 
@@ -51,7 +52,8 @@ def read_model_info(path: Path) -> ModelInfo:
     """Read the metadata without building an inference session (cheap enough for listing models).
 
     Parsed once per file version: one `segment` looks for the default model, its precision variant and the
-    chosen file, and each lookup lists every shipped model (14 MB protobufs, ~0.2 s cold)."""
+    chosen file, and each lookup lists every shipped model (deadtree.runtime.onnx_props reads just the
+    metadata, not the 14 MB graphs)."""
     try:
         stat = Path(path).stat()
     except OSError as exc:
@@ -61,13 +63,10 @@ def read_model_info(path: Path) -> ModelInfo:
 
 @functools.lru_cache(maxsize=64)
 def _read_model_info(path: str, mtime_ns: int, size: int) -> ModelInfo:
-    import onnx
-
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises several unrelated types for a damaged file
+        props = metadata_props(path)
+    except (OSError, ValueError, TypeError) as exc:
         raise ModelError(f"{path} is not a readable ONNX model: {exc}") from exc
-    props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in props:
         raise ModelError(f"{path} has no '{METADATA_KEY}' metadata: export it with `deadtree export`")
     return ModelInfo.from_json(props[METADATA_KEY], str(path))
