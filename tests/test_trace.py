@@ -1,4 +1,4 @@
-"""The boundary-edge outlines must be GDAL's 4-connected polygons, shape for shape."""
+"""The boundary-edge outlines must be GDAL's 4-connected polygons, vertex for vertex."""
 import numpy as np
 import pytest
 from affine import Affine
@@ -22,12 +22,9 @@ def assert_same_outlines(mask, row_offset=0):
     theirs = gdal_outlines(labels, row_offset)
     assert len(ours) == n == len(theirs)
     for k, outline in enumerate(ours, start=1):
-        reference = theirs[k]
         assert outline.is_valid
-        assert outline.geom_type == reference.geom_type == "Polygon"
-        assert outline.area == reference.area
-        assert len(outline.interiors) == len(reference.interiors)
-        assert outline.symmetric_difference(reference).area == 0
+        # vertex for vertex: where each ring starts and which way it turns decide what simplifying keeps
+        assert outline.wkt == theirs[k].wkt
 
 
 @pytest.mark.parametrize("seed", range(40))

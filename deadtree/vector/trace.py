@@ -34,10 +34,11 @@ def component_outlines(mask: np.ndarray, labels: np.ndarray, n: int, row_offset:
     owners = _face_owners(faces, labels)
     if row_offset:  # after the owners are read off the strip's own rows
         faces = shapely.transform(faces, lambda xy: xy + (0, row_offset))
-    for face, owner in zip(faces, owners):
-        if owner:  # faces with owner 0 are holes: background enclosed by a component
-            outlines[owner - 1] = face
+    mine = owners > 0  # faces with owner 0 are holes: background enclosed by a component
+    for face, owner in zip(_in_gdal_order(faces[mine]), owners[mine]):
+        outlines[owner - 1] = face
     return outlines
+
 
 
 def _outside(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -86,3 +87,48 @@ def _face_owners(faces: np.ndarray, labels: np.ndarray) -> np.ndarray:
     centre = first + 0.5 * direction + 0.5 * inward
     cols, rows = np.floor(centre).astype(np.int64).T
     return labels[rows, cols]
+
+
+def _in_gdal_order(faces: np.ndarray) -> np.ndarray:
+    """The faces with their rings as GDAL writes them: each starting at its top-left vertex (smallest row,
+    then column), shells clockwise and holes counter-clockwise (by the numbers, rows pointing down), holes in
+    the order of their first vertex. The simplification that follows depends on where a ring starts, so this
+    keeps the output what GDAL's tracing gave, vertex for vertex."""
+    count = len(faces)
+    holes_each = shapely.get_num_interior_rings(faces)
+    hole_owner = np.repeat(np.arange(count), holes_each)
+    hole_number = np.arange(len(hole_owner)) - np.repeat(np.cumsum(holes_each) - holes_each, holes_each)
+    shells, shell_first = _rings_in_order(shapely.get_exterior_ring(faces), counter_clockwise=False)
+    holes, hole_first = _rings_in_order(shapely.get_interior_ring(faces[hole_owner], hole_number),
+                                        counter_clockwise=True)
+    rings = np.concatenate([shells, holes])
+    polygon = np.concatenate([np.arange(count), hole_owner])
+    first = np.concatenate([shell_first, hole_first])
+    is_hole = np.arange(len(rings)) >= count
+    order = np.lexsort((first[:, 0], first[:, 1], is_hole, polygon))  # per polygon: shell, then holes
+    return shapely.polygons(rings[order], indices=polygon[order])
+
+
+def _rings_in_order(rings: np.ndarray, counter_clockwise: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Rings turned to the wanted orientation and rolled to start at their top-left vertex, with that vertex."""
+    if len(rings) == 0:
+        return rings, np.zeros((0, 2))
+    coords, ring = shapely.get_coordinates(rings, return_index=True)
+    open_end = np.flatnonzero(np.diff(ring, append=len(rings)))  # each ring's closing point: dropped
+    keep = np.ones(len(coords), dtype=bool)
+    keep[open_end] = False
+    coords, ring = coords[keep], ring[keep]
+    sizes = np.bincount(ring, minlength=len(rings))
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    position = np.arange(len(coords))
+    following = position + 1
+    following[ends - 1] = starts
+    x, y = coords[:, 0], coords[:, 1]
+    twice_area = np.add.reduceat(x * y[following] - x[following] * y, starts)
+    turn = (twice_area > 0) != counter_clockwise
+    coords = coords[np.where(turn[ring], starts[ring] + ends[ring] - 1 - position, position)]
+    top_left = np.lexsort((coords[:, 0], coords[:, 1], ring))[starts]  # per ring: smallest row, then column
+    shift = (top_left - starts)[ring]
+    coords = coords[starts[ring] + (position - starts[ring] + shift) % sizes[ring]]
+    return shapely.linearrings(coords, indices=ring), coords[starts]
