@@ -4,8 +4,9 @@ GDAL's polygoniser (rasterio.features.shapes) scans every pixel of a strip, abou
 strip is empty, and that scan was the largest share of `segment`'s own work. Dead crowns cover a few percent of
 a scene, so the outlines are built here from the mask's pixels only: each mask pixel contributes those of its
 four sides that face a pixel outside the mask; sides in line on neighbouring pixels are joined into one segment;
-GEOS then closes the segments into faces (shapely.polygonize). The faces are exactly GDAL's 4-connected
-polygons, holes included (tests/test_trace.py compares them).
+GEOS then closes the segments into faces (shapely.polygonize), and each ring is started and turned as GDAL
+writes it. The outlines are GDAL's 4-connected polygons vertex for vertex, holes included (tests/test_trace.py
+compares their WKT).
 """
 from __future__ import annotations
 
@@ -32,13 +33,10 @@ def component_outlines(mask: np.ndarray, labels: np.ndarray, n: int, row_offset:
     ])
     faces = shapely.get_parts(shapely.polygonize(shapely.linestrings(segments)))
     owners = _face_owners(faces, labels)
-    if row_offset:  # after the owners are read off the strip's own rows
-        faces = shapely.transform(faces, lambda xy: xy + (0, row_offset))
     mine = owners > 0  # faces with owner 0 are holes: background enclosed by a component
-    for face, owner in zip(_in_gdal_order(faces[mine]), owners[mine]):
+    for face, owner in zip(_in_gdal_order(faces[mine], row_offset), owners[mine]):
         outlines[owner - 1] = face
     return outlines
-
 
 
 def _outside(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -57,7 +55,7 @@ def _joined_sides(rows: np.ndarray, cols: np.ndarray, facing_out: np.ndarray, al
     right), sides of adjacent pixels in line joined into one. Joining never hides a junction from GEOS: where two
     such sides meet, no other boundary edge touches the point (the pixels on both sides of the line agree)."""
     r, c = rows[facing_out], cols[facing_out]
-    if along_rows:  # tops / bottoms: horizontal runs, already in row-major order from np.nonzero
+    if along_rows:  # tops / bottoms: horizontal runs, the mask's pixels come in row-major order
         line, pos = r, c
     else:  # left / right sides: vertical runs, ordered column by column
         order = np.lexsort((r, c))
@@ -89,18 +87,18 @@ def _face_owners(faces: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return labels[rows, cols]
 
 
-def _in_gdal_order(faces: np.ndarray) -> np.ndarray:
-    """The faces with their rings as GDAL writes them: each starting at its top-left vertex (smallest row,
-    then column), shells clockwise and holes counter-clockwise (by the numbers, rows pointing down), holes in
-    the order of their first vertex. The simplification that follows depends on where a ring starts, so this
-    keeps the output what GDAL's tracing gave, vertex for vertex."""
+def _in_gdal_order(faces: np.ndarray, row_offset: int) -> np.ndarray:
+    """The faces rebuilt with their rings as GDAL writes them, moved down by `row_offset`: each ring starting
+    at its top-left vertex (smallest row, then column), shells clockwise and holes counter-clockwise (by the
+    numbers, rows pointing down), holes in the order of their first vertex. The simplification that follows
+    depends on where a ring starts, so this keeps the output what GDAL's tracing gave, vertex for vertex."""
     count = len(faces)
     holes_each = shapely.get_num_interior_rings(faces)
     hole_owner = np.repeat(np.arange(count), holes_each)
     hole_number = np.arange(len(hole_owner)) - np.repeat(np.cumsum(holes_each) - holes_each, holes_each)
-    shells, shell_first = _rings_in_order(shapely.get_exterior_ring(faces), counter_clockwise=False)
-    holes, hole_first = _rings_in_order(shapely.get_interior_ring(faces[hole_owner], hole_number),
-                                        counter_clockwise=True)
+    shells, shell_first = _rings_in_order(shapely.get_exterior_ring(faces), False, row_offset)
+    holes, hole_first = _rings_in_order(shapely.get_interior_ring(faces[hole_owner], hole_number), True,
+                                        row_offset)
     rings = np.concatenate([shells, holes])
     polygon = np.concatenate([np.arange(count), hole_owner])
     first = np.concatenate([shell_first, hole_first])
@@ -109,8 +107,9 @@ def _in_gdal_order(faces: np.ndarray) -> np.ndarray:
     return shapely.polygons(rings[order], indices=polygon[order])
 
 
-def _rings_in_order(rings: np.ndarray, counter_clockwise: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Rings turned to the wanted orientation and rolled to start at their top-left vertex, with that vertex."""
+def _rings_in_order(rings: np.ndarray, counter_clockwise: bool, row_offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rings turned to the wanted orientation, rolled to start at their top-left vertex and moved down by
+    `row_offset`, with that first vertex."""
     if len(rings) == 0:
         return rings, np.zeros((0, 2))
     coords, ring = shapely.get_coordinates(rings, return_index=True)
@@ -131,4 +130,5 @@ def _rings_in_order(rings: np.ndarray, counter_clockwise: bool) -> tuple[np.ndar
     top_left = np.lexsort((coords[:, 0], coords[:, 1], ring))[starts]  # per ring: smallest row, then column
     shift = (top_left - starts)[ring]
     coords = coords[starts[ring] + (position - starts[ring] + shift) % sizes[ring]]
+    coords[:, 1] += row_offset
     return shapely.linearrings(coords, indices=ring), coords[starts]
