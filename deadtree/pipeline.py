@@ -22,7 +22,7 @@ from deadtree.outputs import check_writable, discard, publish, workspace
 from deadtree.peak_filter import ensemble_floor
 from deadtree.preview import preview_bands, write_preview
 from deadtree.raster.grid import identity_grid, model_grid
-from deadtree.raster.normalise import BandStretch, band_medians, band_percentiles
+from deadtree.raster.normalise import BandStretch, stretch_and_medians
 from deadtree.raster.probability import (
     PROB_SCALE,
     ProbabilityRaster,
@@ -303,10 +303,11 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         if not valid.any():
             raise InputError(f"{scene.path.name} holds no valid pixels: everything is nodata, masked or fill")
         scaling = choice.first.scaling
-        stretch = band_percentiles(pixels, valid, scaling.get("low_pct", 1.0), scaling.get("high_pct", 99.0))
+        stretch, medians = stretch_and_medians(pixels, valid, scaling.get("low_pct", 1.0),
+                                               scaling.get("high_pct", 99.0))
         # Nodata pixels are shown to the model as the scene's typical value, so a bright or dark collar
         # cannot bleed into predictions next to it.
-        neutral = stretch.apply(band_medians(pixels, valid)[:, None, None]).ravel()
+        neutral = stretch.apply(medians[:, None, None]).ravel()
         segmenter, translator, members = opening.result()
     first = translator or segmenter
 
@@ -463,7 +464,6 @@ def _read_tile(reader: WindowReader, grid, t: Tile, buffers: BufferPool) -> tupl
     return pixels, valid
 
 
-
 class _TilePredictor:
     """Scales tiles, runs the optional translator and the segmenter in batches, returns probabilities."""
 
@@ -480,7 +480,8 @@ class _TilePredictor:
         self.stretch = stretch
         self.neutral = neutral.astype(np.float32)
         self.batch_size = max(1, batch_size)
-        self.buffers = BufferPool()  # scaled tiles: taken by scale(), given back once the model has run
+        # Tile-sized arrays in rotation: raw tiles go back once scaled, scaled tiles once the model has run.
+        self.buffers = BufferPool()
         if translator:
             self.to_segmenter = [translator.info.bands.index(b) for b in segmenter.info.bands]
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from deadtree.raster.normalise import SAFETY_CLIP, BandStretch, band_medians, band_percentiles
+from deadtree.raster.normalise import SAFETY_CLIP, BandStretch, band_percentiles, stretch_and_medians
 
 
 def reference(stretch, pixels):
@@ -46,11 +46,14 @@ def test_counted_percentiles_and_medians_equal_numpys(dtype, top, size):
         expected_lo, expected_hi = np.percentile(band, [1.0, 99.0])
         assert lo == pytest.approx(expected_lo, abs=1e-9)
         assert hi == pytest.approx(expected_hi if expected_hi > expected_lo else expected_lo + 1, abs=1e-9)
-    np.testing.assert_allclose(band_medians(pixels), np.median(pixels.reshape(2, -1), axis=1), atol=1e-9)
+    together, medians = stretch_and_medians(pixels, None, 1.0, 99.0)
+    assert together == stretch
+    np.testing.assert_allclose(medians, np.median(pixels.reshape(2, -1), axis=1), atol=1e-9)
 
 
 def test_a_band_without_valid_pixels_gets_a_neutral_stretch_and_median():
     pixels = np.ones((1, 3, 3), np.uint8)
     none = np.zeros((3, 3), bool)
     assert band_percentiles(pixels, none) == BandStretch((0.0,), (1.0,))
-    assert band_medians(pixels, none).tolist() == [0.0]
+    assert stretch_and_medians(pixels, none)[1].tolist() == [0.0]
+    assert stretch_and_medians(pixels, none)[0] == BandStretch((0.0,), (1.0,))

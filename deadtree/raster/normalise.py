@@ -58,23 +58,33 @@ def band_percentiles(
     high_pct: float = DEFAULT_HIGH_PCT,
 ) -> BandStretch:
     """Percentile stretch of a (bands, rows, cols) array, counting only valid pixels."""
+    return _stretch(_band_quantiles(pixels, valid, (low_pct, high_pct)))
+
+
+def stretch_and_medians(pixels: np.ndarray, valid: np.ndarray | None, low_pct: float = DEFAULT_LOW_PCT,
+                        high_pct: float = DEFAULT_HIGH_PCT) -> tuple[BandStretch, np.ndarray]:
+    """band_percentiles and each band's median (0 for a band without valid pixels, float64), from one pass
+    over each band's valid values."""
+    found = _band_quantiles(pixels, valid, (low_pct, high_pct, 50.0))
+    return _stretch(found), np.array([0.0 if q is None else q[2] for q in found])
+
+
+def _band_quantiles(pixels: np.ndarray, valid: np.ndarray | None, percents: tuple[float, ...]) -> list:
+    return [_percentiles(_valid_values(band, valid), percents) for band in pixels]
+
+
+def _stretch(quantiles: list) -> BandStretch:
+    """From each band's (low, high, ...) percentiles, or None for a band without valid pixels (0..1)."""
     lows, highs = [], []
-    for band in pixels:
-        found = _percentiles(_valid_values(band, valid), (low_pct, high_pct))
+    for found in quantiles:
         if found is None:
             lows.append(0.0)
             highs.append(1.0)
             continue
-        lo, hi = found
-        lows.append(float(lo))
-        highs.append(float(hi) if hi > lo else float(lo) + 1.0)
+        lo, hi = float(found[0]), float(found[1])
+        lows.append(lo)
+        highs.append(hi if hi > lo else lo + 1.0)
     return BandStretch(tuple(lows), tuple(highs))
-
-
-def band_medians(pixels: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Median of each band's valid pixels (0 for a band without any), as float64."""
-    medians = [_percentiles(_valid_values(band, valid), (50.0,)) for band in pixels]
-    return np.array([0.0 if m is None else m[0] for m in medians])
 
 
 def _valid_values(band: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
