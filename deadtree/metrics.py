@@ -100,6 +100,44 @@ class Scores:
         return out
 
 
+@dataclass
+class ErrorBreakdown:
+    """Where the pixels of the union (prediction or truth) go: correct, or wrong at the outline of a crown that
+    was found, or wrong because a whole patch is a false alarm or a whole crown was missed. A patch or crown
+    counts as found when any of its pixels (8-connected) overlaps the other mask."""
+
+    correct: int = 0
+    extra_at_found: int = 0  # predicted, not true, in a predicted patch that overlaps a true crown
+    false_patches: int = 0  # predicted, in a patch that overlaps no true crown
+    short_at_found: int = 0  # true, not predicted, in a crown that some prediction overlaps
+    missed_crowns: int = 0  # true, in a crown that no prediction overlaps
+
+    def add(self, pred: np.ndarray, truth: np.ndarray) -> None:
+        pred, truth = pred.astype(bool), truth.astype(bool)
+        both = pred & truth
+        pred_found = _overlapping(pred, both)
+        truth_found = _overlapping(truth, both)
+        self.correct += int(np.count_nonzero(both))
+        self.extra_at_found += int(np.count_nonzero(pred_found & ~truth))
+        self.false_patches += int(np.count_nonzero(pred & ~pred_found))
+        self.short_at_found += int(np.count_nonzero(truth_found & ~pred))
+        self.missed_crowns += int(np.count_nonzero(truth & ~truth_found))
+
+    def shares(self) -> dict[str, float]:
+        """Each count as a share of the union; `correct` is then the pooled pixel IoU."""
+        union = sum(asdict(self).values())
+        return {name: _ratio(count, union) for name, count in asdict(self).items()}
+
+
+def _overlapping(mask: np.ndarray, overlap: np.ndarray) -> np.ndarray:
+    """The pixels of `mask`'s 8-connected components that contain a pixel of `overlap`."""
+    labels, n = ndimage.label(mask, structure=EIGHT_CONNECTED)
+    touched = np.zeros(n + 1, dtype=bool)
+    touched[labels[overlap]] = True
+    touched[0] = False
+    return touched[labels]
+
+
 def match_objects(pred_labels, n_pred, truth_labels, n_truth, iou_threshold: float) -> int:
     """Number of one-to-one matches between labelled components at IoU >= iou_threshold."""
     if n_pred == 0 or n_truth == 0:

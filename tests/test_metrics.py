@@ -87,3 +87,23 @@ def test_probability_agreement_on_hand_made_frames():
     assert agreement["max_abs_probability_difference"] == pytest.approx(0.2, abs=1e-6)
     empty = [np.zeros((2, 2), np.float32)]
     assert probability_agreement(empty, empty, 0.5) == {"max_abs_probability_difference": 0.0, "mask_iou": 1.0}
+
+
+def test_error_breakdown_sorts_hand_made_errors():
+    from deadtree.metrics import ErrorBreakdown
+
+    truth = np.zeros((20, 20), bool)
+    pred = np.zeros((20, 20), bool)
+    truth[2:6, 2:6] = True  # a crown of 16 px, predicted one column wide (4 px too many)
+    pred[2:6, 2:7] = True
+    truth[10:13, 10:13] = True  # a crown of 9 px, predicted as its top row only (6 px short)
+    pred[10, 10:13] = True
+    truth[16:18, 16:18] = True  # a crown of 4 px that nothing overlaps
+    pred[16:19, 1:4] = True  # a false patch of 9 px
+    counts = ErrorBreakdown()
+    counts.add(pred, truth)
+    assert (counts.correct, counts.extra_at_found, counts.short_at_found) == (16 + 3, 4, 6)
+    assert (counts.false_patches, counts.missed_crowns) == (9, 4)
+    shares = counts.shares()
+    assert abs(sum(shares.values()) - 1) < 1e-12
+    assert abs(shares["correct"] - 19 / 42) < 1e-12  # the pooled IoU: 19 of a 42 px union

@@ -82,3 +82,27 @@ def test_tuning_predicts_validation_frames_with_segment_s_flips_and_scales(tmp_p
     for a, b, c in zip(plain, flipped, scaled):
         assert np.abs(a - b).max() < 1e-5  # the toy (a 3x3 mean) is mirror-symmetric
         assert b.shape == c.shape and 0 < np.abs(a - c).max() and np.percentile(np.abs(a - c), 99) < 0.1
+
+
+def test_error_breakdown_splits_each_part_s_union(tmp_path):
+    import torch
+
+    from deadtree.nets.segmenter import build_segmenter
+
+    data = write_kaggle_layout(tmp_path / "data", size=96)
+    torch.manual_seed(0)
+    model = build_segmenter("unet-r18-d4", 4)
+    checkpoint = tmp_path / "a.pt"
+    torch.save({"model": model.state_dict(), "config": {"arch": "unet-r18-d4", "bands": ["R", "G", "B", "NIR"]},
+                "split": {"validation_groups": ["ar003", "wa011"]}, "state": {"best": {"threshold": 0.5}}},
+               checkpoint)
+    out = tmp_path / "breakdown.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "error_breakdown.py"), str(checkpoint),
+                           "--data", str(data), "--train-every", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())["results"]
+    assert results["validation"]["frames"] == 2 and results["training"]["frames"] == 4
+    for part in results.values():
+        assert abs(sum(part["pooled"].values()) - 1) < 1e-9
+        assert set(part["by_state"]) == {"ar", "wa"}

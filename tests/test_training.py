@@ -97,7 +97,17 @@ def test_tiny_run_learns_resumes_and_exports(tmp_path):
     start = torch.load(tmp_path / "run" / "best.pt", weights_only=False)["model"][key]
     after = torch.load(tmp_path / "warm" / "last.pt", weights_only=False)["train_model"][key]
     assert (after - start).norm() < 0.2 * start.norm()  # two small steps away, not a fresh initialisation
-    with pytest.raises(InputError, match="not a unet-regnetx004"):
+    # a narrower decoder on the same encoder starts from the wide run's encoder, whole
+    half = train_segmenter(SegmenterConfig(**{**config.__dict__, "steps": 1, "lr": 1e-9, "arch": "unet-r18-d4-half",
+                                              "out_dir": str(tmp_path / "half"),
+                                              "init_from": str(tmp_path / "run" / "best.pt")}))
+    assert half["step"] == 1
+    stem = "encoder.conv1.weight"
+    narrowed = torch.load(tmp_path / "half" / "last.pt", weights_only=False)["train_model"]
+    assert narrowed["decoder.blocks.0.conv2.0.weight"].shape[0] == 64
+    assert torch.allclose(narrowed[stem], torch.load(tmp_path / "run" / "best.pt", weights_only=False)["model"][stem],
+                          atol=1e-6)
+    with pytest.raises(InputError, match="neither a unet-regnetx004"):
         train_segmenter(SegmenterConfig(**{**config.__dict__, "arch": "unet-regnetx004",
                                            "out_dir": str(tmp_path / "other"),
                                            "init_from": str(tmp_path / "run" / "best.pt")}))

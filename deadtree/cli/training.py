@@ -23,7 +23,9 @@ def train_segmenter_command(
                                        "regularise: the gap to unseen counties is overfitting)."),
     ema: float = typer.Option(0.998, help="Decay of the weight average that is validated and shipped (0 = off)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Warm start from the weights of an "
-                                             "earlier checkpoint (same architecture and bands), new schedule."),
+                                             "earlier checkpoint (same bands), new schedule: the same architecture, or the same encoder with "
+                                             "a wider decoder, whose most useful channels are kept (e.g. unet-r18-d4 "
+                                             "into unet-r18-d4-half)."),
     val_every: int = typer.Option(200, help="Validate and checkpoint every N steps (0 = eight times over the schedule)."),
     val_fraction: float = typer.Option(0.2, help="Share of each state's frames held out, by whole counties."),
     threads: int = typer.Option(0, help="CPU threads for torch (0 = torch's default)."),

@@ -12,6 +12,9 @@ ARCHITECTURES = {
     "unet-r18": ("Unet", "resnet18", (256, 128, 64, 32, 16)),
     "unet-r18-lite": ("Unet", "resnet18", (128, 64, 48, 32, 16)),
     "unet-r18-d4": ("Unet", "resnet18", (128, 64, 32, 16)),
+    # Half the decoder: 63% of unet-r18-d4's multiply-adds. Meant to start from a trained unet-r18-d4's
+    # weights (`train segmenter --init-from`, deadtree/training/prune.py).
+    "unet-r18-d4-half": ("Unet", "resnet18", (64, 32, 16, 8)),
     "unet-r34-d4": ("Unet", "resnet34", (128, 64, 32, 16)),
     "unet-effb0": ("Unet", "efficientnet-b0", (128, 64, 48, 32, 16)),
     "unet-mnv2": ("Unet", "mobilenet_v2", (128, 64, 48, 32, 16)),

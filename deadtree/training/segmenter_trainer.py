@@ -14,18 +14,20 @@ from tqdm import tqdm
 from deadtree.errors import InputError
 from deadtree.metrics import tuned_scores
 from deadtree.peak_filter import peak_record, tune_peak
-from deadtree.nets.segmenter import build_segmenter, count_parameters, predict_probabilities
+from deadtree.nets.segmenter import ARCHITECTURES, build_segmenter, count_parameters, predict_probabilities
 from deadtree.raster.normalise import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT
 from deadtree.training.augment import training_augmentation
 from deadtree.training.curves import plot_history
 from deadtree.training.distill import blended_target, teacher_probabilities
 from deadtree.training.frames import Frame, frame_input, load_frames, name_selected, parse_prefixes
 from deadtree.training.losses import segmentation_loss
+from deadtree.training.prune import decoder_widths, narrow_decoder, same_encoder
 from deadtree.training.devices import training_device, training_machine
 from deadtree.training.sampling import CropBatches, CropSampler
 from deadtree.training.time_budget import StepBudget, stop_after_minutes
 from deadtree.training.split import split_groups
 
+NARROWING_BATCHES = 4  # batches of 8 training crops that rank a wider decoder's channels (--init-from)
 THRESHOLDS = tuple(np.round(np.arange(0.2, 0.96, 0.05), 2))
 
 
@@ -88,7 +90,7 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
 
     model = build_segmenter(config.arch, len(config.bands)).to(device, memory_format=torch.channels_last)
     if config.init_from and not (resume and (out / "last.pt").exists()):
-        _warm_start(model, Path(config.init_from), config)
+        _warm_start(model, Path(config.init_from), config, train_frames)
     ema = WeightAverage(model, config.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     # Read from config.steps at every step, so that a resumed run may lengthen or shorten its schedule.
@@ -224,15 +226,29 @@ def warmup_cosine(step: int, total: int, warmup: float = 0.05, start: float = 0.
     return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _warm_start(model, checkpoint: Path, config: SegmenterConfig) -> None:
+def _warm_start(model, checkpoint: Path, config: SegmenterConfig, train_frames: list[Frame]) -> None:
+    """Load an earlier checkpoint's weights: the same network, or a wider decoder on the same encoder, which
+    is narrowed to this one's widths by keeping its most useful channels on training crops."""
     if not checkpoint.exists():
         raise InputError(f"--init-from: {checkpoint} does not exist")
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     earlier = ckpt.get("config", {})
-    if earlier.get("arch") != config.arch or tuple(earlier.get("bands", ())) != tuple(config.bands):
-        raise InputError(f"--init-from: {checkpoint} is a {earlier.get('arch')} on {earlier.get('bands')}, "
-                         f"not a {config.arch} on {list(config.bands)}")
-    model.load_state_dict(ckpt["model"])
+    if tuple(earlier.get("bands", ())) != tuple(config.bands):
+        raise InputError(f"--init-from: {checkpoint} was trained on {earlier.get('bands')}, not {list(config.bands)}")
+    if earlier.get("arch") == config.arch:
+        model.load_state_dict(ckpt["model"])
+        return
+    wide = build_segmenter(earlier.get("arch"), len(config.bands)) if earlier.get("arch") in ARCHITECTURES else None
+    if wide is None or not same_encoder(wide, model) or len(decoder_widths(wide)) != len(decoder_widths(model)) \
+            or any(n > w for n, w in zip(decoder_widths(model), decoder_widths(wide))):
+        raise InputError(f"--init-from: {checkpoint} is a {earlier.get('arch')}, which is neither a {config.arch} "
+                         f"nor the same encoder with a wider decoder")
+    wide.load_state_dict(ckpt["model"])
+    sampler = CropSampler(train_frames, config.crop, config.positive_fraction, None, seed=config.seed)
+    device = next(model.parameters()).device
+    batches = [torch.from_numpy(sampler.sample(8)[0]) for _ in range(NARROWING_BATCHES)]
+    narrow_decoder(wide, model.cpu(), batches)
+    model.to(device)
 
 
 class WeightAverage:
