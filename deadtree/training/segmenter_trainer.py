@@ -21,7 +21,7 @@ from deadtree.training.curves import plot_history
 from deadtree.training.distill import blended_target, teacher_probabilities
 from deadtree.training.frames import Frame, frame_input, load_frames, name_selected, parse_prefixes
 from deadtree.training.losses import segmentation_loss
-from deadtree.training.prune import decoder_widths, narrow_decoder, same_encoder
+from deadtree.training.prune import narrow_decoder
 from deadtree.training.devices import training_device, training_machine
 from deadtree.training.sampling import CropBatches, CropSampler
 from deadtree.training.time_budget import StepBudget, stop_after_minutes
@@ -238,16 +238,18 @@ def _warm_start(model, checkpoint: Path, config: SegmenterConfig, train_frames: 
     if earlier.get("arch") == config.arch:
         model.load_state_dict(ckpt["model"])
         return
-    wide = build_segmenter(earlier.get("arch"), len(config.bands)) if earlier.get("arch") in ARCHITECTURES else None
-    if wide is None or not same_encoder(wide, model) or len(decoder_widths(wide)) != len(decoder_widths(model)) \
-            or any(n > w for n, w in zip(decoder_widths(model), decoder_widths(wide))):
-        raise InputError(f"--init-from: {checkpoint} is a {earlier.get('arch')}, which is neither a {config.arch} "
-                         f"nor the same encoder with a wider decoder")
+    if earlier.get("arch") not in ARCHITECTURES:
+        raise InputError(f"--init-from: {checkpoint} is a {earlier.get('arch')}, not a {config.arch}")
+    wide = build_segmenter(earlier["arch"], len(config.bands))
     wide.load_state_dict(ckpt["model"])
     sampler = CropSampler(train_frames, config.crop, config.positive_fraction, None, seed=config.seed)
+    batches = (torch.from_numpy(sampler.sample(8)[0]) for _ in range(NARROWING_BATCHES))  # drawn after the checks
     device = next(model.parameters()).device
-    batches = [torch.from_numpy(sampler.sample(8)[0]) for _ in range(NARROWING_BATCHES)]
-    narrow_decoder(wide, model.cpu(), batches)
+    try:
+        narrow_decoder(wide, model.cpu(), batches)
+    except ValueError as error:
+        raise InputError(f"--init-from: {checkpoint} is a {earlier['arch']}, which is neither a {config.arch} "
+                         f"nor the same encoder with a wider decoder ({error})") from None
     model.to(device)
 
 
