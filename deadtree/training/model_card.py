@@ -95,7 +95,7 @@ def write_segmenter_card(path: Path, info: ModelInfo, checkpoint: dict, split: d
         f"| tile / overlap | {info.tile_size} px / {info.overlap} px |",
         f"| threshold | {info.threshold:.2f} (tuned on the validation split) |",
         min_peak_row(info),
-        f"| architecture | {config['arch']} (segmentation-models-pytorch, trained from scratch) |",
+        f"| architecture | {config['arch']} (segmentation-models-pytorch, {_origin(config)}) |",
         f"| file size | {size_bytes / 1e6:.1f} MB, ONNX vs torch max abs difference {parity:.1e} |",
         "",
         "## Training data",
@@ -159,3 +159,11 @@ def add_peak_to_card(card: Path, info: ModelInfo, best: dict) -> None:
     tmp = card.with_name(card.name + ".partial")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(card)
+
+
+def _origin(config: dict) -> str:
+    """How the weights began: every network here starts from scratch (no pretrained weights can be downloaded),
+    but a warm start begins from an earlier one of this project's own checkpoints."""
+    if config.get("init_from"):
+        return f"started from this project's {Path(config['init_from']).stem} weights, not from pretrained ones"
+    return "trained from scratch"
