@@ -2,7 +2,10 @@
 with the tile overlap the pipeline uses) against this machine's measured fp32 matrix-multiply rate in ONNX
 Runtime, so the throughput of benchmark 1 can be read as a fraction of what the CPU can do.
 
-    python benchmarks/floor.py [--model models/deadtree-rgbn.onnx]
+    python benchmarks/floor.py [--model models/deadtree-rgbn.onnx] [--model ...]
+
+Each row is read beside this host's own throughput record (benchmark 1, run first): the model-alone figure of
+the same model (or its int8 variant) as a fraction of the floor at that precision.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from common import RESULTS, report
+from common import report, result_path
 from onnx import TensorProto, helper, shape_inference
 
 from deadtree.runtime.metadata import read_model_info
@@ -26,12 +29,16 @@ def count_macs(path: Path, bands: int, tile: int) -> int:
     graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
     for axis in (2, 3):
         graph.input[0].type.tensor_type.shape.dim[axis].dim_value = tile
-    inferred = shape_inference.infer_shapes(model)
+    # data_prop: the last decoder block reads a Resize whose output size is computed in the graph; without
+    # propagating those values its shapes stay unknown (zeros), and its convolutions would count for nothing.
+    inferred = shape_inference.infer_shapes(model, data_prop=True)
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in
               list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
     weights = {i.name: list(i.dims) for i in inferred.graph.initializer}
     macs = 0
     for node in inferred.graph.node:
+        if node.op_type in ("Conv", "ConvTranspose") and not all(shapes[node.output[0]]):
+            raise ValueError(f"the shape of {node.output[0]} could not be inferred: its multiply-adds are unknown")
         if node.op_type in ("Conv", "ConvTranspose"):
             w = weights[node.input[1]]
             groups = next((a.i for a in node.attribute if a.name == "group"), 1)
@@ -79,32 +86,46 @@ def matmul_gflops(n: int = 2048, repeat: int = 10, int8: bool = False) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, default=None)
-    args = parser.parse_args()
-    defaults = [m for m in list_models() if m.info.task == "segmenter" and m.info.extra.get("default")]
-    path = args.model or max(defaults, key=lambda m: len(m.info.bands)).path  # the 4-band default, as in (1)
+def floor_row(path: Path, gflops: float, gops_int8: float) -> dict:
     info = read_model_info(path)
     tile, overlap = info.tile_size, info.overlap
-    macs_tile = count_macs(path, len(info.bands), tile)
     stride = tile - overlap
+    macs_tile = count_macs(path, len(info.bands), tile)
     macs_per_mp = macs_tile / (stride * stride) * 1e6  # each scene pixel is covered (tile/stride)^2 times
-    gflops, gops_int8 = matmul_gflops(), matmul_gflops(int8=True)
     floor_mp_s = gflops * 1e9 / (2 * macs_per_mp)
     floor_int8_mp_s = gops_int8 * 1e9 / (2 * macs_per_mp)
-    row = {"model": info.name, "GMACs_per_tile": macs_tile / 1e9, "GMACs_per_scene_MP": macs_per_mp / 1e9,
-           "matmul_GFLOP_per_s": gflops, "floor_MP_per_s": floor_mp_s,
+    row = {"model": info.name, "tile_px": tile, "overlap_px": overlap, "GMACs_per_tile": macs_tile / 1e9,
+           "GMACs_per_scene_MP": macs_per_mp / 1e9, "matmul_GFLOP_per_s": gflops, "floor_MP_per_s": floor_mp_s,
            "int8_matmul_GOP_per_s": gops_int8, "int8_floor_MP_per_s": floor_int8_mp_s}
-    measured = RESULTS / "throughput.json"
-    if measured.exists():
-        first = json.loads(measured.read_text())["rows"][0]
-        row["measured_model"] = first["model"]
-        row["measured_MP_per_s"] = first["MP_per_s"]
-        floor = floor_int8_mp_s if first["model"].endswith("-int8") else floor_mp_s
-        row["fraction_of_floor"] = first["MP_per_s"] / floor
-    report("floor", [row], {"note": f"tile {tile}, overlap {overlap}: each pixel is computed (tile/stride)^2 = "
-                                     f"{(tile / stride) ** 2:.2f} times"})
+    measured = _measured_model_alone(info.name, tile)
+    if measured:
+        row["measured_model"] = measured["model"]
+        row["measured_model_alone_MP_per_s"] = measured["model_alone_MP_per_s"]
+        floor = floor_int8_mp_s if measured["model"].endswith("-int8") else floor_mp_s
+        row["fraction_of_floor"] = measured["model_alone_MP_per_s"] / floor
+    return row
+
+
+def _measured_model_alone(name: str, tile: int) -> dict | None:
+    """This host's throughput row for the model or its int8 variant at the same tile size, if recorded."""
+    record = result_path("throughput")
+    if not record.exists():
+        return None
+    rows = [r for r in json.loads(record.read_text())["rows"]
+            if r["model"] in (name, f"{name}-int8") and r.get("tile_px") == tile and "model_alone_MP_per_s" in r]
+    return max(rows, key=lambda r: r["model"].endswith("-int8"), default=None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, action="append", default=None, help="repeat to compare")
+    args = parser.parse_args()
+    defaults = [m for m in list_models() if m.info.task == "segmenter" and m.info.extra.get("default")]
+    paths = args.model or [max(defaults, key=lambda m: len(m.info.bands)).path]  # the 4-band default, as in (1)
+    gflops, gops_int8 = matmul_gflops(), matmul_gflops(int8=True)
+    rows = [floor_row(path, gflops, gops_int8) for path in paths]
+    report("floor", rows, {"note": "each scene pixel is computed (tile / (tile - overlap))^2 times; "
+                                   "measured: the model alone in this host's throughput record"})
 
 
 if __name__ == "__main__":

@@ -32,3 +32,21 @@ def test_gpu_benchmark_reports_each_device_s_provider_or_error_and_checks_parity
               if f.group == "ar003"]
     rows = parity(model, {"cpu again": (model, "cpu")}, frames, info.threshold)
     assert rows[0]["max_abs_probability_difference"] == 0.0 and rows[0]["passes_1e-2_and_0.99"]
+
+
+def test_floor_reads_the_same_model_s_model_alone_figure_from_this_host_s_record(tmp_path, monkeypatch):
+    import json
+
+    import floor
+
+    record = tmp_path / "throughput-avx2.json"
+    rows = [{"model": "other-int8", "tile_px": 1024, "model_alone_MP_per_s": 9.0},
+            {"model": "deadtree-x", "tile_px": 1024, "model_alone_MP_per_s": 0.5},
+            {"model": "deadtree-x-int8", "tile_px": 512, "model_alone_MP_per_s": 2.0},
+            {"model": "deadtree-x-int8", "tile_px": 1024, "model_alone_MP_per_s": 1.0}]
+    record.write_text(json.dumps({"rows": rows}))
+    monkeypatch.setattr(floor, "result_path", lambda name: record)
+    assert floor._measured_model_alone("deadtree-x", 1024)["model_alone_MP_per_s"] == 1.0  # int8, same tile
+    assert floor._measured_model_alone("deadtree-x", 256) is None
+    record.unlink()
+    assert floor._measured_model_alone("deadtree-x", 1024) is None
