@@ -1,10 +1,11 @@
 """Narrow a trained U-Net's decoder, so that a cheaper network starts from trained weights.
 
 The decoder holds over half of a four-stage ResNet-18 U-Net's multiply-adds, mostly in its high-resolution
-stages. Training a narrower decoder from scratch on this project's CPU costs hours; starting it from the wide
-model's most useful channels and fine-tuning costs a fraction of that. A channel's use is measured as its mean
-activation on real training crops times the weight the next layer gives it, so dead and ignored channels go
-first.
+stages. Training a narrower decoder from scratch on this project's CPU costs many hours. Here the encoder is
+copied whole, and each decoder convolution keeps the wide model's most useful channels: mean activation on
+real training crops times the weight the next layer gives them, so that dead and ignored channels go first.
+Halving every decoder layer at once does not keep the decoder's function (docs/models.md), so the result is
+a start for fine-tuning, not a finished network.
 """
 from __future__ import annotations
 
