@@ -37,18 +37,18 @@ def count_macs(path: Path, bands: int, tile: int) -> int:
     weights = {i.name: list(i.dims) for i in inferred.graph.initializer}
     macs = 0
     for node in inferred.graph.node:
-        if node.op_type in ("Conv", "ConvTranspose") and not all(shapes[node.output[0]]):
-            raise ValueError(f"the shape of {node.output[0]} could not be inferred: its multiply-adds are unknown")
         if node.op_type in ("Conv", "ConvTranspose"):
+            if not all(shapes[node.output[0]]):
+                raise ValueError(f"the shape of {node.output[0]} could not be inferred: its multiply-adds are unknown")
+            # Conv weights are (out, in / groups, kh, kw), ConvTranspose ones (in, out / groups, kh, kw): w[1] is
+            # already divided by the groups, and counts the MACs per output (Conv) or input (ConvTranspose) value.
             w = weights[node.input[1]]
-            groups = next((a.i for a in node.attribute if a.name == "group"), 1)
             if node.op_type == "Conv":
                 out = shapes[node.output[0]]
                 macs += int(np.prod(out)) * w[1] * w[2] * w[3]
             else:
                 inp = shapes[node.input[0]]
                 macs += int(np.prod(inp)) * w[1] * w[2] * w[3]
-            del groups
         elif node.op_type in ("MatMul", "Gemm"):
             a, b = shapes.get(node.input[0]), weights.get(node.input[1]) or shapes.get(node.input[1])
             if a and b:

@@ -130,11 +130,11 @@ class ErrorBreakdown:
 
 
 def _overlapping(mask: np.ndarray, overlap: np.ndarray) -> np.ndarray:
-    """The pixels of `mask`'s 8-connected components that contain a pixel of `overlap`."""
+    """The pixels of `mask`'s 8-connected components that contain a pixel of `overlap` (a part of `mask`, so
+    the background's label 0 is never marked)."""
     labels, n = ndimage.label(mask, structure=EIGHT_CONNECTED)
     touched = np.zeros(n + 1, dtype=bool)
     touched[labels[overlap]] = True
-    touched[0] = False
     return touched[labels]
 
 

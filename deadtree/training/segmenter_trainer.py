@@ -244,13 +244,11 @@ def _warm_start(model, checkpoint: Path, config: SegmenterConfig, train_frames: 
     wide.load_state_dict(ckpt["model"])
     sampler = CropSampler(train_frames, config.crop, config.positive_fraction, None, seed=config.seed)
     batches = (torch.from_numpy(sampler.sample(8)[0]) for _ in range(NARROWING_BATCHES))  # drawn after the checks
-    device = next(model.parameters()).device
-    try:
-        narrow_decoder(wide, model.cpu(), batches)
+    try:  # the wide network ranks channels on the CPU; copying them onto `model`'s device needs no move
+        narrow_decoder(wide, model, batches)
     except ValueError as error:
         raise InputError(f"--init-from: {checkpoint} is a {earlier['arch']}, which is neither a {config.arch} "
                          f"nor the same encoder with a wider decoder ({error})") from None
-    model.to(device)
 
 
 class WeightAverage:
