@@ -45,6 +45,10 @@ def train_segmenter_command(
         "the training frames is learnt beside the masks. Teachers must share this run's validation counties."),
     distill_weight: float = typer.Option(0.5, "--distill-weight", help="Share of the teachers' probability in "
                                          "the target (the masks have the rest)."),
+    mimic: Optional[Path] = typer.Option(
+        None, "--mimic", help="Learn this trained checkpoint's logits on every training crop instead of the "
+        "masks, on its own encoder, frozen: for a narrower decoder on the same encoder (use with --init-from "
+        "the same checkpoint)."),
 ) -> None:
     """Train a dead-tree segmenter from scratch, validating on counties it never sees."""
     from deadtree.bands import parse_band_list
@@ -60,6 +64,7 @@ def train_segmenter_command(
             states=[x.strip() for x in states.split(",") if x.strip()], device=device, workers=workers,
             fit_minutes=fit_minutes, augmentation=augmentation,
             teachers=[str(t) for t in teacher or ()], distill_weight=distill_weight,
+            mimic=str(mimic) if mimic else "",
         )
         summary = train_segmenter(config, resume=resume)
     except DeadtreeError as exc:

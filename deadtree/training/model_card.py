@@ -23,6 +23,7 @@ def segmenter_command(config: dict) -> str:
         + (f" --augmentation {config['augmentation']}" if config.get("augmentation", "standard") != "standard" else "")
         + "".join(f" --teacher {t}" for t in config.get("teachers", ()))
         + (f" --distill-weight {config['distill_weight']:g}" if config.get("teachers") else "")
+        + (f" --mimic {config['mimic']}" if config.get("mimic") else "")
         + (f" --max-minutes {config['max_minutes']:g}  # repeat with --resume until finished" if config.get("max_minutes") else "")
     )
 
@@ -65,6 +66,10 @@ def peak_lines(best: dict) -> list[str]:
 
 
 def distillation_lines(config: dict) -> list[str]:
+    if config.get("mimic"):
+        return [f"Distilled: the decoder learnt {Path(config['mimic']).stem}'s logits on every training crop, on "
+                "that network's encoder, which it shares unchanged; the masks entered only through that network.",
+                "It was trained and validated on this same split, so it never saw a validation frame either.", ""]
     teachers = config.get("teachers") or []
     if not teachers:
         return []

@@ -19,6 +19,7 @@ from deadtree.raster.normalise import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT
 from deadtree.training.augment import training_augmentation
 from deadtree.training.curves import plot_history
 from deadtree.training.distill import blended_target, teacher_probabilities
+from deadtree.training.mimic import LogitMimic
 from deadtree.training.frames import Frame, frame_input, load_frames, name_selected, parse_prefixes
 from deadtree.training.losses import segmentation_loss
 from deadtree.training.prune import narrow_decoder
@@ -59,6 +60,7 @@ class SegmenterConfig:
     augmentation: str = "standard"  # or "strong": a gain per band and wider brightness / contrast
     teachers: list[str] = field(default_factory=list)  # checkpoints whose mean probability is learnt beside the masks
     distill_weight: float = 0.5  # share of the teachers' probability in the target
+    mimic: str = ""  # checkpoint whose logits the decoder learns, on its encoder, frozen (deadtree/training/mimic.py)
 
 
 def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
@@ -91,8 +93,10 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     model = build_segmenter(config.arch, len(config.bands)).to(device, memory_format=torch.channels_last)
     if config.init_from and not (resume and (out / "last.pt").exists()):
         _warm_start(model, Path(config.init_from), config, train_frames)
+    mimic = _logit_mimic(config, model, val_groups, device)
     ema = WeightAverage(model, config.ema_decay)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
     # Read from config.steps at every step, so that a resumed run may lengthen or shorten its schedule.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, config.steps))
     state = {"step": 0, "history": [], "best": None, "train_seconds": 0.0, "machine": training_machine(device)}
@@ -130,9 +134,14 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
         x, y = next_batch()
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(x)
-        loss = segmentation_loss(logits.float(), y)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+        if mimic:
+            with autocast:
+                loss = mimic.loss(model, x)
+        else:
+            with autocast:
+                logits = model(x)
+            loss = segmentation_loss(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -184,6 +193,16 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _logit_mimic(config: SegmenterConfig, model, val_groups: set[str], device) -> LogitMimic | None:
+    if not config.mimic:
+        return None
+    if config.teachers:
+        raise InputError("--mimic and --teacher are two ways of learning from trained networks: use one")
+    mimic = LogitMimic(config.mimic, tuple(config.bands), val_groups, device)
+    mimic.adopt_encoder(model)
+    return mimic
 
 
 def _distilled_targets(config: SegmenterConfig, frames: list[Frame], val_groups: set[str],

@@ -1,0 +1,62 @@
+"""Teach a narrower decoder to reproduce a trained network's logits on that network's own, frozen encoder.
+
+Narrowing a decoder keeps the encoder but not the decoder's function (deadtree/training/prune.py), and
+retraining the decoder on the masks lands a little below the network it came from. The network it came from
+is the better target: its logits say, for every pixel of every augmented crop, what a model that already
+validates well makes of it, including how sure it is. With the encoder shared and frozen, the student's
+features are the teacher's exactly, so one encoder pass serves both and only the small decoder learns.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from deadtree.errors import InputError
+
+LOGIT_LIMIT = 8.0  # beyond this sigmoid is 0.9997 either way: no use spending the student's capacity there
+
+
+class LogitMimic:
+    def __init__(self, checkpoint: str | Path, bands: tuple[str, ...], validation_groups: set[str],
+                 device: torch.device | str = "cpu"):
+        from deadtree.nets.segmenter import load_segmenter
+
+        if not Path(checkpoint).exists():
+            raise InputError(f"--mimic: {checkpoint} does not exist")
+        teacher, ckpt = load_segmenter(checkpoint)
+        theirs = tuple(ckpt.get("config", {}).get("bands", ()))
+        if theirs != tuple(bands):
+            raise InputError(f"--mimic: {checkpoint} was trained on {list(theirs)}, not {list(bands)}")
+        held_out = set(ckpt.get("split", {}).get("validation_groups", ()))
+        if held_out != validation_groups:
+            # A teacher that trained on this run's validation counties would pass their labels on.
+            raise InputError(f"--mimic: {checkpoint} was validated on other counties than this run "
+                             f"({', '.join(sorted(held_out ^ validation_groups)) or 'none recorded'} differ)")
+        self.checkpoint = str(checkpoint)
+        self.teacher = teacher.to(device, memory_format=torch.channels_last).eval()
+        for parameter in self.teacher.parameters():
+            parameter.requires_grad_(False)
+
+    def adopt_encoder(self, student: torch.nn.Module) -> None:
+        """Give the student the teacher's encoder and freeze it there."""
+        ours, theirs = student.encoder.state_dict(), self.teacher.encoder.state_dict()
+        mismatched = [k for k in theirs if k not in ours or ours[k].shape != theirs[k].shape]
+        if mismatched or len(ours) != len(theirs):
+            raise InputError(f"--mimic: {self.checkpoint} has another encoder than this architecture "
+                             f"({len(mismatched)} tensors differ); the student must share the teacher's encoder")
+        student.encoder.load_state_dict(theirs)
+        freeze_encoder(student)
+
+    def loss(self, student: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            features = self.teacher.encoder(images)
+            target = self.teacher.segmentation_head(self.teacher.decoder(features)).clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
+        logits = student.segmentation_head(student.decoder(features))
+        return F.mse_loss(logits.float(), target.float())
+
+
+def freeze_encoder(model: torch.nn.Module) -> None:
+    for parameter in model.encoder.parameters():
+        parameter.requires_grad_(False)

@@ -1,0 +1,96 @@
+"""--mimic: a narrower decoder learns a trained network's logits on that network's frozen encoder."""
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from deadtree.cli import app  # noqa: E402
+from deadtree.errors import InputError  # noqa: E402
+from deadtree.training.frames import load_frames  # noqa: E402
+from deadtree.training.mimic import LogitMimic  # noqa: E402
+from deadtree.training.model_card import distillation_lines, segmenter_command  # noqa: E402
+from deadtree.training.sampling import CropSampler  # noqa: E402
+from deadtree.training.segmenter_trainer import SegmenterConfig, train_segmenter  # noqa: E402
+from tests.test_training import write_kaggle_layout  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mimic")
+    data = write_kaggle_layout(root / "data")
+    config = SegmenterConfig(data=str(data), out_dir=str(root / "teacher"), arch="unet-r18-d4", crop=64,
+                             batch_size=4, steps=20, lr=3e-3, val_every=20, threads=1)
+    train_segmenter(config)
+    return root, data, config
+
+
+def _crops(data, val_groups, n=4):
+    frames = [f for f in load_frames(data, ("R", "G", "B", "NIR")) if f.group not in val_groups]
+    return torch.from_numpy(CropSampler(frames, 64, 0.6, None, seed=5).sample(n)[0])
+
+
+def test_student_learns_the_teachers_logits_on_its_frozen_encoder(teacher_run):
+    root, data, config = teacher_run
+    teacher_ckpt = root / "teacher" / "best.pt"
+    student_dir = root / "student"
+    result = CliRunner().invoke(app, [
+        "train", "segmenter", str(data), "--out-dir", str(student_dir), "--arch", "unet-r18-d4-half",
+        "--steps", "30", "--batch-size", "4", "--crop", "64", "--lr", "0.003", "--val-every", "30",
+        "--threads", "1", "--init-from", str(teacher_ckpt), "--mimic", str(teacher_ckpt)])
+    assert result.exit_code == 0, result.output
+
+    teacher = torch.load(teacher_ckpt, weights_only=False)["model"]
+    start = torch.load(teacher_ckpt, weights_only=False)
+    student = torch.load(student_dir / "last.pt", weights_only=False)
+    for weights in (student["model"], student["train_model"]):  # shipped average and trained weights alike
+        encoder = {k: v for k, v in weights.items() if k.startswith("encoder.")}
+        assert encoder and all(torch.equal(v, teacher[k]) for k, v in encoder.items())
+
+    # the decoder moved towards the teacher: the mimic loss on unseen crops fell from the narrowed start
+    from deadtree.nets.segmenter import build_segmenter
+    from deadtree.training.prune import narrow_decoder
+
+    val = set(json.loads((student_dir / "split.json").read_text())["validation_groups"])
+    mimic = LogitMimic(teacher_ckpt, ("R", "G", "B", "NIR"), val)
+    narrowed = build_segmenter("unet-r18-d4-half", 4)
+    wide = build_segmenter("unet-r18-d4", 4)
+    wide.load_state_dict(start["model"])
+    narrow_decoder(wide, narrowed, iter([_crops(data, val, 8)]))
+    trained = build_segmenter("unet-r18-d4-half", 4)
+    trained.load_state_dict(student["model"])
+    crops = _crops(data, val)
+    with torch.no_grad():
+        before, after = mimic.loss(narrowed.eval(), crops).item(), mimic.loss(trained.eval(), crops).item()
+    assert after < 0.5 * before
+
+    # the card and the reproducing command say how the student learnt
+    assert f"--mimic {teacher_ckpt}" in segmenter_command(student["config"])
+    assert "learnt best's logits" in distillation_lines(student["config"])[0]
+
+
+def test_mimic_refuses_what_would_leak_or_cannot_share_an_encoder(teacher_run, tmp_path):
+    root, data, config = teacher_run
+    teacher_ckpt = root / "teacher" / "best.pt"
+    val = set(json.loads((root / "teacher" / "split.json").read_text())["validation_groups"])
+
+    with pytest.raises(InputError, match="trained on"):
+        LogitMimic(teacher_ckpt, ("R", "G", "B"), val)
+    with pytest.raises(InputError, match="validated on other counties"):
+        LogitMimic(teacher_ckpt, ("R", "G", "B", "NIR"), val | {"tx999"})
+    with pytest.raises(InputError, match="does not exist"):
+        LogitMimic(tmp_path / "none.pt", ("R", "G", "B", "NIR"), val)
+
+    from deadtree.nets.segmenter import build_segmenter
+
+    with pytest.raises(InputError, match="another encoder"):
+        LogitMimic(teacher_ckpt, ("R", "G", "B", "NIR"), val).adopt_encoder(build_segmenter("unet-r34-d4", 4))
+    with pytest.raises(InputError, match="use one"):
+        train_segmenter(SegmenterConfig(**{**config.__dict__, "out_dir": str(tmp_path / "both"),
+                                           "mimic": str(teacher_ckpt), "teachers": [str(teacher_ckpt)]}))
+    result = CliRunner().invoke(app, ["train", "segmenter", str(data), "--out-dir", str(tmp_path / "cli"),
+                                      "--bands", "R,G,B", "--steps", "1", "--crop", "64", "--threads", "1",
+                                      "--mimic", str(teacher_ckpt)])
+    assert result.exit_code != 0 and "trained on" in result.output and "Traceback" not in result.output
