@@ -18,7 +18,10 @@ from scipy import ndimage
 from deadtree.components import FOUR_CONNECTED, labelled_maxima
 from deadtree.metrics import Scores
 
-PEAKS = (0.0, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+# Floors from just above the lowest pixel threshold the tuning can choose (0.2): a network distilled from
+# another's logits sets its threshold at 0.35-0.4, and its faint patches peak below 0.6. A floor at or below
+# the threshold keeps every patch, like 0, which wins such ties by coming first.
+PEAKS = (0.0, *(round(0.25 + 0.05 * k, 2) for k in range(15)))
 DEFAULT_MIN_AREA_PX = 1.0 / (0.6 * 0.6)  # segment's default --min-area (1 m²) at the models' 0.6 m
 
 
