@@ -106,3 +106,19 @@ def test_error_breakdown_splits_each_part_s_union(tmp_path):
     for part in results.values():
         assert abs(sum(part["pooled"].values()) - 1) < 1e-9
         assert set(part["by_state"]) == {"ar", "wa"}
+
+
+def test_county_bootstrap_pools_whole_counties_and_stays_within_states_when_asked():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("county_bootstrap", ROOT / "scripts" / "county_bootstrap.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # two states; within each state the counties score alike, between states they differ
+    counts = {"ar001": [50, 100], "ar003": [50, 100], "wa001": [10, 100], "wa003": [10, 100]}
+    within = module.bootstrap(counts, 500, by_state=True)
+    assert np.allclose(within, 0.3)  # one county per state's pair, always: the same pooled IoU
+    across = module.bootstrap(counts, 500, by_state=False)
+    assert across.min() == 0.1 and across.max() == 0.5  # all-Washington and all-Arkansas draws happen
+    assert abs(np.median(across) - 0.3) < 1e-9
+    assert module.summary(across)["share_at_or_above_0.48"] > 0
