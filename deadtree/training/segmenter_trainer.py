@@ -19,9 +19,9 @@ from deadtree.raster.normalise import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT
 from deadtree.training.augment import training_augmentation
 from deadtree.training.curves import plot_history
 from deadtree.training.distill import blended_target, teacher_probabilities
-from deadtree.training.mimic import LogitMimic
 from deadtree.training.frames import Frame, frame_input, load_frames, name_selected, parse_prefixes
 from deadtree.training.losses import segmentation_loss
+from deadtree.training.mimic import LogitMimic
 from deadtree.training.prune import narrow_decoder
 from deadtree.training.devices import training_device, training_machine
 from deadtree.training.sampling import CropBatches, CropSampler
@@ -135,7 +135,7 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-        if mimic:
+        if mimic is not None:
             with autocast:
                 loss = mimic.loss(model, x)
         else:
