@@ -31,7 +31,6 @@ def teacher_probabilities(teachers: list[str], frames: list[Frame], validation_g
     Each teacher sees the frames in its own bands (`frames_with_bands(bands)`). The result is cached in
     cache_dir, so that a resumed run does not predict again; the cache names its teachers and the validation
     counties they were checked against, and is redone when either changes."""
-    from deadtree.nets.segmenter import load_segmenter
     from deadtree.training.segmenter_trainer import frame_probabilities
 
     cache = cache_dir / CACHE_NAME
@@ -46,14 +45,7 @@ def teacher_probabilities(teachers: list[str], frames: list[Frame], validation_g
     # Every teacher is checked before any predicts: a refused third teacher should not cost the first two's time.
     loaded = []
     for teacher in teachers:
-        if not Path(teacher).exists():
-            raise InputError(f"--teacher: {teacher} does not exist")
-        model, ckpt = load_segmenter(teacher)
-        theirs = set(ckpt.get("split", {}).get("validation_groups", ()))
-        if theirs != validation_groups:
-            raise InputError(f"--teacher: {teacher} was validated on other counties than this run "
-                             f"({', '.join(sorted(theirs ^ validation_groups)) or 'none recorded'} differ): "
-                             "it may have trained on this run's validation counties")
+        model, ckpt = load_teacher(teacher, validation_groups)
         loaded.append((teacher, model, tuple(ckpt["config"]["bands"])))
 
     sums: dict[str, np.ndarray] = {}
@@ -71,6 +63,22 @@ def teacher_probabilities(teachers: list[str], frames: list[Frame], validation_g
     np.savez_compressed(tmp, teachers=np.array(key), **soft)
     tmp.replace(cache)
     return soft
+
+
+def load_teacher(checkpoint: str | Path, validation_groups: set[str], option: str = "--teacher") -> tuple:
+    """A trained segmenter to learn from, and its checkpoint; refused unless it was validated on exactly this
+    run's counties, since one that trained on them would pass their labels on to the student."""
+    from deadtree.nets.segmenter import load_segmenter
+
+    if not Path(checkpoint).exists():
+        raise InputError(f"{option}: {checkpoint} does not exist")
+    model, ckpt = load_segmenter(checkpoint)
+    theirs = set(ckpt.get("split", {}).get("validation_groups", ()))
+    if theirs != validation_groups:
+        raise InputError(f"{option}: {checkpoint} was validated on other counties than this run "
+                         f"({', '.join(sorted(theirs ^ validation_groups)) or 'none recorded'} differ): "
+                         "it may have trained on this run's validation counties")
+    return model, ckpt
 
 
 def blended_target(mask: np.ndarray, soft: np.ndarray, weight: float) -> np.ndarray:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from deadtree.errors import InputError
+from deadtree.training.distill import load_teacher
 
 LOGIT_LIMIT = 8.0  # beyond this sigmoid is 0.9997 either way: no use spending the student's capacity there
 
@@ -21,19 +22,10 @@ LOGIT_LIMIT = 8.0  # beyond this sigmoid is 0.9997 either way: no use spending t
 class LogitMimic:
     def __init__(self, checkpoint: str | Path, bands: tuple[str, ...], validation_groups: set[str],
                  device: torch.device | str = "cpu"):
-        from deadtree.nets.segmenter import load_segmenter
-
-        if not Path(checkpoint).exists():
-            raise InputError(f"--mimic: {checkpoint} does not exist")
-        teacher, ckpt = load_segmenter(checkpoint)
+        teacher, ckpt = load_teacher(checkpoint, validation_groups, "--mimic")
         theirs = tuple(ckpt.get("config", {}).get("bands", ()))
         if theirs != tuple(bands):
             raise InputError(f"--mimic: {checkpoint} was trained on {list(theirs)}, not {list(bands)}")
-        held_out = set(ckpt.get("split", {}).get("validation_groups", ()))
-        if held_out != validation_groups:
-            # A teacher that trained on this run's validation counties would pass their labels on.
-            raise InputError(f"--mimic: {checkpoint} was validated on other counties than this run "
-                             f"({', '.join(sorted(held_out ^ validation_groups)) or 'none recorded'} differ)")
         self.checkpoint = str(checkpoint)
         self.teacher = teacher.to(device, memory_format=torch.channels_last).eval()
         for parameter in self.teacher.parameters():
