@@ -38,7 +38,7 @@ def test_student_learns_the_teachers_logits_on_its_frozen_encoder(teacher_run):
     student_dir = root / "student"
     result = CliRunner().invoke(app, [
         "train", "segmenter", str(data), "--out-dir", str(student_dir), "--arch", "unet-r18-d4-half",
-        "--steps", "30", "--batch-size", "4", "--crop", "64", "--lr", "0.003", "--val-every", "30",
+        "--steps", "60", "--batch-size", "4", "--crop", "64", "--lr", "0.003", "--val-every", "60",
         "--threads", "1", "--init-from", str(teacher_ckpt), "--mimic", str(teacher_ckpt)])
     assert result.exit_code == 0, result.output
 
@@ -49,7 +49,7 @@ def test_student_learns_the_teachers_logits_on_its_frozen_encoder(teacher_run):
         encoder = {k: v for k, v in weights.items() if k.startswith("encoder.")}
         assert encoder and all(torch.equal(v, teacher[k]) for k, v in encoder.items())
 
-    # the decoder moved towards the teacher: the mimic loss on unseen crops fell from the narrowed start
+    # the decoder moved towards the teacher: the mimic loss on unseen crops fell well below the narrowed start
     from deadtree.nets.segmenter import build_segmenter
     from deadtree.training.prune import narrow_decoder
 
@@ -61,10 +61,10 @@ def test_student_learns_the_teachers_logits_on_its_frozen_encoder(teacher_run):
     narrow_decoder(wide, narrowed, iter([_crops(data, val, 8)]))
     trained = build_segmenter("unet-r18-d4-half", 4)
     trained.load_state_dict(student["model"])
-    crops = _crops(data, val)
+    crops = _crops(data, val, 16)
     with torch.no_grad():
         before, after = mimic.loss(narrowed.eval(), crops).item(), mimic.loss(trained.eval(), crops).item()
-    assert after < 0.5 * before
+    assert after < 0.6 * before  # 0.43 here; the margin absorbs another CPU's rounding
 
     # the card and the reproducing command say how the student learnt
     assert f"--mimic {teacher_ckpt}" in segmenter_command(student["config"])

@@ -220,6 +220,19 @@ def test_worker_batches_differ_between_workers_and_match_the_sampler(tmp_path):
     assert torch.allclose(served, torch.full_like(served, 0.25))
 
 
+def test_augmented_crops_repeat_with_the_seed_and_change_without_it(tmp_path):
+    from deadtree.training.augment import training_augmentation
+    from deadtree.training.sampling import CropSampler
+
+    frames = load_frames(write_kaggle_layout(tmp_path / "data"), ("R", "G", "B"))
+
+    def crops(seed):
+        return CropSampler(frames, 32, 0.5, training_augmentation("strong"), seed=seed).sample(6)[0]
+
+    assert np.array_equal(crops(3), crops(3))  # a rerun of a training command sees the same crops
+    assert not np.array_equal(crops(3), crops(4))
+
+
 def test_fitted_run_sets_its_steps_and_records_them(tmp_path, monkeypatch):
     import functools
 

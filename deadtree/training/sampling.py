@@ -18,6 +18,8 @@ class CropSampler:
         self.positive_fraction = positive_fraction
         self.augment = augment
         self.rng = np.random.default_rng(seed)
+        if augment is not None:  # albumentations draws from its own generator: seed it too, or reruns differ
+            augment.set_random_seed(int(self.rng.integers(2**31)))
         # Stretch statistics per frame, computed once: a frame plays the part of a scene.
         self.stretches = [band_percentiles(f.image.transpose(2, 0, 1)) for f in frames]
         self.positives = [np.argwhere(f.mask) for f in frames]
