@@ -40,6 +40,9 @@ def train_segmenter_command(
                                       "whole schedule fits in this many minutes (0 = off)."),
     augmentation: str = typer.Option("standard", "--augmentation", help="standard, or strong: adds a gain per "
                                      "band and wider brightness and contrast changes."),
+    loss: str = typer.Option("dice-focal", "--loss", help="dice-focal (pooled soft Dice + focal BCE, for training "
+                             "from scratch), or lovasz-focal: the Lovasz hinge, a surrogate of the IoU itself, "
+                             "in place of Dice (for fine-tuning with --init-from; masks only)."),
     teacher: Optional[list[Path]] = typer.Option(
         None, "--teacher", help="Distil: a trained checkpoint (repeat for an ensemble) whose mean probability on "
         "the training frames is learnt beside the masks. Teachers must share this run's validation counties."),
@@ -62,7 +65,7 @@ def train_segmenter_command(
             threads=threads, max_minutes=max_minutes, seed=seed, ema_decay=ema,
             init_from=str(init_from) if init_from else "",
             states=[x.strip() for x in states.split(",") if x.strip()], device=device, workers=workers,
-            fit_minutes=fit_minutes, augmentation=augmentation,
+            fit_minutes=fit_minutes, augmentation=augmentation, loss=loss,
             teachers=[str(t) for t in teacher or ()], distill_weight=distill_weight,
             mimic=str(mimic) if mimic else "",
         )

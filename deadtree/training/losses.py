@@ -3,6 +3,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from segmentation_models_pytorch.losses import LovaszLoss
+
+from deadtree.errors import InputError
+
+LOSSES = ("dice-focal", "lovasz-focal")
+_lovasz_hinge = LovaszLoss("binary", per_image=False)  # pooled over the batch, like the IoU we are scored on
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -21,5 +27,16 @@ def focal_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, al
     return (weight * (1 - p_t) ** gamma * bce).mean()
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return soft_dice_loss(logits, target) + 10.0 * focal_bce(logits, target)
+def check_loss(kind: str, soft_targets: bool) -> None:
+    if kind not in LOSSES:
+        raise InputError(f"unknown --loss {kind!r}: use {' or '.join(LOSSES)}")
+    if kind == "lovasz-focal" and soft_targets:
+        raise InputError("--loss lovasz-focal needs masks of 0 and 1: it cannot learn the soft targets of "
+                         "--teacher or --mimic")
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "dice-focal") -> torch.Tensor:
+    """dice-focal trains from scratch; lovasz-focal swaps Dice for the Lovasz hinge, a convex surrogate of the
+    IoU itself, which is known to pay most when fine-tuning a network that already ranks pixels well."""
+    overlap = _lovasz_hinge(logits, target) if kind == "lovasz-focal" else soft_dice_loss(logits, target)
+    return overlap + 10.0 * focal_bce(logits, target)

@@ -21,6 +21,7 @@ def segmenter_command(config: dict) -> str:
         + (f" --workers {config['workers']}" if config.get("workers") else "")
         + (f" --weight-decay {config['weight_decay']:g}" if config.get("weight_decay", 1e-4) != 1e-4 else "")
         + (f" --augmentation {config['augmentation']}" if config.get("augmentation", "standard") != "standard" else "")
+        + (f" --loss {config['loss']}" if config.get("loss", "dice-focal") != "dice-focal" else "")
         + "".join(f" --teacher {t}" for t in config.get("teachers", ()))
         + (f" --distill-weight {config['distill_weight']:g}" if config.get("teachers") else "")
         + (f" --mimic {config['mimic']}" if config.get("mimic") else "")

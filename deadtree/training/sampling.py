@@ -18,11 +18,20 @@ class CropSampler:
         self.positive_fraction = positive_fraction
         self.augment = augment
         self.rng = np.random.default_rng(seed)
-        if augment is not None:  # albumentations draws from its own generator: seed it too, or reruns differ
-            augment.set_random_seed(int(self.rng.integers(2**31)))
+        self._seed_augmentation()
         # Stretch statistics per frame, computed once: a frame plays the part of a scene.
         self.stretches = [band_percentiles(f.image.transpose(2, 0, 1)) for f in frames]
         self.positives = [np.argwhere(f.mask) for f in frames]
+
+    def _seed_augmentation(self) -> None:
+        if self.augment is not None:  # albumentations draws from its own generator: seed it too, or reruns differ
+            self.augment.set_random_seed(int(self.rng.integers(2**31)))
+
+    def restore(self, rng_state: dict) -> None:
+        """Continue a resumed run's crop stream; augmentation is seeded from it afresh, so a resumed run
+        does not replay the augmentations its first steps drew."""
+        self.rng.bit_generator.state = rng_state
+        self._seed_augmentation()
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         images, masks = [], []

@@ -20,7 +20,7 @@ from deadtree.training.augment import training_augmentation
 from deadtree.training.curves import plot_history
 from deadtree.training.distill import blended_target, teacher_probabilities
 from deadtree.training.frames import Frame, frame_input, load_frames, name_selected, parse_prefixes
-from deadtree.training.losses import segmentation_loss
+from deadtree.training.losses import check_loss, segmentation_loss
 from deadtree.training.mimic import LogitMimic
 from deadtree.training.prune import narrow_decoder
 from deadtree.training.devices import training_device, training_machine
@@ -60,6 +60,7 @@ class SegmenterConfig:
     augmentation: str = "standard"  # or "strong": a gain per band and wider brightness / contrast
     teachers: list[str] = field(default_factory=list)  # checkpoints whose mean probability is learnt beside the masks
     distill_weight: float = 0.5  # share of the teachers' probability in the target
+    loss: str = "dice-focal"  # or "lovasz-focal" (deadtree/training/losses.py)
     mimic: str = ""  # checkpoint whose logits the decoder learns, on its encoder, frozen (deadtree/training/mimic.py)
 
 
@@ -70,6 +71,7 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     device = training_device(config.device)
+    check_loss(config.loss, soft_targets=bool(config.teachers or config.mimic))
 
     frames = load_frames(config.data, tuple(config.bands))
     if config.states:
@@ -118,7 +120,7 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
                                                       training_augmentation(config.augmentation), config.seed,
                                                       targets)
     if np_state is not None and sampler is not None:
-        sampler.rng.bit_generator.state = np_state
+        sampler.restore(np_state)
 
     next_batch = _batch_source(config, train_frames, sampler, state["step"], device, targets)
     started = time.monotonic()
@@ -141,7 +143,7 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
         else:
             with autocast:
                 logits = model(x)
-            loss = segmentation_loss(logits.float(), y)
+            loss = segmentation_loss(logits.float(), y, config.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
