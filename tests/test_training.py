@@ -233,6 +233,16 @@ def test_augmented_crops_repeat_with_the_seed_and_change_without_it(tmp_path):
     assert not np.array_equal(crops(3), crops(4))
 
 
+def test_a_training_command_run_twice_gives_the_same_weights(tmp_path):
+    data = write_kaggle_layout(tmp_path / "data")
+    weights = []
+    for name in ("first", "again"):
+        train_segmenter(SegmenterConfig(data=str(data), out_dir=str(tmp_path / name), arch="unet-r18-d4", crop=64,
+                                        batch_size=2, steps=4, lr=3e-3, val_every=4, threads=1))
+        weights.append(torch.load(tmp_path / name / "last.pt", weights_only=False)["train_model"])
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_fitted_run_sets_its_steps_and_records_them(tmp_path, monkeypatch):
     import functools
 
