@@ -89,3 +89,26 @@ def test_auto_says_so_when_a_listed_gpu_provider_falls_back_to_the_cpu(monkeypat
     assert "could not start it" in caplog.text and "CUDAExecutionProvider" in caplog.text
     with pytest.raises(ModelError, match="could not start CUDAExecutionProvider and fell back"):
         OnnxModel(path, "cuda")
+
+
+def test_int8_models_keep_their_layout_on_cpus_without_vnni(monkeypatch):
+    import onnxruntime as ort
+
+    from deadtree.runtime.registry import resolve_model
+    from deadtree.runtime.session import OnnxModel, graph_optimization_level
+
+    level = ort.GraphOptimizationLevel
+    assert graph_optimization_level(ort, True, True, "AVX2") == level.ORT_ENABLE_EXTENDED
+    for quantized, on_cpu, extensions in ((True, True, "AVX-512 VNNI, AVX-512, AVX2"), (True, True, "AVX-VNNI, AVX2"),
+                                          (False, True, "AVX2"), (True, False, "AVX2")):
+        assert graph_optimization_level(ort, quantized, on_cpu, extensions) == level.ORT_ENABLE_ALL
+    # what `segment` opens follows the rule for this host, for the int8 variant and its float parent alike
+    for name, quantized in (("deadtree-rgbn-int8", True), ("deadtree-rgbn", False)):
+        session = OnnxModel(resolve_model(name, "segmenter"), "cpu").session
+        assert session.get_session_options().graph_optimization_level == graph_optimization_level(ort, quantized, True)
+    # the environment overrides the rule, and a wrong value is a clear error
+    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "all")
+    assert graph_optimization_level(ort, True, True, "AVX2") == level.ORT_ENABLE_ALL
+    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "fast")
+    with pytest.raises(ModelError, match="auto, all or extended"):
+        graph_optimization_level(ort, True, True, "AVX2")

@@ -29,6 +29,8 @@ TENSORRT_LIBRARY = "libnvinfer.so.10"  # what ONNX Runtime's TensorRT provider l
 # handful of shapes a few times each (edge tiles are cut short), so the search never pays back: on an H100 a 4096
 # px scene took 8.6 s with EXHAUSTIVE and 2.1 s with HEURISTIC (fp16; benchmarks/results/gpu_onnx-h100.json).
 ENV_CUDNN_SEARCH = "DEADTREE_CUDNN_SEARCH"
+# Overrides graph_optimization_level's choice (auto): all or extended, for a host where the rule measures wrong.
+ENV_GRAPH_OPTIMIZATION = "DEADTREE_GRAPH_OPTIMIZATION"
 
 
 def choose_providers(device: str, available: list[str], tensorrt_loads: bool | None = None) -> list[str]:
@@ -110,6 +112,26 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def graph_optimization_level(ort, quantized: bool, on_cpu: bool, extensions: str | None = None):
+    """ONNX Runtime's full optimisation, except for int8 models on a CPU without VNNI. There its layout pass
+    moves the quantized network into channels-last, where the decoder's nearest-neighbour upsampling runs in a
+    kernel about ten times slower than the channels-first one (12% of the int8 model's time;
+    benchmarks/op_profile.py). Without that pass the default int8 network ran 7-10% faster on the AVX2 host
+    with the same masks (docs/performance.md). Hosts with VNNI keep the full optimisation: not measured there."""
+    chosen = os.environ.get(ENV_GRAPH_OPTIMIZATION, "auto").lower()
+    if chosen not in ("auto", "all", "extended"):
+        raise ModelError(f"{ENV_GRAPH_OPTIMIZATION}={chosen}: use auto, all or extended")
+    if chosen != "auto":
+        return getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{chosen.upper()}")
+    if extensions is None:
+        from deadtree.machine import vector_extensions
+
+        extensions = vector_extensions()
+    if quantized and on_cpu and "VNNI" not in extensions:
+        return ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    return ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
 class OnnxModel:
     """One model: its metadata and a session that runs batches of tiles."""
 
@@ -125,7 +147,8 @@ class OnnxModel:
             preload_gpu_libraries(ort)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = graph_optimization_level(
+            ort, self.info.extra.get("precision") == "int8", wanted not in GPU_PROVIDERS)
         if not spin:
             # Idle ONNX Runtime threads otherwise spin for a while after each batch, taking the cores that the
             # read and finish stages of the pipeline need in exactly those moments.
