@@ -50,3 +50,17 @@ def test_floor_reads_the_same_model_s_model_alone_figure_from_this_host_s_record
     assert floor._measured_model_alone("deadtree-x", 256) is None
     record.unlink()
     assert floor._measured_model_alone("deadtree-x", 1024) is None
+
+
+def test_op_profile_times_each_operator_of_one_call():
+    import onnxruntime as ort
+    from op_profile import CONVOLUTIONS, kernel_times
+
+    from deadtree.runtime.registry import resolve_model
+
+    level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    times, counts = kernel_times(resolve_model("deadtree-rgbn-int8", "segmenter"), 128, 1, 1, level)
+    assert counts["QLinearConv"] == 23 and counts["Resize"] == 4  # per call: the first one is left out
+    assert all(ms > 0 for ms in times.values())
+    times, counts = kernel_times(resolve_model("deadtree-rgbn", "segmenter"), 128, 1, 1, level)
+    assert "QLinearConv" not in counts and sum(counts.get(op, 0) for op in CONVOLUTIONS) == 24  # some fused with ReLU
