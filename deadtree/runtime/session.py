@@ -115,9 +115,9 @@ def cpu_threads() -> int:
 def graph_optimization_level(ort, quantized: bool, on_cpu: bool, extensions: str | None = None):
     """ONNX Runtime's full optimisation, except for int8 models on a CPU without VNNI. There its layout pass
     moves the quantized network into channels-last, where the decoder's nearest-neighbour upsampling runs in a
-    kernel about ten times slower than the channels-first one (12% of the int8 model's time;
-    benchmarks/op_profile.py). Without that pass the default int8 network ran 7-10% faster on the AVX2 host
-    with the same masks (docs/performance.md). Hosts with VNNI keep the full optimisation: not measured there."""
+    kernel about ten times slower than the channels-first one (13.5% of the int8 model's time;
+    benchmarks/op_profile.py). Without that pass the default int8 network alone ran 5% faster on the AVX2 host,
+    `segment` 6-10%, with the same masks (docs/performance.md). Hosts with VNNI keep the full optimisation: not measured there."""
     chosen = os.environ.get(ENV_GRAPH_OPTIMIZATION, "auto").lower()
     if chosen not in ("auto", "all", "extended"):
         raise ModelError(f"{ENV_GRAPH_OPTIMIZATION}={chosen}: use auto, all or extended")
