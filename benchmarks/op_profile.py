@@ -5,9 +5,9 @@ quantize / dequantize), which no cut in multiply-adds would remove.
 
     python benchmarks/op_profile.py [--model deadtree-rgbn-int8] [--model ...] [--tile 1024] [--runs 3]
 
-Runs on the CPU with the threads `segment` would use, one tile per call at the pipeline's tile size, at the
-graph optimisation level `segment` chooses for the model on this host and, where that is not ONNX Runtime's
-full optimisation, at the full optimisation too.
+Runs on the CPU with the threads `segment` would use, one tile per call at the pipeline's tile size, with the
+graph optimisation `segment` chooses for the model on this host and, where that is not ONNX Runtime's full
+optimisation, with the full optimisation too.
 """
 from __future__ import annotations
 
@@ -24,20 +24,22 @@ from common import report
 
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model
-from deadtree.runtime.session import cpu_threads, graph_optimization_level
+from deadtree.runtime.session import cpu_threads, graph_optimization
 
 CONVOLUTIONS = {"Conv", "QLinearConv", "ConvInteger", "FusedConv", "NhwcFusedConv"}
 
 
-def kernel_times(path: Path, tile: int, runs: int, threads: int, level) -> tuple[dict[str, float], dict[str, int]]:
-    """Milliseconds per call spent in each operator type, and how many nodes of each type ran."""
+def kernel_times(path: Path, tile: int, runs: int, threads: int, plan: tuple) -> tuple[dict[str, float], dict[str, int]]:
+    """Milliseconds per call spent in each operator type, and how many nodes of each type ran, with the graph
+    optimisation plan (level, optimisers left out) of deadtree.runtime.session.graph_optimization."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    options.graph_optimization_level = level
+    options.graph_optimization_level, disabled = plan
     options.enable_profiling = True
     with tempfile.TemporaryDirectory() as folder:
         options.profile_file_prefix = os.path.join(folder, "profile")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                       disabled_optimizers=list(disabled))
         spec = session.get_inputs()[0]
         image = np.random.default_rng(0).random((1, spec.shape[1], tile, tile), dtype=np.float32)
         for _ in range(runs + 1):  # the first call also plans memory: it is left out below
@@ -62,12 +64,12 @@ def main() -> None:
     rows = []
     for name in args.model or ["deadtree-rgbn-int8", "deadtree-rgbn"]:
         path = resolve_model(name, "segmenter")
-        chosen = graph_optimization_level(ort, read_model_info(path).extra.get("precision") == "int8", on_cpu=True)
-        for level in dict.fromkeys([chosen, ort.GraphOptimizationLevel.ORT_ENABLE_ALL]):
-            times, counts = kernel_times(path, args.tile, args.runs, cpu_threads(), level)
+        chosen = graph_optimization(ort, read_model_info(path).extra.get("precision") == "int8", on_cpu=True)
+        for plan in dict.fromkeys([chosen, (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ())]):
+            times, counts = kernel_times(path, args.tile, args.runs, cpu_threads(), plan)
             total = sum(times.values())
             conv = sum(t for op, t in times.items() if op in CONVOLUTIONS)
-            common = {"model": path.stem, "graph_optimization": level.name}
+            common = {"model": path.stem, "graph_optimization": plan[0].name + "".join(f" without {n}" for n in plan[1])}
             for op, ms in sorted(times.items(), key=lambda kv: -kv[1]):
                 if ms / total >= 0.005:
                     rows.append({**common, "operator": op, "nodes": counts[op], "ms_per_tile": ms, "share": ms / total})

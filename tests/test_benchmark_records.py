@@ -58,9 +58,9 @@ def test_op_profile_times_each_operator_of_one_call():
 
     from deadtree.runtime.registry import resolve_model
 
-    level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    times, counts = kernel_times(resolve_model("deadtree-rgbn-int8", "segmenter"), 128, 1, 1, level)
+    plan = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ("NhwcTransformer",))
+    times, counts = kernel_times(resolve_model("deadtree-rgbn-int8", "segmenter"), 128, 1, 1, plan)
     assert counts["QLinearConv"] == 23 and counts["Resize"] == 4  # per call: the first one is left out
     assert all(ms > 0 for ms in times.values())
-    times, counts = kernel_times(resolve_model("deadtree-rgbn", "segmenter"), 128, 1, 1, level)
+    times, counts = kernel_times(resolve_model("deadtree-rgbn", "segmenter"), 128, 1, 1, plan)
     assert "QLinearConv" not in counts and sum(counts.get(op, 0) for op in CONVOLUTIONS) == 24  # some fused with ReLU

@@ -29,7 +29,7 @@ TENSORRT_LIBRARY = "libnvinfer.so.10"  # what ONNX Runtime's TensorRT provider l
 # handful of shapes a few times each (edge tiles are cut short), so the search never pays back: on an H100 a 4096
 # px scene took 8.6 s with EXHAUSTIVE and 2.1 s with HEURISTIC (fp16; benchmarks/results/gpu_onnx-h100.json).
 ENV_CUDNN_SEARCH = "DEADTREE_CUDNN_SEARCH"
-# Overrides graph_optimization_level's choice (auto): all or extended, for a host where the rule measures wrong.
+# Overrides graph_optimization's choice (auto): all, extended or keep-layout, for a host where the rule measures wrong.
 ENV_GRAPH_OPTIMIZATION = "DEADTREE_GRAPH_OPTIMIZATION"
 
 
@@ -112,24 +112,32 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def graph_optimization_level(ort, quantized: bool, on_cpu: bool, extensions: str | None = None):
-    """ONNX Runtime's full optimisation, except for int8 models on a CPU without VNNI. There its layout pass
-    moves the quantized network into channels-last, where the decoder's nearest-neighbour upsampling runs in a
-    kernel about ten times slower than the channels-first one (13.5% of the int8 model's time;
-    benchmarks/op_profile.py). Without that pass the default int8 network alone ran 5% faster on the AVX2 host,
-    `segment` 6-10%, with the same masks (docs/performance.md). Hosts with VNNI keep the full optimisation: not measured there."""
-    chosen = os.environ.get(ENV_GRAPH_OPTIMIZATION, "auto").lower()
-    if chosen not in ("auto", "all", "extended"):
-        raise ModelError(f"{ENV_GRAPH_OPTIMIZATION}={chosen}: use auto, all or extended")
-    if chosen != "auto":
-        return getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{chosen.upper()}")
-    if extensions is None:
-        from deadtree.machine import vector_extensions
+KEEP_LAYOUT = ("NhwcTransformer",)  # ONNX Runtime's pass that turns quantized convolutions channels-last
+GRAPH_OPTIMIZATIONS = ("auto", "all", "extended", "keep-layout")
 
-        extensions = vector_extensions()
-    if quantized and on_cpu and "VNNI" not in extensions:
-        return ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    return ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+def graph_optimization(ort, quantized: bool, on_cpu: bool, extensions: str | None = None) -> tuple:
+    """The graph optimisation level and the ONNX Runtime optimisers to leave out, as (level, names).
+
+    Full optimisation, except that int8 models on a CPU without VNNI keep their channels-first layout. There
+    ONNX Runtime's NHWC pass moves the quantized network into channels-last, where the decoder's
+    nearest-neighbour upsampling runs in a kernel about ten times slower than the channels-first one (13.5% of
+    the int8 model's time; benchmarks/op_profile.py). Leaving out that one pass made the default int8 network
+    alone 12-15% faster on the AVX2 host, `segment` 12-23%, with bit-identical outputs (docs/performance.md). Hosts with VNNI keep
+    the full optimisation: not measured there."""
+    chosen = os.environ.get(ENV_GRAPH_OPTIMIZATION, "auto").lower()
+    if chosen not in GRAPH_OPTIMIZATIONS:
+        raise ModelError(f"{ENV_GRAPH_OPTIMIZATION}={chosen}: use {', '.join(GRAPH_OPTIMIZATIONS)}")
+    if chosen == "auto":
+        if extensions is None:
+            from deadtree.machine import vector_extensions
+
+            extensions = vector_extensions()
+        chosen = "keep-layout" if quantized and on_cpu and "VNNI" not in extensions else "all"
+    level = ort.GraphOptimizationLevel
+    if chosen == "extended":
+        return level.ORT_ENABLE_EXTENDED, ()
+    return level.ORT_ENABLE_ALL, KEEP_LAYOUT if chosen == "keep-layout" else ()
 
 
 class OnnxModel:
@@ -147,8 +155,9 @@ class OnnxModel:
             preload_gpu_libraries(ort)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
-        options.graph_optimization_level = graph_optimization_level(
-            ort, self.info.extra.get("precision") == "int8", wanted not in GPU_PROVIDERS)
+        self.graph_optimization = graph_optimization(ort, self.info.extra.get("precision") == "int8",
+                                                     wanted not in GPU_PROVIDERS)
+        options.graph_optimization_level, disabled = self.graph_optimization
         if not spin:
             # Idle ONNX Runtime threads otherwise spin for a while after each batch, taking the cores that the
             # read and finish stages of the pipeline need in exactly those moments.
@@ -156,7 +165,8 @@ class OnnxModel:
         options.log_severity_level = 3  # keep provider probing quiet on machines without a GPU
         specs = [(p, cuda_options()) if p == PROVIDERS["cuda"] else p for p in providers]
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=specs)
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=specs,
+                                                disabled_optimizers=list(disabled))
         except Exception as exc:  # ORT raises its own opaque types
             raise ModelError(f"could not load {self.path.name} on {device}: {exc}") from exc
         self.provider = self.session.get_providers()[0]
