@@ -121,10 +121,10 @@ def graph_optimization(ort, quantized: bool, on_cpu: bool, extensions: str | Non
 
     Full optimisation, except that int8 models on a CPU without VNNI keep their channels-first layout. There
     ONNX Runtime's NHWC pass moves the quantized network into channels-last, where the decoder's
-    nearest-neighbour upsampling runs in a kernel about ten times slower than the channels-first one (13.5% of
-    the int8 model's time; benchmarks/op_profile.py). Leaving out that one pass made the default int8 network
-    alone 12-15% faster on the AVX2 host, `segment` 12-23%, with bit-identical outputs (docs/performance.md). Hosts with VNNI keep
-    the full optimisation: not measured there."""
+    nearest-neighbour upsampling runs in a kernel about ten times slower than the channels-first one (10-13.5%
+    of the int8 model's time; benchmarks/op_profile.py). Leaving out that one pass made the default int8
+    network alone 12-15% faster on the AVX2 host and `segment` 12-23%, with bit-identical outputs
+    (docs/performance.md). Hosts with VNNI keep the full optimisation: not measured there."""
     chosen = os.environ.get(ENV_GRAPH_OPTIMIZATION, "auto").lower()
     if chosen not in GRAPH_OPTIMIZATIONS:
         raise ModelError(f"{ENV_GRAPH_OPTIMIZATION}={chosen}: use {', '.join(GRAPH_OPTIMIZATIONS)}")
