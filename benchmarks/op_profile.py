@@ -24,7 +24,7 @@ from common import report
 
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model
-from deadtree.runtime.session import cpu_threads, graph_optimization
+from deadtree.runtime.session import cpu_threads, graph_optimization, open_session
 
 CONVOLUTIONS = {"Conv", "QLinearConv", "ConvInteger", "FusedConv", "NhwcFusedConv"}
 
@@ -34,12 +34,10 @@ def kernel_times(path: Path, tile: int, runs: int, threads: int, plan: tuple) ->
     optimisation plan (level, optimisers left out) of deadtree.runtime.session.graph_optimization."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    options.graph_optimization_level, disabled = plan
     options.enable_profiling = True
     with tempfile.TemporaryDirectory() as folder:
         options.profile_file_prefix = os.path.join(folder, "profile")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
-                                       disabled_optimizers=list(disabled))
+        session = open_session(ort, str(path), options, ["CPUExecutionProvider"], plan)
         spec = session.get_inputs()[0]
         image = np.random.default_rng(0).random((1, spec.shape[1], tile, tile), dtype=np.float32)
         for _ in range(runs + 1):  # the first call also plans memory: it is left out below

@@ -140,6 +140,13 @@ def graph_optimization(ort, quantized: bool, on_cpu: bool, extensions: str | Non
     return level.ORT_ENABLE_ALL, KEEP_LAYOUT if chosen == "keep-layout" else ()
 
 
+def open_session(ort, model, options, providers: list, plan: tuple):
+    """An ONNX Runtime session with a graph_optimization plan applied whole: its level and the optimisers it
+    leaves out travel together, since the level alone would quietly keep the pass the plan removes."""
+    options.graph_optimization_level, disabled = plan
+    return ort.InferenceSession(model, sess_options=options, providers=providers, disabled_optimizers=list(disabled))
+
+
 class OnnxModel:
     """One model: its metadata and a session that runs batches of tiles."""
 
@@ -157,7 +164,6 @@ class OnnxModel:
         options.intra_op_num_threads = threads or cpu_threads()
         self.graph_optimization = graph_optimization(ort, self.info.extra.get("precision") == "int8",
                                                      wanted not in GPU_PROVIDERS)
-        options.graph_optimization_level, disabled = self.graph_optimization
         if not spin:
             # Idle ONNX Runtime threads otherwise spin for a while after each batch, taking the cores that the
             # read and finish stages of the pipeline need in exactly those moments.
@@ -165,8 +171,7 @@ class OnnxModel:
         options.log_severity_level = 3  # keep provider probing quiet on machines without a GPU
         specs = [(p, cuda_options()) if p == PROVIDERS["cuda"] else p for p in providers]
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=specs,
-                                                disabled_optimizers=list(disabled))
+            self.session = open_session(ort, str(self.path), options, specs, self.graph_optimization)
         except Exception as exc:  # ORT raises its own opaque types
             raise ModelError(f"could not load {self.path.name} on {device}: {exc}") from exc
         self.provider = self.session.get_providers()[0]

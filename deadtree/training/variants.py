@@ -89,13 +89,11 @@ def onnx_probabilities(path_or_bytes, frames: list[Frame], flips: bool = False,
     --scales averages where asked. quantized: optimise the graph as `segment` does an int8 model."""
     import onnxruntime as ort
 
-    from deadtree.runtime.session import graph_optimization
+    from deadtree.runtime.session import graph_optimization, open_session
     from deadtree.tta import augmented
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level, disabled = graph_optimization(ort, quantized, on_cpu=True)
-    session = ort.InferenceSession(path_or_bytes, options, providers=["CPUExecutionProvider"],
-                                   disabled_optimizers=list(disabled))
+    session = open_session(ort, path_or_bytes, ort.SessionOptions(), ["CPUExecutionProvider"],
+                           graph_optimization(ort, quantized, on_cpu=True))
     name = session.get_inputs()[0].name
 
     def run(x: np.ndarray) -> np.ndarray:
