@@ -12,20 +12,22 @@ from deadtree.errors import DeadtreeError  # noqa: F401
 PRECISION_HELP = ("auto, fp32, int8 or fp16. auto runs the model's shipped int8 variant on a CPU and its fp16 "
                   "variant on a GPU (each checked against fp32 on the validation split), else fp32.")
 FLIPS_HELP = ("Average the model over each tile and its two mirror images: 3x the model time for a small gain "
-              "(deadtree-rgbn 0.2.0 on its validation split: pixel IoU 0.411 -> 0.418, object F1 0.558 -> 0.584).")
+              "(deadtree-rgbn 0.5.0 run by `segment` on each validation frame: pixel IoU 0.408 -> 0.415, object F1 "
+              "0.613 -> 0.619).")
 
 SCALES_HELP = ("Also run the model on each tile magnified by these factors (comma-separated, e.g. 1.5) and "
-               "average: small crowns drawn larger. 1.5 adds 2.25x the model time (deadtree-rgbn 0.2.0 run by "
-               "`segment` on its validation split: object F1 0.605 -> 0.618; no gain on top of --ensemble).")
+               "average: small crowns drawn larger. 1.5 adds 2.25x the model time for little (deadtree-rgbn 0.5.0 "
+               "run by `segment` on each validation frame: object F1 0.613 -> 0.616, pixel IoU 0.408 -> 0.405; "
+               "0.2.0 gained more, 0.605 -> 0.618; no gain on top of --ensemble).")
 
 ENSEMBLE_HELP = ("Other segmenters (names or .onnx, comma-separated or the option repeated) whose probabilities are "
                  "averaged with the main model's. Costs the model time once more per model. Run by `segment` on "
-                 "each validation frame (peak filter on), deadtree-rgbn alone: pixel IoU 0.405, object F1 0.605; "
-                 "--ensemble deadtree-rgb: 0.411 / 0.615; --ensemble deadtree-rgb,deadtree-rgbn-effb0: 0.422 / 0.625.")
+                 "each validation frame (peak filter on), deadtree-rgbn 0.5.0 alone: pixel IoU 0.408, object F1 "
+                 "0.613; --ensemble deadtree-rgb,deadtree-rgbn-effb0: 0.418 / 0.618.")
 MIN_PEAK_HELP = ("Keep a polygon only where its highest dead-tree probability reaches this (0-1; 0 keeps all). "
                  "Faint patches are mostly false alarms. Default: the model's own, tuned for object F1 on "
-                 "validation (deadtree-rgbn 0.2.0: 0.85; run by `segment` on each validation frame, object F1 "
-                 "0.573 -> 0.605 at pixel IoU 0.408 -> 0.405).")
+                 "validation (deadtree-rgbn 0.5.0: 0.90; run by `segment` on each validation frame, object F1 "
+                 "0.574 -> 0.613 at pixel IoU 0.407 -> 0.408).")
 
 
 @app.command()
