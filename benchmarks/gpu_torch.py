@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from deadtree.metrics import probability_agreement  # noqa: E402
 from deadtree.nets.segmenter import load_segmenter  # noqa: E402
 from deadtree.training.devices import training_machine  # noqa: E402
-from deadtree.training.frames import frame_input, load_frames  # noqa: E402
+from deadtree.training.frames import frame_input, held_out, load_frames  # noqa: E402
 
 MODES = ("fp32", "tf32", "fp16", "bf16")
 
@@ -110,8 +110,7 @@ def main() -> None:
     model, ckpt = load_segmenter(args.checkpoint)
     model = model.to(device, memory_format=torch.channels_last)
     bands = tuple(ckpt["config"]["bands"])
-    validation = set(ckpt["split"]["validation_groups"])
-    frames = [f for f in load_frames(args.data, bands) if f.group in validation][:args.max_frames or None]
+    frames = held_out(load_frames(args.data, bands), ckpt["split"]["validation_groups"])[:args.max_frames or None]
     threshold = float((ckpt["state"].get("best") or {}).get("threshold", 0.5))
     record = {
         "machine": training_machine(device),

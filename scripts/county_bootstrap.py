@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from deadtree.nets.segmenter import load_segmenter
-from deadtree.training.frames import load_frames
+from deadtree.training.frames import held_out, load_frames
 from deadtree.training.segmenter_trainer import frame_probabilities
 
 
@@ -28,9 +28,8 @@ def county_counts(checkpoint: str, data: str) -> tuple[dict[str, list[int]], flo
     """Per validation county: [intersection, union] of dead-tree pixels at the checkpoint's threshold."""
     model, ckpt = load_segmenter(checkpoint)
     threshold = float(ckpt["state"]["best"]["threshold"])
-    groups = set(ckpt["split"]["validation_groups"])
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    frames = [f for f in load_frames(data, tuple(ckpt["config"]["bands"])) if f.group in groups]
+    frames = held_out(load_frames(data, tuple(ckpt["config"]["bands"])), ckpt["split"]["validation_groups"])
     for frame in tqdm(frames, desc="validation frames", unit="frame"):
         predicted = frame_probabilities(model, frame) >= threshold
         counts[frame.group][0] += int((predicted & frame.mask).sum())

@@ -20,7 +20,7 @@ import numpy as np
 
 from deadtree.nets.segmenter import load_segmenter
 from deadtree.peak_filter import tune_peak
-from deadtree.training.frames import load_frames
+from deadtree.training.frames import held_out, load_frames
 from deadtree.training.segmenter_trainer import THRESHOLDS, frame_probabilities, tuned_scores
 
 
@@ -28,8 +28,7 @@ def validation_probabilities(checkpoint: Path, frames_of) -> tuple[list, list]:
     """The checkpoint's probabilities on its validation frames, and those frames (`frames_of(bands)`: the
     data set read with those bands)."""
     model, ckpt = load_segmenter(checkpoint)
-    groups = set(ckpt["split"]["validation_groups"])
-    frames = [f for f in frames_of(tuple(ckpt["config"]["bands"])) if f.group in groups]
+    frames = held_out(frames_of(tuple(ckpt["config"]["bands"])), ckpt["split"]["validation_groups"])
     return [frame_probabilities(model, f, False) for f in frames], frames
 
 

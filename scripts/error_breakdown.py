@@ -17,7 +17,7 @@ from pathlib import Path
 
 from deadtree.metrics import ErrorBreakdown
 from deadtree.nets.segmenter import load_segmenter
-from deadtree.training.frames import load_frames
+from deadtree.training.frames import held_out, load_frames
 from deadtree.training.segmenter_trainer import frame_probabilities
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     threshold = float(ckpt["state"]["best"]["threshold"])
     groups = set(ckpt["split"]["validation_groups"])
     frames = load_frames(args.data, tuple(ckpt["config"]["bands"]))
-    parts = {"validation": [f for f in frames if f.group in groups]}
+    parts = {"validation": held_out(frames, groups)}
     if args.train_every:
         parts["training"] = [f for f in frames if f.group not in groups][:: args.train_every]
     results = {name: breakdown(model, part, threshold) for name, part in parts.items()}

@@ -26,7 +26,7 @@ from deadtree.metrics import Scores
 from deadtree.pipeline import SegmentOptions, parse_scales, segment_scene
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model
-from deadtree.training.frames import load_frames
+from deadtree.training.frames import held_out, load_frames
 
 
 def label_of(args) -> str:
@@ -54,8 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     info = read_model_info(resolve_model(args.model, "segmenter"))
-    groups = set(info.extra["validation_groups"])
-    frames = [f for f in load_frames(args.data, info.bands) if f.group in groups]
+    frames = held_out(load_frames(args.data, info.bands), info.extra["validation_groups"])
     scores = Scores()
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,7 @@ from deadtree.peak_filter import peak_record, tune_peak
 from deadtree.pipeline import parse_scales
 from deadtree.runtime.metadata import read_model_info, rewrite_model_info
 from deadtree.runtime.registry import resolve_model
-from deadtree.training.frames import load_frames
+from deadtree.training.frames import held_out, load_frames
 from deadtree.training.model_card import add_peak_to_card
 from deadtree.training.variants import onnx_probabilities, write_variant_card
 
@@ -33,8 +33,7 @@ def validation_probabilities(path: Path, data: str, flips: bool = False,
                              scales: tuple[float, ...] = ()) -> tuple[list, list]:
     """Each validation frame predicted whole in fp32, with `segment`'s --flips and --scales where asked."""
     info = read_model_info(path)
-    groups = set(info.extra["validation_groups"])
-    frames = [f for f in load_frames(data, info.bands) if f.group in groups]
+    frames = held_out(load_frames(data, info.bands), info.extra["validation_groups"])
     return frames, onnx_probabilities(str(path), frames, flips, scales)
 
 

@@ -24,15 +24,15 @@ from shapely.geometry import shape  # noqa: E402
 
 from deadtree.pipeline import SegmentOptions, segment_scene  # noqa: E402
 from deadtree.runtime.registry import list_models  # noqa: E402
-from deadtree.training.frames import load_frames  # noqa: E402
+from deadtree.training.frames import held_out, load_frames  # noqa: E402
 
 TRANSFORM = Affine(0.6, 0, 500000, 0, -0.6, 4000000)
 
 
 def main(data: Path, out: Path, count: int = 4) -> None:
     model = next(m for m in list_models() if m.info.name == "deadtree-rgbn")
-    val = set(model.info.extra["validation_groups"])
-    frames = [f for f in load_frames(data, model.info.bands) if f.group in val and f.mask.mean() > 0.02]
+    frames = held_out(load_frames(data, model.info.bands), model.info.extra["validation_groups"])
+    frames = [f for f in frames if f.mask.mean() > 0.02]
     frames = sorted(frames, key=lambda f: f.sample_id)[:: max(1, len(frames) // count)][:count]
     fig, axes = plt.subplots(1, len(frames), figsize=(4 * len(frames), 4.4))
     with tempfile.TemporaryDirectory() as tmp:

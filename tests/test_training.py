@@ -10,7 +10,7 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 
 from deadtree.errors import InputError  # noqa: E402
-from deadtree.training.frames import county_of, load_frames  # noqa: E402
+from deadtree.training.frames import Frame, county_of, held_out, load_frames  # noqa: E402
 from deadtree.training.model_card import segmenter_command  # noqa: E402
 from deadtree.peak_filter import PEAKS  # noqa: E402
 from deadtree.training.segmenter_trainer import SegmenterConfig, train_segmenter  # noqa: E402
@@ -66,6 +66,15 @@ def test_split_is_by_whole_county_and_per_state():
     assert val and all(g in set(groups) for g in val)
     assert any(g.startswith("mo") for g in val) and any(g.startswith("wa") for g in val)
     assert split_groups(groups, 0.2, seed=0) == val  # recorded split is reproducible
+
+
+def test_held_out_keeps_the_recorded_validation_counties_in_order():
+    frames = [Frame(f"{c}_2020_n_01_01_{k}", c, np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2), bool))
+              for c in ("mo001", "wa003", "mo005") for k in range(2)]
+    kept = held_out(frames, ["wa003", "mo005", "tx999"])
+    assert [f.sample_id for f in kept] == ["wa003_2020_n_01_01_0", "wa003_2020_n_01_01_1",
+                                           "mo005_2020_n_01_01_0", "mo005_2020_n_01_01_1"]
+    assert held_out(frames, []) == []
 
 
 def test_tiny_run_learns_resumes_and_exports(tmp_path):

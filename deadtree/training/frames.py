@@ -47,6 +47,13 @@ def county_of(sample_id: str) -> str:
     return match.group(1) if match else sample_id
 
 
+def held_out(frames: Sequence[Frame], validation_groups: Sequence[str]) -> list[Frame]:
+    """The frames of a model's validation counties, as its checkpoint (`split.validation_groups`) or its ONNX
+    metadata (`extra.validation_groups`) records them."""
+    groups = set(validation_groups)
+    return [f for f in frames if f.group in groups]
+
+
 def load_frames(source: str | Path, bands: tuple[str, ...]) -> list[Frame]:
     """Load every annotated frame from a Kaggle-layout folder or an ADA-Net HDF5 file."""
     source = Path(source)
