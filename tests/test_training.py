@@ -210,6 +210,48 @@ def test_step_budget_sets_the_schedule_from_the_measured_step_time():
     assert budget.fitted_total(51) is None  # fitted once
 
 
+def test_step_budget_refits_from_the_mean_step_time_since_the_probe():
+    from deadtree.training.time_budget import StepBudget
+
+    now = [0.0]
+    budget = StepBudget(minutes=10, probe_start=10, probe_steps=40, reserve=0.1, clock=lambda: now[0])
+    for step in range(1, 51):
+        now[0] += 0.5
+        budget.fitted_total(step)
+    assert budget.refit(50) is None  # nothing new to time yet
+    for step in range(51, 91):
+        now[0] += 1.5  # the card got busier after the probe
+    # 40 steps since the probe at 0.5 s, 40 at 1.5 s: 1 s a step; 540 - 85 = 455 s left
+    assert budget.refit(90) == 90 + 455
+    assert StepBudget(minutes=10).refit(500) is None  # no probe, no refit
+
+
+def test_fitted_run_refits_when_its_steps_slow_down_after_the_probe(tmp_path, monkeypatch):
+    import functools
+    import itertools
+
+    from deadtree.training import segmenter_trainer
+    from deadtree.training.time_budget import StepBudget
+
+    readings = itertools.count()
+
+    def clock():  # the budget reads it once a step: a hundredth of a second a step through the probe, then 2 s
+        n = next(readings)
+        return n * 0.01 if n < 12 else 0.11 + (n - 11) * 2.0
+
+    monkeypatch.setattr(segmenter_trainer, "StepBudget",
+                        functools.partial(StepBudget, probe_start=2, probe_steps=5, clock=clock))
+    data = write_kaggle_layout(tmp_path / "data")
+    config = SegmenterConfig(data=str(data), out_dir=str(tmp_path / "run"), arch="unet-r18-d4", crop=32,
+                             batch_size=2, steps=100000, lr=3e-3, val_every=0, threads=1, fit_minutes=0.1)
+    summary = train_segmenter(config)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    refits = ckpt["state"]["refits"]
+    planned = 7 + int((6 * 0.88 - 0.07) / 0.01)  # what the probe alone fitted: 528 steps
+    assert refits and refits[0]["steps"] < planned / 2  # the slow steps shortened the schedule at once
+    assert summary["finished"] and summary["step"] == ckpt["config"]["steps"] == refits[-1]["steps"]
+
+
 def test_worker_batches_differ_between_workers_and_match_the_sampler(tmp_path):
     from deadtree.training.sampling import CropBatches
 

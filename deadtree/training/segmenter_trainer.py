@@ -30,6 +30,7 @@ from deadtree.training.split import split_groups
 
 NARROWING_BATCHES = 4  # batches of 8 training crops that rank a wider decoder's channels (--init-from)
 THRESHOLDS = tuple(np.round(np.arange(0.2, 0.96, 0.05), 2))
+REFIT_TOLERANCE = 0.1  # a fitted schedule is refitted when it would miss its budget by more than this share
 
 
 @dataclass
@@ -184,6 +185,14 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
             if out_of_time and state["step"] < config.steps:
                 stopped_early = True
                 break
+            # Only a gross misfit is corrected: each change bends the learning-rate curve, which the recorded
+            # --steps (the last total) then no longer replays exactly; the changes are kept in the state.
+            refitted = budget.refit(state["step"] - steps_at_start) if budget else None
+            if refitted and abs(steps_at_start + refitted - config.steps) > REFIT_TOLERANCE * config.steps:
+                config.steps = bar.total = max(state["step"] + 1, steps_at_start + refitted)
+                state.setdefault("refits", []).append({"step": state["step"], "steps": config.steps})
+                tqdm.write(f"refitted to {config.fit_minutes:g} minutes at the mean step time so far: "
+                           f"{config.steps} steps")
     bar.close()
     summary = {
         "finished": not stopped_early,

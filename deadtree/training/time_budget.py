@@ -2,7 +2,9 @@
 
 A GPU lent for a few minutes, or a machine shared with other jobs, runs at a speed nobody knows in advance;
 a schedule with a fixed number of steps then either stops before its learning rate has decayed or ends early.
-StepBudget times a few steps after a warm-up and returns the number of steps that fills the budget."""
+StepBudget times a few steps after a warm-up and returns the number of steps that fills the budget; refit()
+re-times it later from every step since the probe, for machines whose speed changes under the run (runs
+sharing a GPU start training at different moments, so an early probe can see the card half idle)."""
 from __future__ import annotations
 
 import time
@@ -27,7 +29,17 @@ class StepBudget:
             self.probe_started = now
         if steps_done != self.probe_end or self.probe_started is None:
             return None
-        per_step = (now - self.probe_started) / (self.probe_end - self.probe_start)
+        return self._total(steps_done, now)
+
+    def refit(self, steps_done: int) -> int | None:
+        """The total that fills the budget at the mean step time since the probe began (time spent validating
+        included, so it errs short), or None before the probe has ended."""
+        if self.probe_started is None or steps_done <= self.probe_end:
+            return None
+        return self._total(steps_done, self.clock())
+
+    def _total(self, steps_done: int, now: float) -> int:
+        per_step = (now - self.probe_started) / (steps_done - self.probe_start)
         remaining = self.seconds * (1 - self.reserve) - (now - self.started)
         return steps_done + max(1, int(remaining / max(per_step, 1e-9)))
 

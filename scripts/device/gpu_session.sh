@@ -42,10 +42,14 @@ unpack() {
   echo "frames unpacked: $(ls /tmp/usa_deadtree/masks | wc -l)"
 }
 
+# A run stops on its own at 110% of FIT; this hard limit adds RUN_SLACK_S (default 90 s) for loading frames and
+# teachers, so that a run that overshoots is cut off while the call still has time to slim and return it.
+RUN_LIMIT=$(python3 -c "print(int(float('$FIT') * 66 + ${RUN_SLACK_S:-90}))")
+
 segmenter() {  # NAME ARGS...: one segmenter run, log in $RUNS/NAME.log
   local name=$1; shift
-  python3 -m deadtree.cli train segmenter "$DATA" --out-dir "$RUNS/$name" --device "$DEVICE" --threads 2 "$@" \
-    ${SEGMENTER_ARGS:-} > "$RUNS/$name.log" 2>&1
+  timeout "$RUN_LIMIT" python3 -m deadtree.cli train segmenter "$DATA" --out-dir "$RUNS/$name" --device "$DEVICE" \
+    --threads 2 "$@" ${SEGMENTER_ARGS:-} > "$RUNS/$name.log" 2>&1
   echo "$name: exit $? $(tail -c 200 "$RUNS/$name.log" | tr '\r' '\n' | tail -1)"
 }
 
