@@ -235,21 +235,46 @@ def test_fitted_run_refits_when_its_steps_slow_down_after_the_probe(tmp_path, mo
 
     readings = itertools.count()
 
-    def clock():  # the budget reads it once a step: a hundredth of a second a step through the probe, then 2 s
+    def clock():  # read once a step: a hundredth of a second a step through the probe (steps 2-7), then 2 s
         n = next(readings)
-        return n * 0.01 if n < 12 else 0.11 + (n - 11) * 2.0
+        return n * 0.01 if n <= 7 else 0.07 + (n - 7) * 2.0
+
+    monkeypatch.setattr(segmenter_trainer, "StepBudget",
+                        functools.partial(StepBudget, probe_start=2, probe_steps=5, clock=clock))
+    data = write_kaggle_layout(tmp_path / "data")
+    # a minute's budget on the fake clock; the real-time stop (110% of it) stays far off on a slow machine
+    config = SegmenterConfig(data=str(data), out_dir=str(tmp_path / "run"), arch="unet-r18-d4", crop=32,
+                             batch_size=2, steps=100000, lr=3e-3, val_every=10, threads=1, fit_minutes=1.0)
+    summary = train_segmenter(config)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    refits = ckpt["state"]["refits"]
+    planned = 7 + int((60 * 0.88 - 0.07) / 0.01)  # what the probe alone fitted: 5279 steps
+    assert refits[0] == {"step": 10, "steps": 10 + int((52.8 - 8.07) / ((8.07 - 0.02) / 8))}  # 54 steps
+    assert refits[0]["steps"] < planned / 50
+    assert summary["finished"] and summary["step"] == ckpt["config"]["steps"] == refits[-1]["steps"] < 54
+
+
+def test_fitted_run_is_not_lengthened_once_its_schedule_has_ended(tmp_path, monkeypatch):
+    import functools
+    import itertools
+
+    from deadtree.training import segmenter_trainer
+    from deadtree.training.time_budget import StepBudget
+
+    readings = itertools.count()
+
+    def clock():  # ten seconds a step through the probe, which alone overruns the budget; quick after it
+        n = next(readings)
+        return n * 10.0 if n <= 7 else 70 + (n - 7) * 0.001
 
     monkeypatch.setattr(segmenter_trainer, "StepBudget",
                         functools.partial(StepBudget, probe_start=2, probe_steps=5, clock=clock))
     data = write_kaggle_layout(tmp_path / "data")
     config = SegmenterConfig(data=str(data), out_dir=str(tmp_path / "run"), arch="unet-r18-d4", crop=32,
-                             batch_size=2, steps=100000, lr=3e-3, val_every=0, threads=1, fit_minutes=0.1)
+                             batch_size=2, steps=100000, lr=3e-3, val_every=0, threads=1, fit_minutes=1.0)
     summary = train_segmenter(config)
-    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
-    refits = ckpt["state"]["refits"]
-    planned = 7 + int((6 * 0.88 - 0.07) / 0.01)  # what the probe alone fitted: 528 steps
-    assert refits and refits[0]["steps"] < planned / 2  # the slow steps shortened the schedule at once
-    assert summary["finished"] and summary["step"] == ckpt["config"]["steps"] == refits[-1]["steps"]
+    assert summary["finished"] and summary["step"] == 8  # the probe's own fit: one step more, then the end
+    assert "refits" not in torch.load(tmp_path / "run" / "last.pt", weights_only=False)["state"]
 
 
 def test_worker_batches_differ_between_workers_and_match_the_sampler(tmp_path):

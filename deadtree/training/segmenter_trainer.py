@@ -185,9 +185,11 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
             if out_of_time and state["step"] < config.steps:
                 stopped_early = True
                 break
-            # Only a gross misfit is corrected: each change bends the learning-rate curve, which the recorded
-            # --steps (the last total) then no longer replays exactly; the changes are kept in the state.
-            refitted = budget.refit(state["step"] - steps_at_start) if budget else None
+            # Only a gross misfit is corrected, and never at the schedule's end (lengthening a finished cosine
+            # would raise the learning rate again): each change bends the learning-rate curve, which the
+            # recorded --steps (the last total) then no longer replays exactly; the changes are kept in the state.
+            ending = state["step"] >= config.steps
+            refitted = budget.refit(state["step"] - steps_at_start) if budget and not ending else None
             if refitted and abs(steps_at_start + refitted - config.steps) > REFIT_TOLERANCE * config.steps:
                 config.steps = bar.total = max(state["step"] + 1, steps_at_start + refitted)
                 state.setdefault("refits", []).append({"step": state["step"], "steps": config.steps})
