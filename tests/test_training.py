@@ -226,7 +226,10 @@ def test_step_budget_refits_from_the_mean_step_time_since_the_probe():
     assert StepBudget(minutes=10).refit(500) is None  # no probe, no refit
 
 
-def test_fitted_run_refits_when_its_steps_slow_down_after_the_probe(tmp_path, monkeypatch):
+def _run_on_a_fake_clock(tmp_path, monkeypatch, seconds_at_reading, val_every: int) -> tuple[dict, dict]:
+    """A budget-fitted run (a minute) whose budget reads `seconds_at_reading(n)` at its n-th clock reading,
+    once a step; the probe times steps 2-7. The real-time stop (110% of the budget) stays far off on a slow
+    machine. Returns the summary and the last checkpoint."""
     import functools
     import itertools
 
@@ -234,19 +237,19 @@ def test_fitted_run_refits_when_its_steps_slow_down_after_the_probe(tmp_path, mo
     from deadtree.training.time_budget import StepBudget
 
     readings = itertools.count()
-
-    def clock():  # read once a step: a hundredth of a second a step through the probe (steps 2-7), then 2 s
-        n = next(readings)
-        return n * 0.01 if n <= 7 else 0.07 + (n - 7) * 2.0
-
-    monkeypatch.setattr(segmenter_trainer, "StepBudget",
-                        functools.partial(StepBudget, probe_start=2, probe_steps=5, clock=clock))
+    monkeypatch.setattr(segmenter_trainer, "StepBudget", functools.partial(
+        StepBudget, probe_start=2, probe_steps=5, clock=lambda: seconds_at_reading(next(readings))))
     data = write_kaggle_layout(tmp_path / "data")
-    # a minute's budget on the fake clock; the real-time stop (110% of it) stays far off on a slow machine
     config = SegmenterConfig(data=str(data), out_dir=str(tmp_path / "run"), arch="unet-r18-d4", crop=32,
-                             batch_size=2, steps=100000, lr=3e-3, val_every=10, threads=1, fit_minutes=1.0)
+                             batch_size=2, steps=100000, lr=3e-3, val_every=val_every, threads=1, fit_minutes=1.0)
     summary = train_segmenter(config)
-    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    return summary, torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+
+
+def test_fitted_run_refits_when_its_steps_slow_down_after_the_probe(tmp_path, monkeypatch):
+    # a hundredth of a second a step through the probe, then 2 s a step
+    summary, ckpt = _run_on_a_fake_clock(tmp_path, monkeypatch, lambda n: n * 0.01 if n <= 7 else 0.07 + (n - 7) * 2.0,
+                                         val_every=10)
     refits = ckpt["state"]["refits"]
     planned = 7 + int((60 * 0.88 - 0.07) / 0.01)  # what the probe alone fitted: 5279 steps
     assert refits[0] == {"step": 10, "steps": 10 + int((52.8 - 8.07) / ((8.07 - 0.02) / 8))}  # 54 steps
@@ -255,26 +258,11 @@ def test_fitted_run_refits_when_its_steps_slow_down_after_the_probe(tmp_path, mo
 
 
 def test_fitted_run_is_not_lengthened_once_its_schedule_has_ended(tmp_path, monkeypatch):
-    import functools
-    import itertools
-
-    from deadtree.training import segmenter_trainer
-    from deadtree.training.time_budget import StepBudget
-
-    readings = itertools.count()
-
-    def clock():  # ten seconds a step through the probe, which alone overruns the budget; quick after it
-        n = next(readings)
-        return n * 10.0 if n <= 7 else 70 + (n - 7) * 0.001
-
-    monkeypatch.setattr(segmenter_trainer, "StepBudget",
-                        functools.partial(StepBudget, probe_start=2, probe_steps=5, clock=clock))
-    data = write_kaggle_layout(tmp_path / "data")
-    config = SegmenterConfig(data=str(data), out_dir=str(tmp_path / "run"), arch="unet-r18-d4", crop=32,
-                             batch_size=2, steps=100000, lr=3e-3, val_every=0, threads=1, fit_minutes=1.0)
-    summary = train_segmenter(config)
+    # ten seconds a step through the probe, which alone overruns the budget; quick after it
+    summary, ckpt = _run_on_a_fake_clock(tmp_path, monkeypatch, lambda n: n * 10.0 if n <= 7 else 70 + (n - 7) * 0.001,
+                                         val_every=0)
     assert summary["finished"] and summary["step"] == 8  # the probe's own fit: one step more, then the end
-    assert "refits" not in torch.load(tmp_path / "run" / "last.pt", weights_only=False)["state"]
+    assert "refits" not in ckpt["state"]
 
 
 def test_worker_batches_differ_between_workers_and_match_the_sampler(tmp_path):
