@@ -122,3 +122,25 @@ def test_int8_models_keep_their_layout_on_cpus_without_vnni(monkeypatch):
     monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "fast")
     with pytest.raises(ModelError, match="auto, all, extended, keep-layout"):
         graph_optimization(ort, True, True, "AVX2")
+
+
+def test_variant_checks_run_each_variant_as_segment_will(monkeypatch):
+    import numpy as np
+    import onnx
+
+    from deadtree.training import variants
+    from deadtree.training.frames import Frame
+
+    asked = []
+
+    def probabilities(model, frames, flips=False, scales=(), quantized=False):
+        asked.append(quantized)
+        return [np.full(f.mask.shape, 0.9, np.float32) for f in frames]
+
+    monkeypatch.setattr(variants, "onnx_probabilities", probabilities)
+    frame = Frame("mo001_2020_n_01_01_0", "mo001", np.zeros((8, 8, 4), np.uint8), np.ones((8, 8), bool))
+    for precision, optimised_as_int8 in (("int8", True), ("fp16", False)):
+        asked.clear()
+        checks = variants.compare_on_frames("parent.onnx", onnx.ModelProto(), [frame], 0.5, precision)
+        assert asked == [False, optimised_as_int8]  # the fp32 parent, then the variant
+        assert checks["mask_iou_vs_fp32"] == 1.0

@@ -106,11 +106,12 @@ def onnx_probabilities(path_or_bytes, frames: list[Frame], flips: bool = False,
     return out
 
 
-def compare_on_frames(parent: Path, variant: onnx.ModelProto, frames: list[Frame], threshold: float) -> dict:
-    """Mask agreement with the parent, and both models' validation scores at the parent's threshold."""
+def compare_on_frames(parent: Path, variant: onnx.ModelProto, frames: list[Frame], threshold: float,
+                      precision: str) -> dict:
+    """Mask agreement with the parent, and both models' validation scores at the parent's threshold; the variant
+    runs as `segment` will run a model of that precision."""
     ref = onnx_probabilities(str(parent), frames)
-    quantized = any(node.op_type == "QuantizeLinear" for node in variant.graph.node)
-    got = onnx_probabilities(variant.SerializeToString(), frames, quantized=quantized)
+    got = onnx_probabilities(variant.SerializeToString(), frames, quantized=precision == "int8")
     agreement = PixelCounts()
     ref_scores, got_scores = Scores(), Scores()
     max_diff = 0.0
@@ -203,7 +204,7 @@ def make_variants(model: Path, data: Path, out_dir: Path, int8: bool = True, fp1
             c["max_probability_difference"] <= FP16_MAX_PROBABILITY_DIFFERENCE
             and c["mask_iou_vs_fp32"] >= FP16_MIN_MASK_IOU)))
     for precision, variant, passes in candidates:
-        checks = compare_on_frames(model, variant, val, info.threshold)
+        checks = compare_on_frames(model, variant, val, info.threshold, precision)
         checks["checked_on"] = "ONNX Runtime CPU provider, validation frames"
         lines.append(f"{precision}: " + json.dumps({k: v if isinstance(v, str) else round(v, 4)
                                                    for k, v in checks.items()}))
