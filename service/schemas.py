@@ -163,7 +163,7 @@ def upload_request_body(description: str) -> dict:
                                "description": "Comma-separated magnifications (above 1, at most 3): the model also "
                                               "runs on each tile enlarged by each and the answers are averaged "
                                               "(1.5: 3.25x the model time)."},
-                    "ensemble": {"type": "string", "examples": ["deadtree-rgb", "deadtree-rgb,deadtree-rgbn-effb0"],
+                    "ensemble": {"type": "string", "examples": ["deadtree-rgbn-effb0", "deadtree-rgb,deadtree-rgbn-effb0"],
                                  "description": "Comma-separated segmenter names whose probabilities are averaged "
                                                 "with the main model's (the three shipped RGB+NIR-scene members "
                                                 "together score best on validation, at about 3.5x the model "

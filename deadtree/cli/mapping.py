@@ -23,7 +23,8 @@ SCALES_HELP = ("Also run the model on each tile magnified by these factors (comm
 ENSEMBLE_HELP = ("Other segmenters (names or .onnx, comma-separated or the option repeated) whose probabilities are "
                  "averaged with the main model's. Costs the model time once more per model. Run by `segment` on "
                  "each validation frame (peak filter on), deadtree-rgbn 0.5.0 alone: pixel IoU 0.408, object F1 "
-                 "0.613; --ensemble deadtree-rgb,deadtree-rgbn-effb0: 0.418 / 0.618.")
+                 "0.613; --ensemble deadtree-rgbn-effb0: 0.417 / 0.626; --ensemble deadtree-rgb,deadtree-rgbn-effb0: "
+                 "0.418 / 0.618.")
 MIN_PEAK_HELP = ("Keep a polygon only where its highest dead-tree probability reaches this (0-1; 0 keeps all). "
                  "Faint patches are mostly false alarms. Default: the model's own, tuned for object F1 on "
                  "validation (deadtree-rgbn 0.5.0: 0.90; run by `segment` on each validation frame, object F1 "
