@@ -37,7 +37,8 @@ def train_segmenter_command(
     workers: int = typer.Option(0, "--workers", help="Processes that cut and augment crops (0 = in the loop; "
                                 "use a few on a GPU so that it never waits)."),
     fit_minutes: float = typer.Option(0.0, "--fit-minutes", help="Time the first steps, then set --steps so the "
-                                      "whole schedule fits in this many minutes (0 = off)."),
+                                      "whole schedule fits in this many minutes (0 = off); re-timed at each "
+                                      "validation, and refitted if it would miss by more than 10%."),
     augmentation: str = typer.Option("standard", "--augmentation", help="standard, or strong: adds a gain per "
                                      "band and wider brightness and contrast changes."),
     loss: str = typer.Option("dice-focal", "--loss", help="dice-focal (pooled soft Dice + focal BCE, for training "
