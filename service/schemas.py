@@ -165,9 +165,9 @@ def upload_request_body(description: str) -> dict:
                                               "(1.5: 3.25x the model time)."},
                     "ensemble": {"type": "string", "examples": ["deadtree-rgbn-effb0", "deadtree-rgb,deadtree-rgbn-effb0"],
                                  "description": "Comma-separated segmenter names whose probabilities are averaged "
-                                                "with the main model's (the three shipped RGB+NIR-scene members "
-                                                "together score best on validation, at about 3.5x the model "
-                                                "time on a CPU)."},
+                                                "with the main model's (on a 4-band scene, deadtree-rgbn-effb0 "
+                                                "scores best on validation, at about 2.5x the model time on a "
+                                                "CPU)."},
                     "format": {"type": "string", "enum": list(FORMATS), "default": "geojson",
                                "description": "geojson: RFC 7946 in WGS 84 lon/lat; gpkg: GeoPackage in the "
                                               "scene's CRS."},
