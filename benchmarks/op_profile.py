@@ -62,7 +62,7 @@ def main() -> None:
     rows = []
     for name in args.model or ["deadtree-rgbn-int8", "deadtree-rgbn"]:
         path = resolve_model(name, "segmenter")
-        chosen = graph_optimization(ort, read_model_info(path).extra.get("precision") == "int8", on_cpu=True)
+        chosen = graph_optimization(ort, read_model_info(path).quantized, on_cpu=True)
         for plan in dict.fromkeys([chosen, (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ())]):
             times, counts = kernel_times(path, args.tile, args.runs, cpu_threads(), plan)
             total = sum(times.values())

@@ -30,6 +30,11 @@ class ModelInfo:
     description: str = ""
     extra: dict = field(default_factory=dict)
 
+    @property
+    def quantized(self) -> bool:
+        """An int8 variant written by `deadtree export-variants`."""
+        return self.extra.get("precision") == "int8"
+
     def to_json(self) -> str:
         data = asdict(self)
         data["bands"] = list(self.bands)

@@ -162,8 +162,7 @@ class OnnxModel:
             preload_gpu_libraries(ort)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or cpu_threads()
-        self.graph_optimization = graph_optimization(ort, self.info.extra.get("precision") == "int8",
-                                                     wanted not in GPU_PROVIDERS)
+        self.graph_optimization = graph_optimization(ort, self.info.quantized, wanted not in GPU_PROVIDERS)
         if not spin:
             # Idle ONNX Runtime threads otherwise spin for a while after each batch, taking the cores that the
             # read and finish stages of the pipeline need in exactly those moments.
