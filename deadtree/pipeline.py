@@ -15,14 +15,14 @@ import numpy as np
 import rasterio
 
 from deadtree import __version__
-from deadtree.buffers import BufferPool
-from deadtree.errors import InputError, ModelError
+from deadtree.errors import InputError
 from deadtree.heap import bound_heap_growth
+from deadtree.model_choice import choose_models, open_models
 from deadtree.outputs import check_writable, discard, publish, workspace
 from deadtree.peak_filter import ensemble_floor
 from deadtree.preview import preview_bands, write_preview
 from deadtree.raster.grid import identity_grid, model_grid
-from deadtree.raster.normalise import BandStretch, stretch_and_medians
+from deadtree.raster.normalise import stretch_and_medians
 from deadtree.raster.probability import (
     PROB_SCALE,
     ProbabilityRaster,
@@ -34,13 +34,9 @@ from deadtree.raster.probability import (
 )
 from deadtree.raster.reader import WindowReader, overview
 from deadtree.raster.scene import Scene, open_scene
-from deadtree.runtime.metadata import ModelInfo, read_model_info
-from deadtree.runtime.registry import default_segmenter, precision_variant, resolve_model
-from deadtree.runtime.session import OnnxModel, runs_on_gpu
 from deadtree.stages import StageChain
-from deadtree.tiling import (TRIM_MULTIPLE, StripAccumulator, Tile, batches_by_shape, blend_window,
-                             mirror_into_margins, tile_rows)
-from deadtree.tta import augmented
+from deadtree.tile_predictor import TilePredictor, read_batches
+from deadtree.tiling import TRIM_MULTIPLE, StripAccumulator, blend_window, tile_rows
 from deadtree.vector.geometry import Measurer, clean_outline, pixel_to_crs
 from deadtree.vector.polygonize import stream_components
 from deadtree.vector.style import add_default_style, write_qml
@@ -215,76 +211,6 @@ def _segment(scene_path: Path, options: SegmentOptions, outputs: dict[str, Path]
     return result
 
 
-@dataclass
-class _ModelChoice:
-    segmenter: Path
-    segmenter_info: ModelInfo
-    translator: Path | None = None
-    translator_info: ModelInfo | None = None
-    members: list[tuple[Path, ModelInfo]] = field(default_factory=list)  # ensembled with the segmenter
-
-    @property
-    def first(self) -> ModelInfo:
-        """The model that reads the scene (its scaling and tiles rule)."""
-        return self.translator_info or self.segmenter_info
-
-    @property
-    def read_bands(self) -> tuple[str, ...]:
-        """The bands read from a scene: the first model's, then any others an ensemble member needs."""
-        bands = list(self.first.bands)
-        for _, info in self.members:
-            bands += [b for b in info.bands if b not in bands]
-        return tuple(bands)
-
-
-def _segmenter_file(path: Path, options: SegmentOptions) -> Path:
-    """The file that runs for a segmenter at the asked precision (its int8 / fp16 variant where chosen)."""
-    return precision_variant(path, options.precision, on_gpu=runs_on_gpu(options.device))
-
-
-def choose_models(scene_bands: Sequence[str], scene_name: str, options: SegmentOptions,
-                  bands_hint: str = "give the band order with --bands") -> _ModelChoice:
-    """Which files will run, checked against each other and the scene's bands (metadata only: cheap, so the
-    service runs it on an upload before queueing the job)."""
-    if options.ensemble and options.translator:
-        raise InputError("--ensemble and --translator cannot be combined")
-    available = set(scene_bands)
-    seg_path = resolve_model(options.model, "segmenter") if options.model else default_segmenter(available)
-    seg_path = _segmenter_file(seg_path, options)
-    choice = _ModelChoice(seg_path, read_model_info(seg_path))
-    if options.translator:
-        choice.translator = resolve_model(options.translator, "translator")
-        choice.translator_info = read_model_info(choice.translator)
-        if not set(choice.segmenter_info.bands) <= set(choice.translator_info.bands):
-            raise ModelError(f"translator {choice.translator_info.name} writes "
-                             f"{','.join(choice.translator_info.bands)} but segmenter "
-                             f"{choice.segmenter_info.name} reads {','.join(choice.segmenter_info.bands)}")
-    for name in options.ensemble:
-        path = _segmenter_file(resolve_model(name, "segmenter"), options)
-        info = read_model_info(path)
-        primary = choice.segmenter_info
-        if info.gsd_m != primary.gsd_m or info.scaling != primary.scaling:
-            raise ModelError(f"{info.name} cannot be ensembled with {primary.name}: they differ in ground "
-                             "resolution or value scaling")
-        choice.members.append((path, info))
-    needed = choice.read_bands
-    missing = [b for b in needed if b not in available]
-    if missing:
-        have = ",".join(scene_bands) or "no tagged bands"
-        raise ModelError(f"{scene_name} has bands {have}; model {choice.first.name} needs "
-                         f"{','.join(needed)} (missing {','.join(missing)}). If the file's tags are wrong, "
-                         f"{bands_hint}")
-    return choice
-
-
-def _open_models(choice: _ModelChoice, options: SegmentOptions) -> tuple[OnnxModel, OnnxModel | None,
-                                                                         list[OnnxModel]]:
-    segmenter = OnnxModel(choice.segmenter, options.device, options.threads)
-    translator = OnnxModel(choice.translator, options.device, options.threads) if choice.translator else None
-    members = [OnnxModel(path, options.device, options.threads) for path, _ in choice.members]
-    return segmenter, translator, members
-
-
 def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: Path, on_progress) -> SegmentResult:
     from tqdm import tqdm
 
@@ -298,7 +224,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
 
     # ONNX Runtime builds its sessions while the scene statistics are read: neither waits for the other.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deadtree-load") as pool:
-        opening = pool.submit(_open_models, choice, options)
+        opening = pool.submit(open_models, choice, options)
         pixels, valid, edge_fill = overview(scene, read_bands)
         if not valid.any():
             raise InputError(f"{scene.path.name} holds no valid pixels: everything is nodata, masked or fill")
@@ -333,7 +259,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
 
     reader = WindowReader(scene, read_bands, grid, edge_fill)
     batch_size = options.batch_size or max(1, BATCH_PIXELS // (tile * tile))
-    predictor = _TilePredictor(segmenter, translator, stretch, neutral, batch_size, options.flips, members,
+    predictor = TilePredictor(segmenter, translator, stretch, neutral, batch_size, options.flips, members,
                                read_bands, options.scales)
     grid_transform = grid.transform(scene.transform)
     scene_prob = tmp / (outputs["probabilities"].name if "probabilities" in outputs else "probabilities.tif")
@@ -395,7 +321,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         # vectorising finished rows, so that post-processing hides behind model compute.
         cache = tile_cache_bytes(scene, tile * grid.scale_y)
         with rasterio.Env(GDAL_CACHEMAX=cache), StageChain() as chain:
-            batches = chain.add(_read_batches(reader, grid, tiles, predictor), name="deadtree-read")
+            batches = chain.add(read_batches(reader, grid, tiles, predictor), name="deadtree-read")
             predicted = chain.add((predictor.predict(batch) for batch in batches), name="deadtree-model")
             if grid.resampled:
                 for _ in finished_strips():
@@ -423,114 +349,6 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     return SegmentResult(polygons, area, 0.0, outputs, info.name, info.version, segmenter.provider, n_tiles,
                          skipped, translator.info.name if translator else None, timings, tile, overlap,
                          [m.info.name for m in members], min_peak, faint)
-
-
-@dataclass
-class _TileWork:
-    tile: Tile
-    valid: np.ndarray
-    scaled: np.ndarray | None = None  # None: nothing valid, never sent to the model
-    probs: np.ndarray | None = None
-
-
-def _read_batches(reader: WindowReader, grid, tiles: list[Tile], predictor: "_TilePredictor"):
-    """Tiles in grid order, read and scaled, in batches of `predictor.batch_size` tiles for the model (tiles
-    without valid pixels ride along unscaled, so that progress and blending keep their order)."""
-    def read(t: Tile) -> _TileWork:
-        pixels, valid = _read_tile(reader, grid, t, predictor.buffers)
-        work = _TileWork(t, valid)
-        if valid.any():
-            work.scaled = predictor.scale(pixels, valid)
-        predictor.buffers.give_back(pixels)
-        return work
-
-    yield from batches_by_shape((read(t) for t in tiles),
-                                lambda work: None if work.scaled is None else work.valid.shape, predictor.batch_size)
-
-
-def _read_tile(reader: WindowReader, grid, t: Tile, buffers: BufferPool) -> tuple[np.ndarray, np.ndarray]:
-    """Read one tile into an array from `buffers`. Parts outside the grid are mirrored in, validity too: the
-    model then sees scene texture there rather than flat fill (which would make answers depend on where the
-    tile grid falls), and the accumulator drops everything outside the grid anyway."""
-    r0, c0 = max(t.row, 0), max(t.col, 0)
-    r1, c1 = min(t.row + t.height, grid.height), min(t.col + t.width, grid.width)
-    pads = ((r0 - t.row, t.row + t.height - r1), (c0 - t.col, t.col + t.width - c1))
-    pixels = buffers.take((len(reader.indexes), t.height, t.width), reader.dtype)
-    inside = (slice(None), slice(pads[0][0], t.height - pads[0][1]), slice(pads[1][0], t.width - pads[1][1]))
-    _, valid = reader.read(r0, c0, r1 - r0, c1 - c0, out=pixels[inside])
-    if any(p for pair in pads for p in pair):
-        mirror_into_margins(pixels, pads)
-        valid = np.pad(valid, pads, mode="symmetric")
-    return pixels, valid
-
-
-class _TilePredictor:
-    """Scales tiles, runs the optional translator and the segmenter in batches, returns probabilities."""
-
-    def __init__(self, segmenter: OnnxModel, translator: OnnxModel | None, stretch: BandStretch,
-                 neutral: np.ndarray, batch_size: int, flips: bool = False, members: list[OnnxModel] | None = None,
-                 read_bands: tuple[str, ...] | None = None, scales: tuple[float, ...] = ()):
-        self.segmenter = segmenter
-        read_bands = read_bands or segmenter.info.bands
-        # Each segmenter with the read bands it takes, in its order (None: all of them, as read).
-        self.ensemble = [(m, _pick(read_bands, m.info.bands)) for m in [segmenter, *(members or [])]]
-        self.flips = flips
-        self.scales = scales
-        self.translator = translator
-        self.stretch = stretch
-        self.neutral = neutral.astype(np.float32)
-        self.batch_size = max(1, batch_size)
-        # Tile-sized arrays in rotation: raw tiles go back once scaled, scaled tiles once the model has run.
-        self.buffers = BufferPool()
-        if translator:
-            self.to_segmenter = [translator.info.bands.index(b) for b in segmenter.info.bands]
-
-    def predict(self, batch: list[_TileWork]) -> list[_TileWork]:
-        """Fill in the probabilities of the batch's tiles that have valid pixels (at most `batch_size` of them:
-        _read_batches cuts the batches to that)."""
-        work = [w for w in batch if w.scaled is not None]
-        if work:
-            # one tile (the usual batch at 1024 px) goes in as a view: no copy of ~20 MB
-            batch_in = work[0].scaled[None] if len(work) == 1 else np.stack([w.scaled for w in work])
-            probs = self._run(batch_in)[:, 0]
-            for w, p in zip(work, probs):
-                self.buffers.give_back(w.scaled)
-                w.probs, w.scaled = p, None
-        return batch
-
-    def scale(self, tile: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        scaled = self.stretch.apply(tile, out=self.buffers.take(tile.shape, np.float32))
-        if not valid.all():
-            scaled[:, ~valid] = self.neutral[:, None]
-        return scaled
-
-    def _run(self, unit: np.ndarray) -> np.ndarray:
-        """`unit` is the percentile-stretched image (0..1 between the stretch points)."""
-        if self.translator:
-            translated = self.translator.run(_from_unit(unit, self.translator.info.input_range))
-            olo, ohi = self.translator.info.output_range
-            unit = ((translated - olo) / (ohi - olo))[:, self.to_segmenter]
-            return self._segment(self.segmenter, unit)
-        probs = None
-        for model, pick in self.ensemble:
-            answer = self._segment(model, unit if pick is None else unit[:, pick])
-            probs = answer if probs is None else probs + answer
-        return probs / len(self.ensemble) if len(self.ensemble) > 1 else probs
-
-    def _segment(self, model: OnnxModel, unit: np.ndarray) -> np.ndarray:
-        return augmented(model.run, _from_unit(unit, model.info.input_range), self.flips, self.scales)
-
-
-def _pick(read_bands: tuple[str, ...], wanted: tuple[str, ...]) -> list[int] | None:
-    indices = [read_bands.index(b) for b in wanted]
-    return None if indices == list(range(len(read_bands))) else indices
-
-
-def _from_unit(unit: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """Stretch units (0..1) mapped onto a model's input range; no copies for the usual 0..1 (two arrays of a
-    batch's size otherwise, for nothing)."""
-    lo, hi = value_range
-    return unit if (lo, hi) == (0.0, 1.0) else unit * (hi - lo) + lo
 
 
 def _resample_to_scene(grid_path: Path, scene_path_out: Path, scene: Scene, bands, grid, edge_fill) -> None:

@@ -13,7 +13,7 @@ import rasterio
 from rasterio.errors import RasterioError
 
 from deadtree.errors import DeadtreeError
-from deadtree.pipeline import choose_models
+from deadtree.model_choice import choose_models
 from deadtree.raster.scene import open_scene
 
 from service.errors import ApiError, from_deadtree
