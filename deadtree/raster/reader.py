@@ -8,7 +8,7 @@ from rasterio.errors import RasterioError
 from deadtree.errors import InputError
 from deadtree.raster.grid import ModelGrid
 from deadtree.raster.scene import Scene, read_decimated
-from deadtree.raster.validity import EdgeFillMap, declared_invalid, edge_connected, fill_values, solid_fill
+from deadtree.raster.validity import EdgeFillMap, declared_invalid, fill_values, image_validity, solid_fill
 
 
 class WindowReader:
@@ -64,8 +64,5 @@ def overview(scene: Scene, bands: tuple[str, ...]) -> tuple[np.ndarray, np.ndarr
         invalid |= ds.read(scene.alpha_index, out_shape=shape, resampling=Resampling.nearest) == 0
     if scene.dataset_mask:
         invalid |= ds.read_masks(1, out_shape=shape, resampling=Resampling.nearest) == 0
-    solid = solid_fill(pixels, fill_values(pixels.dtype))
-    # Fill counts as edge-connected also when it reaches the edge through declared nodata.
-    connected = edge_connected(solid | invalid)
-    edge_map = EdgeFillMap(connected, scene.height, scene.width)
-    return pixels, ~invalid & ~(solid & connected), edge_map
+    valid, connected = image_validity(pixels, invalid)
+    return pixels, valid, EdgeFillMap(connected, scene.height, scene.width)

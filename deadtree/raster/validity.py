@@ -34,6 +34,15 @@ def edge_connected(fill: np.ndarray) -> np.ndarray:
     return ndimage.binary_dilation(touching[labels], iterations=1)
 
 
+def image_validity(pixels: np.ndarray, invalid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, edge-connected fill) of a (bands, rows, cols) array: `invalid` (declared nodata, masks) is never
+    valid, nor is solid fill that reaches the edge, directly or through invalid pixels."""
+    invalid = np.zeros(pixels.shape[1:], dtype=bool) if invalid is None else invalid
+    solid = solid_fill(pixels, fill_values(pixels.dtype))
+    connected = edge_connected(solid | invalid)
+    return ~invalid & ~(solid & connected), connected
+
+
 @dataclass
 class EdgeFillMap:
     """Edge-connected fill found on the decimated read, looked up at full resolution."""

@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from deadtree.errors import InputError
-from deadtree.raster.normalise import band_percentiles
+from deadtree.raster.normalise import BandStretch, stretch_and_medians
+from deadtree.raster.validity import image_validity
 
 COUNTY_PATTERN = re.compile(r"^([a-z]{2}\d{3})_")
 HDF5_BAND_ORDER = ("NIR", "R", "G", "B")
@@ -117,11 +118,26 @@ def load_hdf5_frames(path: Path, bands: tuple[str, ...]) -> list[Frame]:
     return frames
 
 
+def as_scene(frame: Frame) -> tuple[np.ndarray, BandStretch]:
+    """A frame as `segment` prepares a scene: the image (rows, cols, bands) with its edge-connected fill (most
+    USA frames have black rows or columns at their edges, some large black corners) set to each band's median
+    of the valid pixels, and the percentile stretch of the valid pixels only. Training and validation read
+    frames through this, so a model learns from the very inputs it is given at run time."""
+    bands_first = frame.image.transpose(2, 0, 1)
+    valid, _ = image_validity(bands_first)
+    stretch, medians = stretch_and_medians(bands_first, valid)
+    if valid.all():
+        return frame.image, stretch
+    image = frame.image.copy()
+    image[~valid] = np.round(medians).astype(image.dtype)
+    return image, stretch
+
+
 def frame_input(frame: Frame, multiple: int = 32) -> np.ndarray:
-    """A whole frame as network input (1, bands, rows, cols): stretched like a scene, padded by reflection to
-    the network's stride. Crop predictions back with [..., :rows, :cols]."""
-    image = frame.image.transpose(2, 0, 1)
-    scaled = band_percentiles(image).apply(image)
+    """A whole frame as network input (1, bands, rows, cols): prepared as a scene (as_scene), padded by
+    reflection to the network's stride. Crop predictions back with [..., :rows, :cols]."""
+    image, stretch = as_scene(frame)
+    scaled = stretch.apply(np.ascontiguousarray(image.transpose(2, 0, 1)))
     rows, cols = scaled.shape[1:]
     padded = np.pad(scaled, ((0, 0), (0, (-rows) % multiple), (0, (-cols) % multiple)), mode="reflect")
     return padded[None]

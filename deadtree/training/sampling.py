@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deadtree.raster.normalise import band_percentiles
-from deadtree.training.frames import Frame
+from deadtree.training.frames import Frame, as_scene
 
 
 class CropSampler:
@@ -19,8 +18,8 @@ class CropSampler:
         self.augment = augment
         self.rng = np.random.default_rng(seed)
         self._seed_augmentation()
-        # Stretch statistics per frame, computed once: a frame plays the part of a scene.
-        self.stretches = [band_percentiles(f.image.transpose(2, 0, 1)) for f in frames]
+        # Each frame prepared once as `segment` prepares a scene: fill made neutral, stretch of the valid pixels.
+        self.images, self.stretches = zip(*(as_scene(f) for f in frames)) if frames else ((), ())
         self.positives = [np.argwhere(f.mask) for f in frames]
 
     def _seed_augmentation(self) -> None:
@@ -54,7 +53,7 @@ class CropSampler:
         else:
             r0 = int(self.rng.integers(rows - crop + 1))
             c0 = int(self.rng.integers(cols - crop + 1))
-        image = frame.image[r0 : r0 + crop, c0 : c0 + crop]
+        image = self.images[index][r0 : r0 + crop, c0 : c0 + crop]
         target = self.targets[index] if self.targets is not None else frame.mask
         mask = target[r0 : r0 + crop, c0 : c0 + crop]
         mask = mask.astype(np.uint8) if mask.dtype == bool else mask
