@@ -108,6 +108,28 @@ def test_error_breakdown_splits_each_part_s_union(tmp_path):
         assert set(part["by_state"]) == {"ar", "wa"}
 
 
+def test_input_preparation_scores_both_preparations_alike_on_frames_without_fill(tmp_path):
+    import torch
+
+    from deadtree.nets.segmenter import build_segmenter
+
+    data = write_kaggle_layout(tmp_path / "data", size=96)  # no black rims: the two preparations are one
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "a.pt"
+    torch.save({"model": build_segmenter("unet-r18-d4", 4).state_dict(),
+                "config": {"arch": "unet-r18-d4", "bands": ["R", "G", "B", "NIR"]},
+                "split": {"validation_groups": ["ar003", "wa011"]}}, checkpoint)
+    out = tmp_path / "preparation.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "input_preparation.py"), str(checkpoint),
+                           "--data", str(data), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(out.read_text())["results"]["a.pt"]
+    assert found["frames"] == 2
+    old, scene = found["fill in the stretch"], found["as segment reads a scene"]
+    assert old == scene and 0 <= old["pixel_iou"] <= 1 and old["threshold"] > 0
+
+
 def test_county_bootstrap_pools_whole_counties_and_stays_within_states_when_asked():
     import importlib.util
 
