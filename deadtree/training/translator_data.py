@@ -27,7 +27,7 @@ import numpy as np
 
 from deadtree.errors import InputError
 from deadtree.raster.normalise import BandStretch, band_percentiles
-from deadtree.training.frames import HDF5_BAND_ORDER, load_kaggle_frames, name_selected, parse_prefixes
+from deadtree.training.frames import HDF5_BAND_ORDER, as_scene, load_kaggle_frames, name_selected, parse_prefixes
 
 TRANSLATOR_RANGE = (-1.0, 1.0)  # the tanh range: what ModelInfo.input_range / output_range record
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
@@ -129,9 +129,10 @@ class FramePatchSource(PatchSource):
             raise InputError(f"no frame of {root} is at least {patch} px on a side"
                              + (f" among names starting with {', '.join(prefixes)}" if prefixes else ""))
         self.names = self.origins = [f.sample_id for f in frames]
-        self.images = [np.ascontiguousarray(f.image.transpose(2, 0, 1)) for f in frames]
-        # Same statistics as the segmenter trainer: the whole frame plays the part of the scene.
-        self.stretches = [band_percentiles(image) for image in self.images]
+        # Prepared as the segmenter trainer prepares them, as `segment` reads a scene (fill made neutral).
+        prepared = [as_scene(f) for f in frames]
+        self.images = [np.ascontiguousarray(image.transpose(2, 0, 1)) for image, _ in prepared]
+        self.stretches = [stretch for _, stretch in prepared]
         self._set_weights([image.shape[1] * image.shape[2] for image in self.images])
         self.epoch_patches = sum(patch_positions(*image.shape[1:], patch) for image in self.images)
 
