@@ -19,6 +19,8 @@ from deadtree.raster.validity import image_validity
 
 COUNTY_PATTERN = re.compile(r"^([a-z]{2}\d{3})_")
 HDF5_BAND_ORDER = ("NIR", "R", "G", "B")
+# Recorded in a training run's state (and so on its card): how its frames were prepared (as_scene).
+FRAMES_PREPARED = "as segment reads a scene"
 
 
 @dataclass

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from deadtree.machine import machine_description
 from deadtree.runtime.metadata import ModelInfo
+from deadtree.training.frames import FRAMES_PREPARED
 
 
 def segmenter_command(config: dict) -> str:
@@ -139,14 +140,24 @@ def write_segmenter_card(path: Path, info: ModelInfo, checkpoint: dict, split: d
         f"| at checkpoint step | {best.get('step', '-')} |",
         "",
         "Objects are 8-connected components; a ground-truth object counts as found when a predicted component",
-        "overlaps it at IoU >= 0.25, matched one to one. Scores are pooled over all validation frames, each frame",
-        "scaled by its own percentile stretch, predicted whole.",
+        "overlaps it at IoU >= 0.25, matched one to one.",
+        *frames_prepared_lines(state),
+        "Scores are pooled over all validation frames, predicted whole.",
         "",
         *peak_lines(best),
     ]
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text("\n".join(lines))
     tmp.replace(path)
+
+
+def frames_prepared_lines(state: dict) -> list[str]:
+    if state.get("frames_prepared") == FRAMES_PREPARED:
+        return ["Each frame is prepared as `segment` reads a scene: its own percentile stretch of the valid pixels,",
+                "the black fill at its edges set to their median."]
+    return ["Each frame was scaled by its own percentile stretch with the black fill at its edges counted in it, as",
+            "frames were prepared before 2026-11-27. `segment` leaves the fill out, which scores a little lower:",
+            "docs/models.md, \"Training saw the frames' black rims\"."]
 
 
 def add_peak_to_card(card: Path, info: ModelInfo, best: dict) -> None:

@@ -19,7 +19,7 @@ from deadtree.raster.normalise import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT
 from deadtree.training.augment import training_augmentation
 from deadtree.training.curves import plot_history
 from deadtree.training.distill import blended_target, teacher_probabilities
-from deadtree.training.frames import Frame, frame_input, load_frames, name_selected, parse_prefixes
+from deadtree.training.frames import FRAMES_PREPARED, Frame, frame_input, load_frames, name_selected, parse_prefixes
 from deadtree.training.losses import check_loss, segmentation_loss
 from deadtree.training.mimic import LogitMimic
 from deadtree.training.prune import narrow_decoder
@@ -102,7 +102,8 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
                                   weight_decay=config.weight_decay)
     # Read from config.steps at every step, so that a resumed run may lengthen or shorten its schedule.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, config.steps))
-    state = {"step": 0, "history": [], "best": None, "train_seconds": 0.0, "machine": training_machine(device)}
+    state = {"step": 0, "history": [], "best": None, "train_seconds": 0.0, "machine": training_machine(device),
+             "frames_prepared": FRAMES_PREPARED}
     last_path = out / "last.pt"
     if resume and last_path.exists():
         ckpt = torch.load(last_path, map_location=device, weights_only=False)
