@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from deadtree.runtime.metadata import read_model_info, rewrite_model_info
-from tests.scenes import toy_model
+from tests.scenes import default_discs, toy_model
 from tests.test_training import write_kaggle_layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +32,23 @@ def test_segment_validation_scores_segment_s_polygons_on_the_validation_frames(t
     assert strict["count_predicted"] < default["count_predicted"]  # the toy's peaks (about 0.8) stay below 0.99
     assert results[f"{model} flips auto"]["command"].endswith(f"--flips --precision auto --data {data}")
     assert results[f"{model} scales 1.5 auto"]["command"].endswith(f"--scales 1.5 --precision auto --data {data}")
+
+
+def test_county_mosaics_place_each_frame_and_score_it_against_its_own_mask(tmp_path):
+    data = write_kaggle_layout(tmp_path / "data", counties=("ar001", "ar003", "ar003", "wa011", "wa013"), size=160)
+    model = toy_model(tmp_path / "toy-rgbn.onnx")
+    info = read_model_info(model)
+    rewrite_model_info(model, dataclasses.replace(info, extra={**info.extra, "validation_groups": ["ar003", "wa011"]}))
+    out = tmp_path / "mosaics.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "county_mosaic_validation.py"), "--model",
+                           str(model), "--data", str(data), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(out.read_text())["results"][f"{model} auto"]
+    assert found["mosaics"]["ar003"][0] == 2 and found["mosaics"]["wa011"][0] == 1  # two frames share a scene
+    assert found["count_truth"] == 3 * len(default_discs(160, 160))
+    # a frame cut from the wrong place of its mosaic would not match its discs
+    assert found["pixel_iou"] > 0.6 and found["object_f1"] > 0.6
 
 
 def test_ensemble_search_scores_every_mean_and_refuses_a_different_split(tmp_path):
