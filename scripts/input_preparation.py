@@ -19,39 +19,25 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from deadtree.metrics import tuned_scores
-from deadtree.nets.segmenter import load_segmenter, predict_probabilities
-from deadtree.peak_filter import peak_record, tune_peak
-from deadtree.raster.normalise import band_percentiles
-from deadtree.training.frames import Frame, frame_input, held_out, load_frames
-from deadtree.training.segmenter_trainer import THRESHOLDS
+from deadtree.nets.segmenter import load_segmenter
+from deadtree.raster.normalise import BandStretch, band_percentiles
+from deadtree.training.frames import Frame, as_scene, held_out, load_frames
+from deadtree.training.segmenter_trainer import evaluate
 
 KEYS = ("pixel_iou", "object_f1", "threshold", "min_peak", "peak_pixel_iou", "peak_object_precision",
         "peak_object_recall", "peak_object_f1", "peak_held_out_object_f1")
 
 
-def fill_in_the_stretch(frame: Frame) -> np.ndarray:
-    image = frame.image.transpose(2, 0, 1)
-    scaled = band_percentiles(image).apply(image)
-    rows, cols = scaled.shape[1:]
-    return np.pad(scaled, ((0, 0), (0, (-rows) % 32), (0, (-cols) % 32)), mode="reflect")[None]
+def fill_in_the_stretch(frame: Frame) -> tuple[np.ndarray, BandStretch]:
+    return frame.image, band_percentiles(frame.image.transpose(2, 0, 1))
 
 
-PREPARATIONS = {"fill in the stretch": fill_in_the_stretch, "as segment reads a scene": frame_input}
+PREPARATIONS = {"fill in the stretch": fill_in_the_stretch, "as segment reads a scene": as_scene}
 
 
 def scores(model, frames: list[Frame], prepare) -> dict:
-    probs = []
-    for frame in frames:
-        rows, cols = frame.mask.shape
-        x = torch.from_numpy(prepare(frame)).contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():
-            probs.append(predict_probabilities(model, x)[0, 0, :rows, :cols].float().numpy())
-    truths = [f.mask for f in frames]
-    found = tuned_scores(probs, truths, THRESHOLDS)
-    found.update(peak_record(tune_peak(probs, truths, found["threshold"], [f.group for f in frames])))
+    found = evaluate(model, frames, prepare=prepare)
     return {k: round(float(found[k]), 4) for k in KEYS}
 
 
@@ -63,7 +49,6 @@ def main() -> None:
     args = parser.parse_args()
 
     model, ckpt = load_segmenter(args.checkpoint)
-    model.eval()
     frames = held_out(load_frames(args.data, tuple(ckpt["config"]["bands"])), ckpt["split"]["validation_groups"])
     found = {name: scores(model, frames, prepare) for name, prepare in PREPARATIONS.items()}
     for name, s in found.items():

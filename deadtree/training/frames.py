@@ -135,10 +135,11 @@ def as_scene(frame: Frame) -> tuple[np.ndarray, BandStretch]:
     return image, stretch
 
 
-def frame_input(frame: Frame, multiple: int = 32) -> np.ndarray:
-    """A whole frame as network input (1, bands, rows, cols): prepared as a scene (as_scene), padded by
-    reflection to the network's stride. Crop predictions back with [..., :rows, :cols]."""
-    image, stretch = as_scene(frame)
+def frame_input(frame: Frame, multiple: int = 32, prepare=as_scene) -> np.ndarray:
+    """A whole frame as network input (1, bands, rows, cols): prepared as a scene (as_scene, or `prepare`: a
+    frame -> (image, stretch) function), padded by reflection to the network's stride. Crop predictions back
+    with [..., :rows, :cols]."""
+    image, stretch = prepare(frame)
     scaled = stretch.apply(np.ascontiguousarray(image.transpose(2, 0, 1)))
     rows, cols = scaled.shape[1:]
     padded = np.pad(scaled, ((0, 0), (0, (-rows) % multiple), (0, (-cols) % multiple)), mode="reflect")

@@ -19,7 +19,8 @@ from deadtree.raster.normalise import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT
 from deadtree.training.augment import training_augmentation
 from deadtree.training.curves import plot_history
 from deadtree.training.distill import blended_target, teacher_probabilities
-from deadtree.training.frames import FRAMES_PREPARED, Frame, frame_input, load_frames, name_selected, parse_prefixes
+from deadtree.training.frames import (FRAMES_PREPARED, Frame, as_scene, frame_input, load_frames, name_selected,
+                                      parse_prefixes)
 from deadtree.training.losses import check_loss, segmentation_loss
 from deadtree.training.mimic import LogitMimic
 from deadtree.training.prune import narrow_decoder
@@ -345,18 +346,20 @@ def _save(path: Path, ema: WeightAverage, optimizer, scheduler, state, sampler: 
 
 
 @torch.no_grad()
-def frame_probabilities(model, frame: Frame, flips: bool = False) -> np.ndarray:
+def frame_probabilities(model, frame: Frame, flips: bool = False, prepare=as_scene) -> np.ndarray:
     model.eval()
     rows, cols = frame.mask.shape
     device = next(model.parameters()).device
-    x = torch.from_numpy(frame_input(frame)).to(device).contiguous(memory_format=torch.channels_last)
+    x = torch.from_numpy(frame_input(frame, prepare=prepare)).to(device).contiguous(memory_format=torch.channels_last)
     return predict_probabilities(model, x, flips=flips)[0, 0, :rows, :cols].float().cpu().numpy()
 
 
-def evaluate(model, frames: list[Frame], flips: bool = False, threshold: float | None = None) -> dict:
+def evaluate(model, frames: list[Frame], flips: bool = False, threshold: float | None = None,
+             prepare=as_scene) -> dict:
     """Pooled validation scores; the threshold is tuned on these frames unless one is given, then the peak
-    filter's floor for object F1 (with its estimate from floors chosen on the other counties)."""
-    probs = [frame_probabilities(model, f, flips) for f in frames]
+    filter's floor for object F1 (with its estimate from floors chosen on the other counties). `prepare`: how
+    frames become inputs (frames.frame_input)."""
+    probs = [frame_probabilities(model, f, flips, prepare) for f in frames]
     truths = [f.mask for f in frames]
     scores = tuned_scores(probs, truths, (threshold,) if threshold is not None else THRESHOLDS)
     scores.update(peak_record(tune_peak(probs, truths, scores["threshold"], [f.group for f in frames])))
