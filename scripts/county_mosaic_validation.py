@@ -11,22 +11,19 @@ polygons are rasterised back onto the mosaic and each frame's part is scored aga
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import rasterio
 
 from deadtree.domain_study import write_frame_scene
-from deadtree.evaluate import Grid, polygons_to_mask
 from deadtree.metrics import Scores
-from deadtree.pipeline import SegmentOptions, segment_scene
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model
 from deadtree.training.frames import Frame, held_out, load_frames
+from validation_runs import add_result, segment_mask
 
 GAP = 64  # px of black between frames and around them
 
@@ -69,10 +66,8 @@ def main() -> None:
         for county, frames in sorted(counties.items()):
             image, places = mosaic(frames)
             scene = write_frame_scene(image, info.bands, tmp / "mosaic.tif")
-            segment_scene(scene, SegmentOptions(output=tmp / "m.geojson", gpkg=tmp / "m.gpkg", model=args.model,
-                                                bands=tuple(info.bands), precision=args.precision, progress=False))
-            with rasterio.open(scene) as ds:
-                predicted = polygons_to_mask(tmp / "m.gpkg", Grid.of(ds))
+            predicted = segment_mask(scene, tmp, model=args.model, bands=tuple(info.bands), precision=args.precision,
+                                     progress=False)
             for frame, y, x in places:
                 rows, cols = frame.mask.shape
                 part = predicted[y:y + rows, x:x + cols]
@@ -84,17 +79,13 @@ def main() -> None:
     print(f"{args.model} {args.precision}, county mosaics: pixel IoU {summary['pixel_iou']:.3f}, object F1 "
           f"{summary['object_f1']:.3f} (precision {summary['object_precision']:.3f}, "
           f"recall {summary['object_recall']:.3f})")
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {
-        "what": "segment run on one mosaic per validation county (frames on black, GAP px apart), polygons "
-                "rasterised back and scored per frame, pooled", "results": {}}
-    results["results"][f"{args.model} {args.precision}"] = {
-        **summary, "by_state": {s: {k: v for k, v in c.summary().items() if k in ("pixel_iou", "object_f1")}
-                                for s, c in sorted(by_state.items())},
-        "mosaics": sizes, "gap_px": GAP, "seconds": round(time.monotonic() - started, 1),
-        "command": f"python scripts/county_mosaic_validation.py --model {args.model} --precision {args.precision} "
-                   f"--data {args.data} --out {args.out}"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    add_result(args.out, "segment run on one mosaic per validation county (frames on black, GAP px apart), polygons "
+               "rasterised back and scored per frame, pooled", f"{args.model} {args.precision}", {
+                   **summary, "by_state": {s: {k: v for k, v in c.summary().items() if k in ("pixel_iou", "object_f1")}
+                                           for s, c in sorted(by_state.items())},
+                   "mosaics": sizes, "gap_px": GAP, "seconds": round(time.monotonic() - started, 1),
+                   "command": f"python scripts/county_mosaic_validation.py --model {args.model} "
+                              f"--precision {args.precision} --data {args.data} --out {args.out}"})
 
 
 if __name__ == "__main__":

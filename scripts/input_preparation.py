@@ -15,7 +15,6 @@ is what the model cards' figures overstated until then. Results are added to --o
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from deadtree.nets.segmenter import load_segmenter
 from deadtree.raster.normalise import BandStretch, band_percentiles
 from deadtree.training.frames import Frame, as_scene, held_out, load_frames
 from deadtree.training.segmenter_trainer import evaluate
+from validation_runs import add_result
 
 KEYS = ("pixel_iou", "object_f1", "threshold", "min_peak", "peak_pixel_iou", "peak_object_precision",
         "peak_object_recall", "peak_object_f1", "peak_held_out_object_f1")
@@ -54,14 +54,11 @@ def main() -> None:
     for name, s in found.items():
         print(f"{args.checkpoint.name}, {name}: pixel IoU {s['pixel_iou']:.3f}, object F1 {s['object_f1']:.3f}, "
               f"with the floor {s['peak_object_f1']:.3f} (held out {s['peak_held_out_object_f1']:.3f})")
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {
-        "what": "validation scores of a checkpoint under two frame preparations, frames predicted whole in fp32, "
-                "threshold and floor tuned on validation as the trainer does", "results": {}}
-    results["results"][args.checkpoint.name] = {
-        "frames": len(frames), **found,
-        "command": f"python scripts/input_preparation.py {args.checkpoint} --data {args.data} --out {args.out}"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    add_result(args.out, "validation scores of a checkpoint under two frame preparations, frames predicted whole in "
+               "fp32, threshold and floor tuned on validation as the trainer does", args.checkpoint.name, {
+                   "frames": len(frames), **found,
+                   "command": f"python scripts/input_preparation.py {args.checkpoint} --data {args.data} "
+                              f"--out {args.out}"})
 
 
 if __name__ == "__main__":

@@ -12,21 +12,19 @@ the minimum area and the peak filter. Results are added to --out under a label n
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
-import rasterio
 from tqdm import tqdm
 
 from deadtree.domain_study import write_frame_scene
-from deadtree.evaluate import Grid, polygons_to_mask
 from deadtree.metrics import Scores
-from deadtree.pipeline import SegmentOptions, parse_scales, segment_scene
+from deadtree.pipeline import parse_scales
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model
 from deadtree.training.frames import held_out, load_frames
+from validation_runs import add_result, segment_mask
 
 
 def label_of(args) -> str:
@@ -61,28 +59,19 @@ def main() -> None:
         tmp = Path(tmp)
         for frame in tqdm(frames, desc=label_of(args), unit="frame"):
             scene = write_frame_scene(frame.image, info.bands, tmp / "frame.tif")
-            polygons = tmp / "frame.gpkg"
-            segment_scene(scene, SegmentOptions(
-                output=tmp / "frame.geojson", gpkg=polygons, model=args.model, ensemble=tuple(args.ensemble),
-                bands=tuple(info.bands), min_peak=args.min_peak, precision=args.precision,
-                flips=args.flips, scales=parse_scales(args.scales)))
-            with rasterio.open(scene) as ds:
-                grid = Grid.of(ds)
-            scores.add(polygons_to_mask(polygons, grid), frame.mask)
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {
-        "what": "segment run on each validation frame, its polygons rasterised and scored against the masks",
-        "results": {}}
-    results["results"][label_of(args)] = {
-        **scores.summary(), "frames": len(frames), "seconds": round(time.monotonic() - started, 1),
-        "command": "python scripts/segment_validation.py --model " + args.model
-        + "".join(f" --ensemble {m}" for m in args.ensemble)
-        + (f" --min-peak {args.min_peak:g}" if args.min_peak is not None else "")
-        + (" --flips" if args.flips else "")
-        + (f" --scales {args.scales}" if args.scales else "")
-        + f" --precision {args.precision} --data {args.data}",
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+            scores.add(segment_mask(scene, tmp, model=args.model, ensemble=tuple(args.ensemble),
+                                    bands=tuple(info.bands), min_peak=args.min_peak, precision=args.precision,
+                                    flips=args.flips, scales=parse_scales(args.scales)), frame.mask)
+    add_result(args.out, "segment run on each validation frame, its polygons rasterised and scored against the masks",
+               label_of(args), {
+                   **scores.summary(), "frames": len(frames), "seconds": round(time.monotonic() - started, 1),
+                   "command": "python scripts/segment_validation.py --model " + args.model
+                   + "".join(f" --ensemble {m}" for m in args.ensemble)
+                   + (f" --min-peak {args.min_peak:g}" if args.min_peak is not None else "")
+                   + (" --flips" if args.flips else "")
+                   + (f" --scales {args.scales}" if args.scales else "")
+                   + f" --precision {args.precision} --data {args.data}",
+               })
     summary = scores.summary()
     print(f"{label_of(args)}: pixel IoU {summary['pixel_iou']:.3f}, object F1 {summary['object_f1']:.3f} "
           f"(precision {summary['object_precision']:.3f}, recall {summary['object_recall']:.3f})")
