@@ -52,6 +52,13 @@ def test_help_speaks_to_foresters():
         assert words in result.output
 
 
+def test_help_paragraphs_flow_to_the_terminal_width():
+    # the docstring breaks this sentence after "a pixel counts"; a wide terminal must show it on one line
+    result = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "a pixel counts when its centre is inside" in result.output
+
+
 def bad_inputs(tmp_path):
     """(name, scene path, extra args, expected words in the error)"""
     cases = []

@@ -14,6 +14,19 @@ train_app = typer.Typer(help="Train models on your own annotated imagery (needs:
 app.add_typer(train_app, name="train")
 
 
+def flow_command_help(*typers: typer.Typer) -> None:
+    """Join the single line breaks of each command's docstring paragraphs.
+
+    Typer keeps the source's line breaks in every paragraph after the first, so docstrings wrapped at 120
+    columns print as ragged half-lines in an 80-column terminal."""
+    import inspect
+
+    for group in typers:
+        for command in group.registered_commands:
+            text = command.help or inspect.getdoc(command.callback) or ""
+            command.help = "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+
+
 def fail(message: str) -> None:
     """One red line on stderr and exit code 2: what every user-facing error looks like."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
