@@ -59,6 +59,19 @@ def test_help_paragraphs_flow_to_the_terminal_width():
     assert "a pixel counts when its centre is inside" in result.output
 
 
+def test_untagged_five_band_scene_asks_for_bands_and_runs_with_them(tmp_path, toy_models):
+    from rasterio.enums import ColorInterp
+
+    scene = tmp_path / "five.tif"
+    write_scene(scene, bands=5, colorinterp=[ColorInterp.undefined] * 5)
+    result = segment(scene, "-o", tmp_path / "o.geojson")
+    assert_clean_failure(result, tmp_path, "--bands")
+    assert "R,G,B,NIR" in result.output
+    result = segment(scene, "-o", tmp_path / "o.geojson", "--bands", "R,G,B,NIR,-")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "o.geojson").read_text())["features"]
+
+
 def bad_inputs(tmp_path):
     """(name, scene path, extra args, expected words in the error)"""
     cases = []

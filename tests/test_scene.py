@@ -45,6 +45,17 @@ def test_band_override_and_untagged_guess(tmp_path):
         open_scene(path, ("R", "G", "B"))
 
 
+def test_a_band_marked_dash_is_left_unread(tmp_path):
+    path = tmp_path / "s.tif"
+    write_scene(path, bands=5, colorinterp=[CI.undefined] * 5)
+    scene = open_scene(path, parse_band_list("B,G,R,-,NIR", allow_skipped=True))
+    assert scene.band_index == {"B": 1, "G": 2, "R": 3, "NIR": 5}
+    with pytest.raises(InputError):  # a model's own bands never skip
+        parse_band_list("R,G,B,-")
+    with pytest.raises(InputError, match="empty"):
+        parse_band_list("-,-", allow_skipped=True)
+
+
 def test_parse_band_list_rejects_nonsense():
     with pytest.raises(InputError):
         parse_band_list("R,G,X")

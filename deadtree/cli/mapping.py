@@ -25,6 +25,8 @@ ENSEMBLE_HELP = ("Other segmenters (names or .onnx, comma-separated or the optio
                  "each validation frame (peak filter on), deadtree-rgbn 0.5.0 alone: pixel IoU 0.408, object F1 "
                  "0.613; --ensemble deadtree-rgbn-effb0: 0.417 / 0.626; --ensemble deadtree-rgb,deadtree-rgbn-effb0: "
                  "0.418 / 0.618.")
+BANDS_HELP = ("The scene's bands in file order when the file's colour tags are missing or wrong, e.g. R,G,B,NIR or "
+              "NIR,R,G,B; '-' for a band no model reads, e.g. B,G,R,-,NIR for a five-band multispectral mosaic.")
 MIN_PEAK_HELP = ("Keep a polygon only where its highest dead-tree probability reaches this (0-1; 0 keeps all). "
                  "Faint patches are mostly false alarms. Default: the model's own, tuned for object F1 on "
                  "validation (deadtree-rgbn 0.5.0: 0.90; run by `segment` on each validation frame, object F1 "
@@ -56,8 +58,7 @@ def segment(
         None, "--translator", help="Translate the imagery to the look the segmenter was trained on first "
         "(an ADA-Net translator name or .onnx file): for sites unlike the training data."),
     bands: Optional[str] = typer.Option(
-        None, "--bands", help="The scene's bands in file order, e.g. R,G,B,NIR or NIR,R,G,B, when the file's "
-        "colour tags are missing or wrong."),
+        None, "--bands", help=BANDS_HELP),
     threshold: Optional[float] = typer.Option(
         None, "--threshold", help="Probability (0-1) from which a pixel counts as dead tree. Default: the model's "
         "own, tuned on validation data. Lower finds more, with more false alarms."),
@@ -87,7 +88,7 @@ def segment(
         options = SegmentOptions(
             output=output, gpkg=gpkg, probabilities=probabilities, model=model, ensemble=model_names(ensemble or ()),
             translator=translator,
-            bands=parse_band_list(bands) if bands else None, threshold=threshold, min_area=min_area,
+            bands=parse_band_list(bands, allow_skipped=True) if bands else None, threshold=threshold, min_area=min_area,
             min_peak=min_peak, tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, precision=precision,
             flips=flips, scales=parse_scales(scales), progress=not quiet, qml=qml, preview=preview,
             preview_bands=preview_bands,
@@ -119,7 +120,7 @@ def segment_many(
                                               "counts as dead tree. Default: the model's own."),
     min_area: float = typer.Option(1.0, "--min-area", help="Drop polygons and fill holes smaller than this (m²)."),
     min_peak: Optional[float] = typer.Option(None, "--min-peak", help=MIN_PEAK_HELP),
-    bands: Optional[str] = typer.Option(None, "--bands", help="The scenes' bands in file order, e.g. R,G,B,NIR."),
+    bands: Optional[str] = typer.Option(None, "--bands", help=BANDS_HELP),
     precision: str = typer.Option("auto", "--precision", help=PRECISION_HELP),
     flips: bool = typer.Option(False, "--flips", help=FLIPS_HELP),
     scales: Optional[str] = typer.Option(None, "--scales", help=SCALES_HELP),
@@ -139,7 +140,7 @@ def segment_many(
     try:
         options = BatchOptions(out_dir=out_dir, scheduler=scheduler, workers=workers, merged=merged, model=model,
                                threshold=threshold, min_area=min_area, min_peak=min_peak,
-                               bands=parse_band_list(bands) if bands else None, precision=precision,
+                               bands=parse_band_list(bands, allow_skipped=True) if bands else None, precision=precision,
                                flips=flips, scales=parse_scales(scales), ensemble=model_names(ensemble or ()),
                                progress=not quiet)
         check_scales(options.scales)

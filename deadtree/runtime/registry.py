@@ -73,11 +73,12 @@ def default_segmenter(scene_bands: set[str]) -> Path:
         if m.info.task == "segmenter" and set(m.info.bands) <= scene_bands and m.info.extra.get("default", False)
     ]
     if not candidates:
-        shipped = [m for m in list_models() if m.info.task == "segmenter"]
-        needs = "; ".join(f"{m.info.name} needs {','.join(m.info.bands)}" for m in shipped) or "no models installed"
-        have = ",".join(sorted(scene_bands)) or "no usable bands"
-        raise ModelError(f"no shipped model can run on this scene's bands ({have}): {needs}. "
-                         "If the band order is not tagged in the file, say it with --bands (e.g. --bands R,G,B,NIR)")
+        band_sets = sorted({",".join(m.info.bands) for m in list_models() if m.info.task == "segmenter"}, key=len)
+        if not band_sets:
+            raise ModelError("no segmenter is installed: reinstall deadtree, or name an .onnx file with --model")
+        have = "bands " + ",".join(sorted(scene_bands)) if scene_bands else "no band tagged with a colour"
+        raise ModelError(f"the shipped models need {' or '.join(band_sets)}, and this scene has {have}. Say which "
+                         "file band is which with --bands, e.g. --bands R,G,B,NIR, or B,G,R,-,NIR to leave out a band")
     return max(candidates, key=lambda m: len(m.info.bands)).path
 
 
