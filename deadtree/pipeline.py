@@ -386,7 +386,7 @@ def _vectorise(scene: Scene, strips, options: SegmentOptions, outputs: dict[str,
     min_peak = threshold_code(metadata["min_peak"]) * PROB_SCORE_SCALE - 1e-9
     pixel_area = scene.gsd_m[0] * scene.gsd_m[1]
     min_area_px = options.min_area / pixel_area
-    measure = Measurer(scene.crs)
+    measure = Measurer(scene.crs, scene.metres_per_unit)
     writers = [GeoJSONWriter(tmp / outputs["geojson"].name, scene.crs, metadata)]
     if "gpkg" in outputs:
         writers.append(GeoPackageWriter(tmp / outputs["gpkg"].name, scene.crs, metadata))

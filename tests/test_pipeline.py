@@ -126,6 +126,22 @@ def test_fine_resolution_scene_is_resampled_and_mapped_back(tmp_path, toy_models
     assert gdf.area_m2.sum() == pytest.approx(true_area, rel=0.35)
 
 
+def test_web_mercator_scene_gives_ground_areas(tmp_path, toy_models):
+    from tests.test_scene import web_mercator_transform
+
+    discs = [Disc(100, 100, 14), Disc(200, 160, 12)]
+    utm, mercator = tmp_path / "utm.tif", tmp_path / "mercator.tif"
+    write_scene(utm, crs="EPSG:32610", transform=Affine(0.6, 0, 400_000, 0, -0.6, 4_540_000), discs=discs)
+    write_scene(mercator, crs="EPSG:3857", transform=web_mercator_transform(-124.1, 41.0, 0.6), discs=discs)
+    areas = []
+    for scene in (utm, mercator):
+        result = segment_scene(scene, SegmentOptions(output=tmp_path / f"{scene.stem}.geojson"))
+        assert result.polygons == 2
+        areas.append(result.area_m2)
+    # without the ground scale the Mercator pixels were read as 0.79 m: areas 1.75x too large
+    assert areas[1] == pytest.approx(areas[0], rel=0.03)
+
+
 def test_tile_grid_shift_does_not_change_the_answer(tmp_path, toy_models):
     scene = tmp_path / "scene.tif"
     write_scene(scene, height=300, width=300)
@@ -157,7 +173,7 @@ def test_scene_whose_bands_fit_no_model_names_both(tmp_path, toy_models):
 
     scene = tmp_path / "scene.tif"
     write_scene(scene, bands=2, colorinterp=[CI.red, CI.green])
-    with pytest.raises(ModelError, match=r"R,G.*needs R,G,B"):
+    with pytest.raises(ModelError, match=r"need R,G,B.*this scene has bands G,R"):
         run(tmp_path, scene)
 
 

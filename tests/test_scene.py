@@ -90,6 +90,30 @@ def test_feet_are_converted_to_metres(tmp_path):
     assert gx == pytest.approx(2.0 * 0.3048006, rel=1e-4)
 
 
+def web_mercator_transform(lon: float, lat: float, ground_m: float) -> Affine:
+    """A Web Mercator geotransform whose pixels are ground_m on the ground at (lon, lat)."""
+    from pyproj import Transformer
+
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True).transform(lon, lat)
+    units = ground_m / np.cos(np.radians(lat))  # Mercator stretches both axes by 1 / cos(latitude)
+    return Affine(units, 0, x, 0, -units, y)
+
+
+def test_web_mercator_pixels_are_measured_on_the_ground(tmp_path):
+    path = tmp_path / "s.tif"
+    write_scene(path, crs="EPSG:3857", transform=web_mercator_transform(-124.1, 41.0, 0.6))
+    scene = open_scene(path)
+    assert scene.gsd_m[0] == pytest.approx(0.6, rel=0.005) and scene.gsd_m[1] == pytest.approx(0.6, rel=0.005)
+    assert scene.metres_per_unit[0] == pytest.approx(np.cos(np.radians(41.0)), rel=0.005)
+
+
+def test_a_mapping_crs_keeps_its_own_unit(tmp_path):
+    path = tmp_path / "s.tif"
+    write_scene(path, crs="EPSG:32610", transform=Affine(0.6, 0, 400_000, 0, -0.6, 4_500_000))  # UTM, k ~ 0.9997
+    scene = open_scene(path)
+    assert scene.gsd_m == (0.6, 0.6) and scene.metres_per_unit == (1.0, 1.0)
+
+
 def test_edge_fill_coarse_check_agrees_with_the_pixel_lookup():
     from deadtree.raster.validity import EdgeFillMap
 

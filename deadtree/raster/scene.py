@@ -13,6 +13,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOEr
 
 from deadtree.errors import InputError
 from deadtree.raster.band_mapping import map_bands, tagged_band_names
+from deadtree.raster.ground_scale import ground_scale
 
 MAX_PIXELS = 2e10  # ~141,000 px square; larger headers are far more often damaged than real
 MAX_SIDE = 2_000_000
@@ -27,6 +28,7 @@ class Scene:
     alpha_index: int | None  # 1-based band that is a real transparency mask
     gsd_m: tuple[float, float]  # ground size of a pixel (x, y) in metres
     dataset_mask: bool = False  # an internal (per-dataset) mask to honour
+    metres_per_unit: tuple[float, float] = (1.0, 1.0)  # ground metres per CRS unit (x, y) where the scene lies
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -99,23 +101,12 @@ def _describe(path: Path, dataset, bands_override, max_pixels: float) -> Scene:
     band_index, alpha_index = map_bands(names, alpha_samples, bands_override)
     flags = dataset.mask_flag_enums[0]
     dataset_mask = MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags and MaskFlags.nodata not in flags
-    return Scene(path, dataset, band_index, alpha_index, pixel_size_m(dataset), dataset_mask)
-
-
-def pixel_size_m(dataset) -> tuple[float, float]:
-    """Ground size of one pixel in metres, also for lon/lat scenes (measured on the ellipsoid at the centre)."""
-    res_x, res_y = abs(dataset.transform.a), abs(dataset.transform.e)
-    crs = dataset.crs
-    if crs.is_geographic:
-        from pyproj import Geod
-
-        geod = Geod(ellps="WGS84")
-        lon, lat = dataset.xy(dataset.height // 2, dataset.width // 2)
-        _, _, dx = geod.inv(lon, lat, lon + res_x, lat)
-        _, _, dy = geod.inv(lon, lat, lon, lat + res_y)
-        return float(dx), float(dy)
-    factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
-    return res_x * factor, res_y * factor
+    try:
+        per_unit = ground_scale(dataset.crs, dataset.transform, width, height)
+    except ValueError as exc:
+        raise InputError(f"{path.name}: {exc}; check its CRS and geotransform") from exc
+    gsd = (abs(dataset.transform.a) * per_unit[0], abs(dataset.transform.e) * per_unit[1])
+    return Scene(path, dataset, band_index, alpha_index, gsd, dataset_mask, metres_per_unit=per_unit)
 
 
 def _decimated(dataset, indexes: list[int], side: int = OVERVIEW_SIDE) -> np.ndarray:

@@ -45,22 +45,25 @@ def pixel_to_crs(geom, transform: Affine):
 
 
 class Measurer:
-    """Area and perimeter in metres: planar in projected CRSs, on the ellipsoid for lon/lat."""
+    """Area and perimeter in metres: on the ellipsoid for lon/lat, else planar with the CRS's units scaled to
+    ground metres where the scene lies (deadtree.raster.ground_scale)."""
 
-    def __init__(self, crs):
+    def __init__(self, crs, metres_per_unit: tuple[float, float] = (1.0, 1.0)):
         self.geographic = crs.is_geographic
         if self.geographic:
             from pyproj import Geod
 
             self.geod = Geod(ellps="WGS84")
-        else:
-            self.factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
+        self.per_x, self.per_y = metres_per_unit
 
     def __call__(self, geom) -> tuple[float, float]:
         if self.geographic:
             area, perimeter = self.geod.geometry_area_perimeter(geom)
             return abs(area), perimeter
-        return geom.area * self.factor**2, geom.length * self.factor
+        if self.per_x == self.per_y:
+            return geom.area * self.per_x**2, geom.length * self.per_x
+        scaled = shapely.affinity.scale(geom, self.per_x, self.per_y, origin=(0, 0))
+        return scaled.area, scaled.length
 
 
 def right_hand(geom):
