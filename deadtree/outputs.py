@@ -20,6 +20,35 @@ def check_writable(path: Path) -> None:
         raise InputError(f"cannot write {path}: permission denied")
 
 
+# What each output holds, and the file names that say so. A GeoJSON written under "trees.gpkg" or "trees.shp"
+# would open as nothing (or as garbage) in QGIS.
+OUTPUT_SUFFIXES = {
+    "geojson": ((".geojson", ".json"), "a GeoJSON name (.geojson); for a GeoPackage use --gpkg"),
+    "gpkg": ((".gpkg",), "a GeoPackage name (.gpkg)"),
+    "probabilities": ((".tif", ".tiff"), "a GeoTIFF name (.tif)"),
+    "preview": ((".png",), "a PNG name (.png)"),
+}
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
+    """Every output writable, named for what it holds (so no two share a name in the temporary folder), and
+    not an input: a mistyped option must never overwrite the scene it was given."""
+    for kind, path in outputs.items():
+        check_writable(path)
+        suffixes, expected = OUTPUT_SUFFIXES.get(kind, ((), ""))
+        if suffixes and path.suffix.lower() not in suffixes:
+            raise InputError(f"output {path} needs {expected}")
+        for source in inputs:
+            if _same_file(path, source):
+                raise InputError(f"output {path} is the input scene itself: give another file name")
+
+
 def workspace(near: Path) -> Path:
     """A private temporary folder beside the output, so the final rename stays on one file system."""
     parent = Path(near).parent if str(Path(near).parent) else Path(".")

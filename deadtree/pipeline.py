@@ -18,7 +18,7 @@ from deadtree import __version__
 from deadtree.errors import InputError
 from deadtree.heap import bound_heap_growth
 from deadtree.model_choice import choose_models, open_models
-from deadtree.outputs import check_writable, discard, publish, workspace
+from deadtree.outputs import check_outputs, discard, publish, workspace
 from deadtree.peak_filter import ensemble_floor
 from deadtree.preview import preview_bands, write_preview
 from deadtree.raster.grid import identity_grid, model_grid
@@ -186,8 +186,7 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
         outputs["qml"] = output.with_suffix(".qml")
     if options.preview:
         outputs["preview"] = Path(options.preview)
-    for path in outputs.values():
-        check_writable(path)
+    check_outputs(outputs, [scene_path])
     check_mask_options(options.threshold, options.min_area, options.min_peak)
     check_scales(options.scales)
 

@@ -106,6 +106,8 @@ def bad_inputs(tmp_path):
     cases.append(("absurd header", huge, [], "beyond the limit"))
 
     cases.append(("unwritable output", good, ["-o", "/proc/deadtree/out.geojson"], "cannot write"))
+    cases.append(("GeoJSON named for a GeoPackage", good, ["-o", "trees.gpkg"], "for a GeoPackage use --gpkg"))
+    cases.append(("probabilities over the scene", good, ["--probabilities", str(good)], "is the input scene itself"))
     cases.append(("unknown model", good, ["--model", "no-such-model"], "unknown segmenter 'no-such-model'"))
     cases.append(("missing file", tmp_path / "missing.tif", [], "no such file"))
     cases.append(("bad threshold", good, ["--threshold", "1.5"], "--threshold"))
@@ -122,6 +124,8 @@ def test_every_bad_input_gets_one_clear_line_and_no_output(tmp_path, toy_models,
     for name, scene, extra, expect in bad_inputs(tmp_path):
         result = segment(scene, *extra)
         assert_clean_failure(result, tmp_path, expect)
+    with rasterio.open(tmp_path / "good.tif") as ds:  # no case wrote over its input
+        assert ds.count == 4
 
 
 def test_models_lists_names_and_scores_whole_in_an_80_column_terminal(toy_models, monkeypatch):
