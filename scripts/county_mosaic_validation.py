@@ -23,7 +23,8 @@ from deadtree.metrics import Scores
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model
 from deadtree.training.frames import Frame, held_out, load_frames
-from validation_runs import add_result, segment_mask
+from deadtree.frame_validation import segment_mask
+from validation_runs import add_result
 
 GAP = 64  # px of black between frames and around them
 

@@ -24,7 +24,8 @@ from deadtree.pipeline import parse_scales
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model
 from deadtree.training.frames import held_out, load_frames
-from validation_runs import add_result, segment_mask
+from deadtree.frame_validation import segment_mask
+from validation_runs import add_result
 
 
 def label_of(args) -> str:

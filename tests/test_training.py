@@ -143,6 +143,9 @@ def test_tiny_run_learns_resumes_and_exports(tmp_path):
     # the peak filter's floor is tuned on the same validation frames and travels with the model
     assert info.min_peak in PEAKS and info.min_peak == info.extra["validation"]["min_peak"]
     assert "peak_held_out_object_f1" in info.extra["validation"]
+    # both sides of the split travel with the model, for `deadtree validate`
+    training, validation = set(info.extra["training_groups"]), set(info.extra["validation_groups"])
+    assert training and validation and training.isdisjoint(validation)
     card = (out / "tiny.md").read_text()
     assert f"| min peak | {info.min_peak:.2f}" in card
     assert "deadtree train segmenter" in card and "pooled dead-class pixel IoU" in card

@@ -88,7 +88,8 @@ def export_segmenter_checkpoint(checkpoint: Path, path: Path, name: str, version
         input_range=(0.0, 1.0), description=description,
         extra={"architecture": config["arch"], "default": default, "validation": best,
                "trained_steps": ckpt["state"]["step"],
-               "validation_groups": (ckpt.get("split") or {}).get("validation_groups", [])},
+               "validation_groups": (ckpt.get("split") or {}).get("validation_groups", []),
+               "training_groups": (ckpt.get("split") or {}).get("training_groups", [])},
     )
     difference = export_onnx(WithSigmoid(net), info, path, len(config["bands"]), tile)
     return info, difference

@@ -89,6 +89,7 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     split = {
         "rule": f"whole counties per state, about {config.val_fraction:.0%} of each state's frames, seed {config.split_seed}",
         "validation_groups": sorted(val_groups),
+        "training_groups": sorted({f.group for f in train_frames}),
         "train_frames": len(train_frames),
         "validation_frames": len(val_frames),
     }
