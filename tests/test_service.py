@@ -157,6 +157,13 @@ def test_precision_and_flips_reach_the_pipeline(client, scenes, models_dir, tmp_
     assert json.loads(answer.content)["features"] == json.loads(path.read_text())["features"]
 
 
+def test_a_band_left_out_with_a_dash_picks_the_model_for_the_rest(client, scenes):
+    answer = client.post("/v1/segment", **upload(scenes["rgbn"], bands="R,G,B,-"))
+    assert answer.status_code == 200, answer.text
+    assert json.loads(answer.content)["deadtree"]["model"] == "toy-rgb"  # NIR left out: the RGB default
+    assert JobOptions.from_form({"bands": "R,G,B,-"}).bands == ("R", "G", "B", "-")
+
+
 def test_job_lifecycle_with_geopackage(client, scenes, server):
     submitted = client.post("/v1/jobs", **upload(scenes["rgbn"], name="../../etc/passwd", format="gpkg"))
     assert submitted.status_code == 202, submitted.text
