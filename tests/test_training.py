@@ -150,6 +150,7 @@ def test_tiny_run_learns_resumes_and_exports(tmp_path):
     assert f"| min peak | {info.min_peak:.2f}" in card
     assert "deadtree train segmenter" in card and "pooled dead-class pixel IoU" in card
     assert "prepared as `segment` reads a scene" in card  # the run recorded how its frames were prepared
+    assert "Training counties: " + ", ".join(sorted(training)) in card
     assert "parity" not in proc.stdout or "e-0" in proc.stdout
 
     # faster variants, checked against the fp32 model on the validation frames before they are written

@@ -110,7 +110,8 @@ def write_segmenter_card(path: Path, info: ModelInfo, checkpoint: dict, split: d
         "USA standing dead tree set (Ahishali et al., ADA-Net, arXiv:2504.04271): NAIP 0.6 m frames with expert",
         f"masks; {split['train_frames']} training frames, {split['validation_frames']} validation frames.",
         "",
-        f"Split: {split['rule']}. Validation counties: {', '.join(split['validation_groups'])}.",
+        f"Split: {split['rule']}. Validation counties: {', '.join(split['validation_groups'])}."
+        + (f" Training counties: {', '.join(split['training_groups'])}." if split.get("training_groups") else ""),
         "No frame of a validation county was used for training, for the threshold or for model selection other",
         "than picking the best checkpoint by validation IoU.",
         "",

@@ -48,7 +48,7 @@ class Measurer:
     """Area and perimeter in metres: on the ellipsoid for lon/lat, else planar with the CRS's units scaled to
     ground metres where the scene lies (deadtree.raster.ground_scale)."""
 
-    def __init__(self, crs, metres_per_unit: tuple[float, float] = (1.0, 1.0)):
+    def __init__(self, crs, metres_per_unit: tuple[float, float]):
         self.geographic = crs.is_geographic
         if self.geographic:
             from pyproj import Geod
