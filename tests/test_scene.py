@@ -129,3 +129,25 @@ def test_edge_fill_coarse_check_agrees_with_the_pixel_lookup():
         assert touches == fill.lookup(rows, cols).any()
         seen.add(touches)
     assert seen == {True, False}
+
+
+def test_a_finer_scene_is_averaged_onto_the_model_grid(tmp_path):
+    from deadtree.raster.grid import model_grid
+    from deadtree.raster.reader import WindowReader, window_resampling
+
+    coarse = np.random.default_rng(3).integers(0, 256, size=(4, 64, 64)).astype(np.uint8)
+    fine = coarse.repeat(2, axis=1).repeat(2, axis=2)  # every 0.6 m pixel as four 0.3 m pixels
+    path = tmp_path / "fine.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=128, height=128, count=4, dtype="uint8",
+                       crs="EPSG:32610", transform=Affine(0.3, 0, 400_000, 0, -0.3, 4_500_000),
+                       ALPHA="UNSPECIFIED") as ds:  # tagged alpha, GDAL's resampled reads skip pixels whose NIR is 0
+        ds.write(fine)
+        ds.set_band_description(4, "nir")
+    scene = open_scene(path)
+    grid = model_grid(scene.width, scene.height, scene.gsd_m, 0.6)
+    assert (grid.width, grid.height) == (64, 64)
+    pixels, valid = WindowReader(scene, ("R", "G", "B", "NIR"), grid, None).read(0, 0, 64, 64)
+    # each model pixel is the mean of the scene pixels it covers: here exactly the 0.6 m original
+    assert np.array_equal(pixels, coarse) and valid.all()
+    assert window_resampling(model_grid(100, 100, (1.0, 1.0), 0.6)).name == "bilinear"  # enlarged: interpolated
+    assert window_resampling(model_grid(100, 100, (0.6, 0.6), 0.6)).name == "nearest"  # as it is

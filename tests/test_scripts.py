@@ -34,6 +34,22 @@ def test_segment_validation_scores_segment_s_polygons_on_the_validation_frames(t
     assert results[f"{model} scales 1.5 auto"]["command"].endswith(f"--scales 1.5 --precision auto --data {data}")
 
 
+def test_finer_scene_validation_scores_enlarged_frames_on_their_own_grid(tmp_path):
+    data = write_kaggle_layout(tmp_path / "data", counties=("ar001", "ar003", "wa011"), size=160)
+    model = toy_model(tmp_path / "toy-rgbn.onnx")
+    info = read_model_info(model)
+    rewrite_model_info(model, dataclasses.replace(info, extra={**info.extra, "validation_groups": ["ar003", "wa011"]}))
+    out = tmp_path / "finer.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "finer_scene_validation.py"), "--factor", "2",
+                           "--model", str(model), "--data", str(data), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(out.read_text())["results"][f"{model} x2 bicubic"]
+    assert found["frames"] == 2 and found["count_truth"] == 2 * len(default_discs(160, 160))
+    # resampled onto the model grid and mapped back, the discs still land on their own pixels
+    assert found["pixel_iou"] > 0.6 and found["object_f1"] > 0.6
+
+
 def test_county_mosaics_place_each_frame_and_score_it_against_its_own_mask(tmp_path):
     data = write_kaggle_layout(tmp_path / "data", counties=("ar001", "ar003", "ar003", "wa011", "wa013"), size=160)
     model = toy_model(tmp_path / "toy-rgbn.onnx")
