@@ -110,6 +110,9 @@ def bad_inputs(tmp_path):
     cases.append(("probabilities over the scene", good, ["--probabilities", str(good)], "is the input scene itself"))
     cases.append(("unknown model", good, ["--model", "no-such-model"], "unknown segmenter 'no-such-model'"))
     cases.append(("missing file", tmp_path / "missing.tif", [], "no such file"))
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    cases.append(("a folder", folder, [], "segment-many"))
     cases.append(("bad threshold", good, ["--threshold", "1.5"], "--threshold"))
     cases.append(("cuda without GPU", good, ["--device", "cuda"], "CUDAExecutionProvider"))
     cases.append(("unknown precision", good, ["--precision", "int4"], "unknown precision 'int4'"))

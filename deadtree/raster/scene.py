@@ -1,6 +1,7 @@
 """Opening a scene: checks that it can be mapped, and everything the pipeline needs to know about it."""
 from __future__ import annotations
 
+import glob
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -61,10 +62,11 @@ class Scene:
 def open_scene(path: str | Path, bands_override: tuple[str, ...] | None = None,
                max_pixels: float = MAX_PIXELS) -> Scene:
     path = Path(path)
+    many = "; for many scenes: deadtree segment-many 'FOLDER/*.tif' --out-dir OUT"
     if not path.exists():
-        raise InputError(f"{path}: no such file")
+        raise InputError(f"{path}: no such file" + (many if glob.has_magic(str(path)) else ""))
     if path.is_dir():
-        raise InputError(f"{path} is a folder, not a raster file")
+        raise InputError(f"{path} is a folder, not a raster file{many}")
     try:
         with warnings.catch_warnings():
             # reported below as one clear line instead
