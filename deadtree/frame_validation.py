@@ -19,7 +19,6 @@ from deadtree.evaluate import Grid, polygons_to_mask
 from deadtree.metrics import Scores
 from deadtree.pipeline import SegmentOptions, segment_scene
 
-ROLES = ("validation", "unseen", "training")
 ROLE_TITLES = {
     "validation": "validation counties",
     "unseen": "new counties",
@@ -44,8 +43,8 @@ def segment_mask(scene: Path, tmp: Path, **options) -> np.ndarray:
 
 
 def county_role(group: str, validation: set[str], training: set[str]) -> str:
-    """Which side of the model's split a frame's county was on; 'not recorded' when the model keeps no list
-    of its training counties (models exported before 2026-11-27 by other builds)."""
+    """Which side of the model's split a frame's county was on; 'not recorded' for a model that keeps no list
+    of its training counties (one exported before its trainer recorded them)."""
     if group in validation:
         return "validation"
     if not training:

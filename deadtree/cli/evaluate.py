@@ -55,6 +55,12 @@ def evaluate_command(
         json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
+SCORE_COLUMNS = ("pixel_iou", "object_precision", "object_recall", "object_f1")
+
+
+def _score_cells(scores) -> list[str]:
+    summary = scores.summary()
+    return [f"{summary[key]:.3f}" for key in SCORE_COLUMNS]
 
 
 @app.command("validate")
@@ -107,23 +113,17 @@ def validate_command(
     except KeyboardInterrupt:
         fail("interrupted")
 
-    rows = [(ROLE_TITLES[role], result.frames[role], result.by_role[role].summary())
-            for role in (*ROLE_TITLES,) if role in result.by_role]
+    rows = [(ROLE_TITLES[role], result.frames[role], result.by_role[role])
+            for role in ROLE_TITLES if role in result.by_role]
     if "validation" in result.by_role and "unseen" in result.by_role:
-        held_out = result.held_out()
-        rows.append(("validation and new", result.frames["validation"] + result.frames["unseen"],
-                     held_out.summary()))
+        rows.append(("validation and new", result.frames["validation"] + result.frames["unseen"], result.held_out()))
+    if by_county:
+        rows += [(f"  {county}", result.frames[county], scores) for county, scores in sorted(result.by_county.items())]
     table = Table(title=f"{info.name} {info.version} through `segment` on {data.name}")
     for column in ("frames from", "frames", "pixel IoU", "obj. precision", "obj. recall", "obj. F1"):
         table.add_column(column, justify="right" if column != "frames from" else "left")
-    for title, count, s in rows:
-        table.add_row(title, str(count), *(f"{s[k]:.3f}" for k in ("pixel_iou", "object_precision",
-                                                                 "object_recall", "object_f1")))
-    if by_county:
-        for county, scores in sorted(result.by_county.items()):
-            s = scores.summary()
-            table.add_row(f"  {county}", str(result.frames[county]), *(f"{s[k]:.3f}" for k in ("pixel_iou", "object_precision",
-                                                                      "object_recall", "object_f1")))
+    for title, count, scores in rows:
+        table.add_row(title, str(count), *_score_cells(scores))
     table.caption = "; ".join(f"{ROLE_TITLES[role]}: {ROLE_NOTES[role]}" for role in ROLE_TITLES
                               if role in result.by_role)
     Console().print(table)
