@@ -54,7 +54,7 @@ class JobOptions:
         bands = None
         if "bands" in values:
             try:
-                bands = parse_band_list(values["bands"], allow_skipped=True)
+                bands = parse_band_list(values["bands"], for_scene=True)
             except DeadtreeError as exc:
                 raise _invalid(_form_words(str(exc))) from None
         precision = values.get("precision", "auto").lower()

@@ -173,7 +173,8 @@ def upload_request_body(description: str) -> dict:
                                               "scene's CRS."},
                     "bands": {"type": "string", "examples": ["R,G,B,NIR"],
                               "description": "The scene's bands in file order, when its colour tags are "
-                                             "missing or wrong; '-' for a band no model reads."},
+                                             "missing or wrong; '-' for a band no model reads, alpha for a "
+                                             "transparency mask."},
                 },
             },
             "encoding": {"file": {"contentType": "image/tiff, application/octet-stream"}},

@@ -48,12 +48,23 @@ def test_band_override_and_untagged_guess(tmp_path):
 def test_a_band_marked_dash_is_left_unread(tmp_path):
     path = tmp_path / "s.tif"
     write_scene(path, bands=5, colorinterp=[CI.undefined] * 5)
-    scene = open_scene(path, parse_band_list("B,G,R,-,NIR", allow_skipped=True))
+    scene = open_scene(path, parse_band_list("B,G,R,-,NIR", for_scene=True))
     assert scene.band_index == {"B": 1, "G": 2, "R": 3, "NIR": 5}
     with pytest.raises(InputError):  # a model's own bands never skip
         parse_band_list("R,G,B,-")
     with pytest.raises(InputError, match="empty"):
-        parse_band_list("-,-", allow_skipped=True)
+        parse_band_list("-,-", for_scene=True)
+
+
+def test_bands_can_name_an_untagged_alpha_mask(tmp_path):
+    path = tmp_path / "s.tif"
+    write_scene(path, bands=3, alpha_mask=True, colorinterp=[CI.undefined] * 4)
+    scene = open_scene(path, parse_band_list("R,G,B,alpha", for_scene=True))
+    assert scene.band_index == {"R": 1, "G": 2, "B": 3} and scene.alpha_index == 4
+    _, valid, _ = overview(scene, ("R", "G", "B"))
+    assert not valid[:, : valid.shape[1] // 4 - 1].any() and valid[:, valid.shape[1] // 2:].all()
+    with pytest.raises(InputError, match="more than one alpha"):
+        parse_band_list("R,G,B,alpha,a", for_scene=True)
 
 
 def test_parse_band_list_rejects_nonsense():

@@ -26,7 +26,8 @@ ENSEMBLE_HELP = ("Other segmenters (names or .onnx, comma-separated or the optio
                  "0.613; --ensemble deadtree-rgbn-effb0: 0.417 / 0.626; --ensemble deadtree-rgb,deadtree-rgbn-effb0: "
                  "0.418 / 0.618.")
 BANDS_HELP = ("The scene's bands in file order when the file's colour tags are missing or wrong, e.g. R,G,B,NIR or "
-              "NIR,R,G,B; '-' for a band no model reads, e.g. B,G,R,-,NIR for a five-band multispectral mosaic.")
+              "NIR,R,G,B; '-' for a band no model reads, e.g. B,G,R,-,NIR for a five-band multispectral mosaic, "
+              "and alpha for a transparency mask, e.g. R,G,B,alpha.")
 MIN_PEAK_HELP = ("Keep a polygon only where its highest dead-tree probability reaches this (0-1; 0 keeps all). "
                  "Faint patches are mostly false alarms. Default: the model's own, tuned for object F1 on "
                  "validation (deadtree-rgbn 0.5.0: 0.90; run by `segment` on each validation frame, object F1 "
@@ -88,7 +89,7 @@ def segment(
         options = SegmentOptions(
             output=output, gpkg=gpkg, probabilities=probabilities, model=model, ensemble=model_names(ensemble or ()),
             translator=translator,
-            bands=parse_band_list(bands, allow_skipped=True) if bands else None, threshold=threshold, min_area=min_area,
+            bands=parse_band_list(bands, for_scene=True) if bands else None, threshold=threshold, min_area=min_area,
             min_peak=min_peak, tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, precision=precision,
             flips=flips, scales=parse_scales(scales), progress=not quiet, qml=qml, preview=preview,
             preview_bands=preview_bands,
@@ -140,7 +141,7 @@ def segment_many(
     try:
         options = BatchOptions(out_dir=out_dir, scheduler=scheduler, workers=workers, merged=merged, model=model,
                                threshold=threshold, min_area=min_area, min_peak=min_peak,
-                               bands=parse_band_list(bands, allow_skipped=True) if bands else None, precision=precision,
+                               bands=parse_band_list(bands, for_scene=True) if bands else None, precision=precision,
                                flips=flips, scales=parse_scales(scales), ensemble=model_names(ensemble or ()),
                                progress=not quiet)
         check_scales(options.scales)

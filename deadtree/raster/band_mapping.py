@@ -6,7 +6,7 @@ import logging
 import numpy as np
 from rasterio.enums import ColorInterp
 
-from deadtree.bands import SKIPPED, normalise_band_name
+from deadtree.bands import ALPHA, SKIPPED, normalise_band_name
 from deadtree.errors import InputError
 
 log = logging.getLogger("deadtree")
@@ -47,7 +47,8 @@ def map_bands(names: list[str | None], alpha_samples: dict[int, np.ndarray], ove
     if override:
         if len(override) != count:
             raise InputError(f"--bands names {len(override)} bands but the scene has {count}")
-        return {name: i + 1 for i, name in enumerate(override) if name != SKIPPED}, None
+        alpha = override.index(ALPHA) + 1 if ALPHA in override else None
+        return {name: i + 1 for i, name in enumerate(override) if name not in (SKIPPED, ALPHA)}, alpha
 
     names = list(names)
     alpha_index = None
