@@ -52,6 +52,15 @@ def test_help_speaks_to_foresters():
         assert words in result.output
 
 
+def test_version_names_the_package_and_its_runtime():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith(f"deadtree {version('deadtree')} (onnxruntime ")
+    assert "CPUExecutionProvider" in result.output and "GDAL " in result.output
+
+
 def test_help_paragraphs_flow_to_the_terminal_width():
     # the docstring breaks this sentence after "a pixel counts"; a wide terminal must show it on one line
     result = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"})

@@ -9,6 +9,31 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    import onnxruntime
+    import rasterio
+
+    from deadtree import __version__
+
+    # the versions a bug report needs: the package, its runtime, and the GDAL inside rasterio's wheel
+    typer.echo(f"deadtree {__version__} (onnxruntime {onnxruntime.__version__}, providers "
+               f"{', '.join(onnxruntime.get_available_providers())}; rasterio {rasterio.__version__}, "
+               f"GDAL {rasterio.__gdal_version__})")
+    raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the versions of deadtree, ONNX Runtime and GDAL, and exit."),
+) -> None:
+    """Map standing dead trees in aerial orthophotos: GeoTIFF in, georeferenced polygons out."""
+
+
 train_app = typer.Typer(help="Train models on your own annotated imagery (needs: pip install 'deadtree\\[train]').",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
