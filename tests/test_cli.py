@@ -103,6 +103,10 @@ def bad_inputs(tmp_path):
         ds.write(np.full((3, 64, 64), 100, np.uint8))
     cases.append(("no georeferencing", no_georef, [], "no georeferencing"))
 
+    rotated = tmp_path / "rotated.tif"
+    write_scene(rotated, transform=Affine(0.6, 0, 500000, 0, -0.6, 6700000) * Affine.rotation(10))
+    cases.append(("rotated", rotated, [], "rio warp rotated.tif"))
+
     empty = tmp_path / "empty.tif"
     write_scene(empty, nodata=0, border=150, border_value=0)
     cases.append(("all nodata", empty, [], "no valid pixels"))

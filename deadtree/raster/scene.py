@@ -93,7 +93,9 @@ def _describe(path: Path, dataset, bands_override, max_pixels: float) -> Scene:
     if dataset.crs is None:
         raise InputError(f"{path.name} has no coordinate reference system: assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX)")
     if dataset.transform.is_identity or dataset.transform.b != 0 or dataset.transform.d != 0:
-        raise InputError(f"{path.name} is not north-up (rotated or GCP-only georeferencing): warp it first with gdalwarp")
+        raise InputError(f"{path.name} is not north-up (rotated or GCP-only georeferencing): warp it first, e.g. "
+                         f"rio warp {path.name} north_up.tif --dst-crs EPSG:XXXX (rasterio's tool, installed with "
+                         "deadtree) or gdalwarp")
     alpha_samples = {
         i + 1: _decimated(dataset, [i + 1])[0]
         for i, interp in enumerate(dataset.colorinterp)
