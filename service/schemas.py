@@ -22,7 +22,8 @@ class ErrorBody(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "status": 422, "code": "invalid_scene",
-        "detail": "orthophoto.tif has no coordinate reference system: assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX)",
+        "detail": "orthophoto.tif has no coordinate reference system: assign one, e.g. rio edit-info "
+                  "orthophoto.tif --crs EPSG:XXXX (rasterio's tool, installed with deadtree)",
     }]})
 
 

@@ -91,7 +91,8 @@ def _describe(path: Path, dataset, bands_override, max_pixels: float) -> Scene:
     if dataset.transform.is_identity and not dataset.gcps[0]:
         raise InputError(f"{path.name} has no georeferencing (no geotransform): polygons could not be placed on a map")
     if dataset.crs is None:
-        raise InputError(f"{path.name} has no coordinate reference system: assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX)")
+        raise InputError(f"{path.name} has no coordinate reference system: assign one, e.g. rio edit-info "
+                         f"{path.name} --crs EPSG:XXXX (rasterio's tool, installed with deadtree)")
     if dataset.transform.is_identity or dataset.transform.b != 0 or dataset.transform.d != 0:
         raise InputError(f"{path.name} is not north-up (rotated or GCP-only georeferencing): warp it first, e.g. "
                          f"rio warp {path.name} north_up.tif --dst-crs EPSG:XXXX (rasterio's tool, installed with "
