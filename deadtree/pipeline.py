@@ -155,6 +155,20 @@ def check_mask_options(threshold: float | None, min_area: float, min_peak: float
         raise InputError("--min-peak must be between 0 and 1")
 
 
+MAX_TILE = 2048  # a 2048 px tile already holds about 2 GB of activations; larger ones cost memory, not time
+
+
+def check_tiling_options(tile_size: int | None, overlap: int | None, batch_size: int | None) -> None:
+    """The tiling options, checked before any work starts (the overlap again once the model's tile is known)."""
+    if tile_size is not None and not (tile_size % TRIM_MULTIPLE == 0 and 2 * TRIM_MULTIPLE <= tile_size <= MAX_TILE):
+        # a U-Net halves its input up to five times: other sizes misalign its skip connections
+        raise InputError(f"--tile-size must be a multiple of {TRIM_MULTIPLE} from {2 * TRIM_MULTIPLE} to {MAX_TILE} px")
+    if overlap is not None and overlap < 0:
+        raise InputError("--overlap cannot be negative")
+    if batch_size is not None and batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+
+
 def parse_scales(text: str | None) -> tuple[float, ...]:
     """`--scales 1.5,2` (or the service's `scales` field) as magnifications."""
     if not text:
@@ -188,6 +202,7 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
         outputs["preview"] = Path(options.preview)
     check_outputs(outputs, [scene_path])
     check_mask_options(options.threshold, options.min_area, options.min_peak)
+    check_tiling_options(options.tile_size, options.overlap, options.batch_size)
     check_scales(options.scales)
 
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):

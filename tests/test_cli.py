@@ -130,6 +130,9 @@ def bad_inputs(tmp_path):
     cases.append(("cuda without GPU", good, ["--device", "cuda"], "CUDAExecutionProvider"))
     cases.append(("unknown precision", good, ["--precision", "int4"], "unknown precision 'int4'"))
     cases.append(("missing variant", good, ["--precision", "fp16"], "no fp16 variant"))
+    cases.append(("tile size off the network's stride", good, ["--tile-size", "100"], "multiple of 32"))
+    cases.append(("tile size beyond memory", good, ["--tile-size", "100000"], "multiple of 32 from 64 to 2048"))
+    cases.append(("no tiles a batch", good, ["--batch-size", "0"], "--batch-size must be at least 1"))
     cases.append(("shrinking scale", good, ["--scales", "0.5"], "magnifications above 1"))
     cases.append(("scale not a number", good, ["--scales", "1.5,big"], "give magnifications as numbers"))
     return cases
