@@ -226,7 +226,10 @@ def run_batch(scenes: list[Path], options: BatchOptions,
     echo = echo or _echo_stderr
     out_dir = Path(options.out_dir)
     merged_path = Path(options.merged) if options.merged else out_dir / "merged.gpkg"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create --out-dir {out_dir}: {exc.strerror}") from exc
     check_merged_target(merged_path)
     _check_no_clash(merged_path, out_dir, scenes)
     if options.workers is not None and options.workers < 1:

@@ -80,18 +80,24 @@ def _grid_for(pred: Path, truth: Path, grid: str | Path | None) -> Grid:
     source = truth if is_raster(truth) else pred if is_raster(pred) else Path(grid) if grid else None
     if source is None:
         raise InputError("both inputs are polygons: give --grid RASTER (e.g. the scene) to compare them on its pixels")
-    with _open_raster(source) as ds:
+    with _open_raster(source, mask=source in (truth, pred)) as ds:  # --grid may be the scene itself
         return Grid.of(ds)
 
 
-def _open_raster(path: Path):
+def _open_raster(path: Path, mask: bool = True):
     import rasterio
     from rasterio.errors import RasterioError
 
     try:
-        return rasterio.open(path)
+        dataset = rasterio.open(path)
     except RasterioError as exc:
         raise InputError(f"{path.name} is not a raster GDAL can read ({str(exc).splitlines()[0]})") from exc
+    if mask and dataset.count != 1:
+        # an orthophoto passed by mistake would read as one huge dead tree (every pixel nonzero)
+        dataset.close()
+        raise InputError(f"{path.name} has {dataset.count} bands: a mask or probability raster has one "
+                         "(nonzero or above --threshold = dead tree)")
+    return dataset
 
 
 def _truth_mask(path: Path, grid: Grid) -> tuple[np.ndarray, np.ndarray | None]:

@@ -139,3 +139,5 @@ def test_bad_arguments_fail_before_any_cluster_starts(tmp_path):
     ):
         result = segment_many(*args, "--out-dir", tmp_path / "out")
         assert result.exit_code == 2 and expect in result.output, result.output
+    result = segment_many(tmp_path / "a.tif", "--out-dir", "/proc/deadtree/out")
+    assert result.exit_code == 2 and "cannot create --out-dir" in result.output and "Traceback" not in result.output

@@ -139,3 +139,18 @@ def test_segment_then_evaluate_against_the_true_discs(tmp_path, toy_models):
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     out = CliRunner().invoke(app, ["evaluate", str(tmp_path / "missing.geojson"), str(tmp_path / "t.tif")])
     assert out.exit_code == 2 and out.output.startswith("error: ") and "no such file" in out.output
+
+
+def test_a_scene_given_as_truth_is_refused_but_serves_as_grid(tmp_path):
+    pred, truth = tmp_path / "pred.gpkg", tmp_path / "truth.geojson"
+    gpd.GeoDataFrame(geometry=PREDICTED, crs=CRS).to_file(pred)
+    gpd.GeoDataFrame(geometry=[pixel_box(*TRUTH_A), pixel_box(*TRUTH_B)], crs=CRS).to_file(truth)
+    grid = truth_raster(tmp_path / "mask.tif")
+    with rasterio.open(grid) as ds:
+        profile = {**ds.profile, "count": 4}
+    scene = tmp_path / "scene.tif"  # four bands on the mask's grid, as an orthophoto would be
+    with rasterio.open(scene, "w", **profile) as ds:
+        ds.write(np.full((4, profile["height"], profile["width"]), 90, np.uint8))
+    with pytest.raises(InputError, match="scene.tif has 4 bands"):
+        evaluate(pred, scene)  # every pixel nonzero: it would have scored as one huge dead tree
+    assert_scores(evaluate(pred, truth, grid=scene), EXPECTED)
