@@ -446,3 +446,16 @@ def test_distillation_learns_the_teachers_mean_beside_the_masks(tmp_path):
     result = runner.invoke(app, [*args[:4], str(tmp_path / "leaky"), *args[5:11], "--teacher",
                                  str(tmp_path / "leaky.pt")])
     assert result.exit_code != 0 and "other counties" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"steps": 0}, "--steps and --batch-size"), ({"batch_size": 0}, "--steps and --batch-size"),
+    ({"crop": 50}, "--crop must be a positive multiple of 32"), ({"lr": -1.0}, "--lr must be above 0"),
+    ({"arch": "unet-nope"}, "unknown --arch 'unet-nope'"), ({"val_fraction": 1.5}, "--val-fraction"),
+    ({"ema_decay": 1.0}, "--ema"), ({"workers": -1}, "cannot be negative"),
+])
+def test_bad_training_options_are_refused_before_any_frame_is_read(tmp_path, change, words):
+    config = SegmenterConfig(**{"data": str(tmp_path / "no-data-here"), "out_dir": str(tmp_path / "run"), **change})
+    with pytest.raises(InputError, match=words):
+        train_segmenter(config)
+    assert not (tmp_path / "run").exists()

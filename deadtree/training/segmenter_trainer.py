@@ -66,7 +66,27 @@ class SegmenterConfig:
     mimic: str = ""  # checkpoint whose logits the decoder learns, on its encoder, frozen (deadtree/training/mimic.py)
 
 
+def check_config(config: SegmenterConfig) -> None:
+    """Options that would fail deep in a run, or run and mean nothing, refused before any frame is read."""
+    if config.arch not in ARCHITECTURES:
+        raise InputError(f"unknown --arch {config.arch!r}; choose from {', '.join(ARCHITECTURES)}")
+    if config.steps < 1 or config.batch_size < 1:
+        raise InputError("--steps and --batch-size must be at least 1")
+    if config.crop % 32 or config.crop < 32:
+        # the U-Nets halve a crop up to five times and join it back through skip connections
+        raise InputError(f"--crop must be a positive multiple of 32 px, not {config.crop}")
+    if not config.lr > 0 or config.weight_decay < 0:
+        raise InputError("--lr must be above 0 and --weight-decay at least 0")
+    if not 0 <= config.ema_decay < 1:
+        raise InputError(f"--ema must be at least 0 and below 1, not {config.ema_decay}")
+    if not 0 < config.val_fraction < 1:
+        raise InputError(f"--val-fraction must be between 0 and 1, not {config.val_fraction}")
+    if min(config.val_every, config.workers, config.max_minutes, config.fit_minutes) < 0:
+        raise InputError("--val-every, --workers, --max-minutes and --fit-minutes cannot be negative")
+
+
 def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
+    check_config(config)
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
