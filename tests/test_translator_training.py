@@ -378,3 +378,14 @@ def test_translator_trains_with_the_task_term_and_refuses_wrong_checkpoints(tmp_
     with pytest.raises(InputError, match="does not write"):
         train_translator(config_from_preset("cpu", out_dir=str(tmp_path / "bad2"), bands=("R", "G", "B"),
                                             task_segmenter=str(seg), **common))
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"epochs": 0}, "--epochs, --batch-size"), ({"batch_size": 0}, "--epochs, --batch-size"),
+    ({"width": 0}, "--width"), ({"lr": -1.0}, "--lr and --gsd must be above 0"), ({"gsd_m": 0.0}, "--gsd"),
+])
+def test_bad_translator_options_are_refused_before_any_patch_is_read(tmp_path, change, words):
+    config = config_from_preset("cpu", source=str(tmp_path / "none"), target=str(tmp_path / "none"),
+                                out_dir=str(tmp_path / "run"), **change)
+    with pytest.raises(InputError, match=words):
+        train_translator(config)

@@ -109,6 +109,10 @@ def lr_factor(step: int, total_steps: int, decay_steps: int) -> float:
 
 
 def _check_config(config: TranslatorConfig) -> None:
+    if min(config.epochs, config.batch_size, config.width, config.disc_channels) < 1:
+        raise InputError("--epochs, --batch-size, --width and --disc-channels must be at least 1")
+    if not (config.lr > 0 and config.gsd_m > 0) or config.steps_per_epoch < 0:
+        raise InputError("--lr and --gsd must be above 0, --steps-per-epoch at least 0 (0: one pass over the source)")
     if config.patch % 4:
         raise InputError(f"--patch must be a multiple of 4 (the generator downsamples twice), got {config.patch}")
     disc_side = config.tiled_discriminator or config.patch
