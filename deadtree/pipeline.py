@@ -36,7 +36,7 @@ from deadtree.raster.reader import WindowReader, overview
 from deadtree.raster.scene import Scene, open_scene
 from deadtree.stages import StageChain
 from deadtree.tile_predictor import TilePredictor, read_batches
-from deadtree.tiling import TRIM_MULTIPLE, StripAccumulator, blend_window, tile_rows
+from deadtree.tiling import TRIM_MULTIPLE, StripAccumulator, blend_window, check_tile, tile_rows
 from deadtree.vector.geometry import Measurer, clean_outline, pixel_to_crs
 from deadtree.vector.polygonize import stream_components
 from deadtree.vector.style import add_default_style, write_qml
@@ -155,16 +155,9 @@ def check_mask_options(threshold: float | None, min_area: float, min_peak: float
         raise InputError("--min-peak must be between 0 and 1")
 
 
-MAX_TILE = 2048  # a 2048 px tile already holds about 2 GB of activations; larger ones cost memory, not time
-
-
 def check_tiling_options(tile_size: int | None, overlap: int | None, batch_size: int | None) -> None:
     """The tiling options, checked before any work starts (the overlap again once the model's tile is known)."""
-    if tile_size is not None and not (tile_size % TRIM_MULTIPLE == 0 and 2 * TRIM_MULTIPLE <= tile_size <= MAX_TILE):
-        # a U-Net halves its input up to five times: other sizes misalign its skip connections
-        raise InputError(f"--tile-size must be a multiple of {TRIM_MULTIPLE} from {2 * TRIM_MULTIPLE} to {MAX_TILE} px")
-    if overlap is not None and overlap < 0:
-        raise InputError("--overlap cannot be negative")
+    check_tile(tile_size, overlap)
     if batch_size is not None and batch_size < 1:
         raise InputError("--batch-size must be at least 1")
 
@@ -255,8 +248,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     overlap = first.info.overlap if options.overlap is None else options.overlap
     if translator and tile != translator.info.tile_size:
         raise InputError(f"the translator works on {translator.info.tile_size}-px tiles only")
-    if not 0 <= overlap < tile:
-        raise InputError(f"--overlap must be at least 0 and smaller than the tile size ({tile})")
+    check_tile(tile, overlap)
     # An ensemble's default threshold is its members' mean (0.55 for the shipped pair, whose tuned ensemble
     # threshold on validation was 0.5 with the same scores to 0.001).
     own = [segmenter.info.threshold, *(m.info.threshold for m in members)]

@@ -27,6 +27,20 @@ class Tile:
 
 
 TRIM_MULTIPLE = 32  # a cut tile's sides stay multiples of this: U-Nets halve the image up to five times
+MAX_TILE = 2048  # a 2048 px tile already holds about 2 GB of activations; larger ones cost memory, not time
+
+
+def check_tile(tile: int | None, overlap: int | None, names: tuple[str, str] = ("--tile-size", "--overlap")) -> None:
+    """A tile size the networks take (sides off their stride would misalign the U-Nets' skip connections) and
+    an overlap that leaves each tile something of its own; None is not checked."""
+    from deadtree.errors import InputError
+
+    if tile is not None and not (tile % TRIM_MULTIPLE == 0 and 2 * TRIM_MULTIPLE <= tile <= MAX_TILE):
+        raise InputError(f"{names[0]} must be a multiple of {TRIM_MULTIPLE} from {2 * TRIM_MULTIPLE} to {MAX_TILE} px")
+    if overlap is not None and overlap < 0:
+        raise InputError(f"{names[1]} cannot be negative")
+    if tile is not None and overlap is not None and overlap >= tile:
+        raise InputError(f"{names[1]} must be smaller than the tile size ({tile})")
 
 
 def tile_extent(start: int, length: int, tile: int, margin: int, multiple: int | None) -> int:

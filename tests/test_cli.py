@@ -179,3 +179,14 @@ def test_ensemble_members_can_be_comma_separated_or_repeated(tmp_path, toy_model
         assert result.exit_code == 0, result.output
         written.append(json.loads(out.read_text())["deadtree"]["ensemble"])
     assert written == [["toy-rgb", "toy-twin"]] * 2
+
+
+def test_export_refuses_tiles_the_pipeline_could_not_run(tmp_path):
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"not read: the options fail first")
+    for options, words in ((["--name", "t", "--tile", "100"], "--tile must be a multiple of 32"),
+                           (["--name", "t", "--tile", "256", "--overlap", "256"], "must be smaller than the tile"),
+                           (["--name", "a/b"], "no folders")):
+        result = runner.invoke(app, ["export", str(checkpoint), "--out-dir", str(tmp_path / "out"), *options])
+        assert result.exit_code == 2 and words in result.output, result.output
+        assert not (tmp_path / "out").exists()

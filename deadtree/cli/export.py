@@ -59,10 +59,17 @@ def export_command(
     import shlex
     import sys
 
+    from deadtree.tiling import check_tile
     from deadtree.training.export import export_segmenter_with_card
 
     if not checkpoint.is_file():
         fail(f"checkpoint not found: {checkpoint}")
+    try:
+        check_tile(tile, overlap, ("--tile", "--overlap"))
+    except DeadtreeError as exc:
+        fail(str(exc))
+    if not name.strip() or "/" in name or "\\" in name or not version.strip():
+        fail("--name and --version must be non-empty, and the name a file name (no folders)")
     command = "deadtree " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     path, difference = export_segmenter_with_card(checkpoint, out_dir, name, version, tile, overlap, default,
                                                   description, command)
