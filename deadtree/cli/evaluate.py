@@ -120,8 +120,9 @@ def validate_command(
     if by_county:
         rows += [(f"  {county}", result.frames[county], scores) for county, scores in sorted(result.by_county.items())]
     table = Table(title=f"{info.name} {info.version} through `segment` on {data.name}")
-    for column in ("frames from", "frames", "pixel IoU", "obj. precision", "obj. recall", "obj. F1"):
-        table.add_column(column, justify="right" if column != "frames from" else "left")
+    table.add_column("frames from", no_wrap=True)
+    for column in ("frames", "pixel IoU", "object precision", "object recall", "object F1"):
+        table.add_column(column, justify="right", ratio=1)
     for title, count, scores in rows:
         table.add_row(title, str(count), *_score_cells(scores))
     table.caption = "; ".join(f"{ROLE_TITLES[role]}: {ROLE_NOTES[role]}" for role in ROLE_TITLES
