@@ -6,6 +6,8 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
+from deadtree.errors import InputError
+
 WEIGHT_FLOOR = 1e-3  # keeps pixels seen by one tile only (scene edges) defined after normalisation
 
 
@@ -33,8 +35,6 @@ MAX_TILE = 2048  # a 2048 px tile already holds about 2 GB of activations; large
 def check_tile(tile: int | None, overlap: int | None, names: tuple[str, str] = ("--tile-size", "--overlap")) -> None:
     """A tile size the networks take (sides off their stride would misalign the U-Nets' skip connections) and
     an overlap that leaves each tile something of its own; None is not checked."""
-    from deadtree.errors import InputError
-
     if tile is not None and not (tile % TRIM_MULTIPLE == 0 and 2 * TRIM_MULTIPLE <= tile <= MAX_TILE):
         raise InputError(f"{names[0]} must be a multiple of {TRIM_MULTIPLE} from {2 * TRIM_MULTIPLE} to {MAX_TILE} px")
     if overlap is not None and overlap < 0:

@@ -16,6 +16,7 @@ from deadtree.metrics import tuned_scores
 from deadtree.peak_filter import peak_record, tune_peak
 from deadtree.nets.segmenter import ARCHITECTURES, build_segmenter, count_parameters, predict_probabilities
 from deadtree.raster.normalise import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT
+from deadtree.tiling import TRIM_MULTIPLE
 from deadtree.training.augment import training_augmentation
 from deadtree.training.curves import plot_history
 from deadtree.training.distill import blended_target, teacher_probabilities
@@ -72,9 +73,9 @@ def check_config(config: SegmenterConfig) -> None:
         raise InputError(f"unknown --arch {config.arch!r}; choose from {', '.join(ARCHITECTURES)}")
     if config.steps < 1 or config.batch_size < 1:
         raise InputError("--steps and --batch-size must be at least 1")
-    if config.crop % 32 or config.crop < 32:
+    if config.crop % TRIM_MULTIPLE or config.crop < TRIM_MULTIPLE:
         # the U-Nets halve a crop up to five times and join it back through skip connections
-        raise InputError(f"--crop must be a positive multiple of 32 px, not {config.crop}")
+        raise InputError(f"--crop must be a positive multiple of {TRIM_MULTIPLE} px, not {config.crop}")
     if not config.lr > 0 or config.weight_decay < 0:
         raise InputError("--lr must be above 0 and --weight-decay at least 0")
     if not 0 <= config.ema_decay < 1:
