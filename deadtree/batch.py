@@ -18,12 +18,14 @@ import json
 import logging
 import os
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from deadtree.errors import DeadtreeError, InputError
+from deadtree.outputs import discard_workspaces
 from deadtree.runtime.registry import PRECISIONS
 from deadtree.vector.merge import MergeSummary, check_merged_target, merge_scene_layers
 
@@ -255,8 +257,14 @@ def run_batch(scenes: list[Path], options: BatchOptions,
         if options.scheduler and options.workers:
             echo("note: --workers applies to the local cluster only; the cluster at --scheduler keeps its own")
         workers = min(options.workers or cpu_threads(), len(pending))
-        with dask_client(options.scheduler, workers) as client:
-            _run_pending(client, pending, out_dir, settings, options.progress, result, echo)
+        started = time.time()
+        try:
+            with dask_client(options.scheduler, workers) as client:
+                _run_pending(client, pending, out_dir, settings, options.progress, result, echo)
+        except KeyboardInterrupt:
+            # the cluster is shut down by now: the scenes its workers were writing left their work folders
+            discard_workspaces(out_dir, started)
+            raise
 
     done = {s.name: scene_outputs(out_dir, s)["gpkg"] for s in scenes if is_done(s, out_dir, settings)}
     if done:

@@ -49,10 +49,22 @@ def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
                 raise InputError(f"output {path} is the input scene itself: give another file name")
 
 
+WORKSPACE_PREFIX = ".deadtree-"
+
+
 def workspace(near: Path) -> Path:
     """A private temporary folder beside the output, so the final rename stays on one file system."""
     parent = Path(near).parent if str(Path(near).parent) else Path(".")
-    return Path(tempfile.mkdtemp(prefix=".deadtree-", dir=parent))
+    return Path(tempfile.mkdtemp(prefix=WORKSPACE_PREFIX, dir=parent))
+
+
+def discard_workspaces(folder: Path, since: float) -> int:
+    """Remove the work folders in `folder` made at or after `since` (a time.time()): those of worker processes
+    stopped mid-scene, which could not clean up after themselves. Returns how many."""
+    stale = [p for p in Path(folder).glob(f"{WORKSPACE_PREFIX}*") if p.is_dir() and p.stat().st_mtime >= since]
+    for path in stale:
+        discard(path)
+    return len(stale)
 
 
 def publish(tmp: Path, final: Path) -> None:

@@ -141,3 +141,17 @@ def test_bad_arguments_fail_before_any_cluster_starts(tmp_path):
         assert result.exit_code == 2 and expect in result.output, result.output
     result = segment_many(tmp_path / "a.tif", "--out-dir", "/proc/deadtree/out")
     assert result.exit_code == 2 and "cannot create --out-dir" in result.output and "Traceback" not in result.output
+
+
+def test_only_this_run_s_work_folders_are_discarded(tmp_path):
+    import time
+
+    from deadtree.outputs import discard_workspaces, workspace
+
+    old = workspace(tmp_path / "a.geojson")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))  # another run's, an hour ago
+    started = time.time() - 1
+    new = workspace(tmp_path / "b.geojson")
+    (new / "half.gpkg").write_bytes(b"half-written")
+    assert discard_workspaces(tmp_path, started) == 1
+    assert old.is_dir() and not new.exists()

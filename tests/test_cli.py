@@ -190,3 +190,31 @@ def test_export_refuses_tiles_the_pipeline_could_not_run(tmp_path):
         result = runner.invoke(app, ["export", str(checkpoint), "--out-dir", str(tmp_path / "out"), *options])
         assert result.exit_code == 2 and words in result.output, result.output
         assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_leaves_nothing_behind(tmp_path, toy_models):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    small, scene = tmp_path / "small.tif", tmp_path / "scene.tif"
+    write_scene(small, height=300, width=300)
+    with rasterio.open(small) as ds:
+        pixels, profile = ds.read(), ds.profile
+    # ten by ten copies: a few seconds of work for the toy model (write_scene itself is slow at this size)
+    with rasterio.open(scene, "w", **{**profile, "width": 3000, "height": 3000, "tiled": True,
+                                     "blockxsize": 256, "blockysize": 256}) as ds:
+        ds.write(np.tile(pixels, (1, 10, 10)))
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "deadtree.cli", "segment", str(scene), "-o", str(out / "o.geojson"),
+                             "-q"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(out.glob(".deadtree-*")):  # the work folder exists from the first pixel to the rename
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be stopped"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)  # as `kill`, `docker stop` or a batch scheduler would
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "interrupted: no output written" in err
+    assert list(out.iterdir()) == []

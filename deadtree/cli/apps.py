@@ -26,12 +26,27 @@ def _print_version(value: bool) -> None:
     raise typer.Exit()
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def unwind_on_terminate() -> None:
+    """`kill`, `docker stop` and batch schedulers send SIGTERM, which ends a process where it stands and would
+    leave its hidden work folder beside the outputs: unwind as for Ctrl-C instead, cleaning up on the way."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 @app.callback()
 def main_options(
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                  help="Print the versions of deadtree, ONNX Runtime and GDAL, and exit."),
 ) -> None:
     """Map standing dead trees in aerial orthophotos: GeoTIFF in, georeferenced polygons out."""
+    unwind_on_terminate()
 
 
 train_app = typer.Typer(help="Train models on your own annotated imagery (needs: pip install 'deadtree\\[train]').",
