@@ -27,10 +27,14 @@ class Scene:
     dataset: rasterio.DatasetReader
     band_index: dict[str, int]  # band name -> 1-based file band
     alpha_index: int | None  # 1-based band that is a real transparency mask
-    gsd_m: tuple[float, float]  # ground size of a pixel (x, y) in metres
+    metres_per_unit: tuple[float, float]  # ground metres per CRS unit (x, y) where the scene lies (ground_scale)
     dataset_mask: bool = False  # an internal (per-dataset) mask to honour
-    metres_per_unit: tuple[float, float] = (1.0, 1.0)  # ground metres per CRS unit (x, y) where the scene lies
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def gsd_m(self) -> tuple[float, float]:
+        """Ground size of a pixel (x, y) in metres."""
+        return abs(self.transform.a) * self.metres_per_unit[0], abs(self.transform.e) * self.metres_per_unit[1]
 
     @property
     def width(self) -> int:
@@ -110,8 +114,7 @@ def _describe(path: Path, dataset, bands_override, max_pixels: float) -> Scene:
         per_unit = ground_scale(dataset.crs, dataset.transform, width, height)
     except ValueError as exc:
         raise InputError(f"{path.name}: {exc}; check its CRS and geotransform") from exc
-    gsd = (abs(dataset.transform.a) * per_unit[0], abs(dataset.transform.e) * per_unit[1])
-    return Scene(path, dataset, band_index, alpha_index, gsd, dataset_mask, metres_per_unit=per_unit)
+    return Scene(path, dataset, band_index, alpha_index, per_unit, dataset_mask)
 
 
 def _decimated(dataset, indexes: list[int], side: int = OVERVIEW_SIDE) -> np.ndarray:
