@@ -33,12 +33,14 @@ ROLE_NOTES = {
 }
 
 
-def segment_mask(scene: Path, tmp: Path, **options) -> np.ndarray:
-    """Where `segment` (with these SegmentOptions fields) draws dead trees on `scene`, as its own grid's mask."""
+def segment_mask(scene: Path, tmp: Path, grid: Grid | None = None, **options) -> np.ndarray:
+    """Where `segment` (with these SegmentOptions fields) draws dead trees on `scene`, as a mask of `grid` (by
+    default the scene's own)."""
     polygons = tmp / "scene.gpkg"
     segment_scene(scene, SegmentOptions(output=tmp / "scene.geojson", gpkg=polygons, **options))
-    with rasterio.open(scene) as ds:
-        grid = Grid.of(ds)
+    if grid is None:
+        with rasterio.open(scene) as ds:
+            grid = Grid.of(ds)
     return polygons_to_mask(polygons, grid)
 
 
@@ -58,12 +60,14 @@ class FrameValidation:
 
     by_role: dict[str, Scores] = field(default_factory=dict)
     by_county: dict[str, Scores] = field(default_factory=dict)
-    frames: dict[str, int] = field(default_factory=dict)  # per role and per county
+    role_frames: dict[str, int] = field(default_factory=dict)
+    county_frames: dict[str, int] = field(default_factory=dict)  # apart: an HDF5 source may be named like a role
 
     def add(self, role: str, county: str, predicted: np.ndarray, truth: np.ndarray) -> None:
-        for table, key in ((self.by_role, role), (self.by_county, county)):
-            table.setdefault(key, Scores()).add(predicted, truth)
-            self.frames[key] = self.frames.get(key, 0) + 1
+        for scores, counts, key in ((self.by_role, self.role_frames, role),
+                                    (self.by_county, self.county_frames, county)):
+            scores.setdefault(key, Scores()).add(predicted, truth)
+            counts[key] = counts.get(key, 0) + 1
 
     def held_out(self) -> Scores:
         """Everything the model did not train on, pooled."""

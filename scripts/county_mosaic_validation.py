@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from deadtree.domain_study import write_frame_scene
+from deadtree.frame_validation import segment_mask
 from deadtree.metrics import Scores
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model
 from deadtree.training.frames import Frame, held_out, load_frames
-from deadtree.frame_validation import segment_mask
 from validation_runs import add_result
 
 GAP = 64  # px of black between frames and around them

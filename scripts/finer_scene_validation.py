@@ -23,9 +23,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from deadtree.domain_study import write_frame_scene
-from deadtree.evaluate import Grid, polygons_to_mask
+from deadtree.evaluate import Grid
+from deadtree.frame_validation import segment_mask
 from deadtree.metrics import Scores
-from deadtree.pipeline import SegmentOptions, segment_scene
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model
 from deadtree.training.frames import held_out, load_frames
@@ -62,9 +62,7 @@ def main() -> None:
             with rasterio.open(scene, "r+") as ds:
                 ds.transform = transform * Affine.scale(frame.image.shape[1] / fine.shape[1],
                                                         frame.image.shape[0] / fine.shape[0])
-            segment_scene(scene, SegmentOptions(output=tmp / "o.geojson", gpkg=tmp / "o.gpkg", model=args.model,
-                                                bands=tuple(info.bands)))
-            scores.add(polygons_to_mask(tmp / "o.gpkg", grid), frame.mask)
+            scores.add(segment_mask(scene, tmp, grid, model=args.model, bands=tuple(info.bands)), frame.mask)
     label = f"{args.model} x{args.factor:g} {args.enlarge}"
     add_result(args.out, "validation frames enlarged to a finer pixel size, run through segment, scored on the "
                "frames' own grid", label, {

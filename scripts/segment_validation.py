@@ -19,12 +19,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from deadtree.domain_study import write_frame_scene
+from deadtree.frame_validation import segment_mask
 from deadtree.metrics import Scores
 from deadtree.pipeline import parse_scales
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model
 from deadtree.training.frames import held_out, load_frames
-from deadtree.frame_validation import segment_mask
 from validation_runs import add_result
 
 

@@ -113,12 +113,14 @@ def validate_command(
     except KeyboardInterrupt:
         fail("interrupted")
 
-    rows = [(ROLE_TITLES[role], result.frames[role], result.by_role[role])
+    rows = [(ROLE_TITLES[role], result.role_frames[role], result.by_role[role])
             for role in ROLE_TITLES if role in result.by_role]
     if "validation" in result.by_role and "unseen" in result.by_role:
-        rows.append(("validation and new", result.frames["validation"] + result.frames["unseen"], result.held_out()))
+        rows.append(("validation and new", result.role_frames["validation"] + result.role_frames["unseen"],
+                     result.held_out()))
     if by_county:
-        rows += [(f"  {county}", result.frames[county], scores) for county, scores in sorted(result.by_county.items())]
+        rows += [(f"  {county}", result.county_frames[county], scores)
+                 for county, scores in sorted(result.by_county.items())]
     table = Table(title=f"{info.name} {info.version} through `segment` on {data.name}")
     table.add_column("frames from", no_wrap=True)
     for column in ("frames", "pixel IoU", "object precision", "object recall", "object F1"):
@@ -131,8 +133,8 @@ def validate_command(
     if json_out:
         report = {"model": info.name, "version": info.version, "data": str(data), "options": {
                       k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()},
-                  "by_role": {role: {"frames": result.frames[role], **scores.summary()}
+                  "by_role": {role: {"frames": result.role_frames[role], **scores.summary()}
                               for role, scores in result.by_role.items()},
-                  "by_county": {county: {"frames": result.frames[county], **scores.summary()}
+                  "by_county": {county: {"frames": result.county_frames[county], **scores.summary()}
                                 for county, scores in sorted(result.by_county.items())}}
         json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
