@@ -3,15 +3,39 @@
 Reading and decoding tiles, running the model, and blending, writing and vectorising finished rows then
 overlap, so the model is not left waiting on the disk and post-processing hides behind model compute. Queues
 are short (a couple of batches), so memory stays bounded; an exception in any stage reaches the consumer.
+
+On a CPU the model's ONNX Runtime threads keep every core busy, and each of its operators waits for the
+slowest of them: a stage that takes a core for a moment stalls the whole operator, so the model lost about
+twice the CPU time the stages used. Stages can therefore run at a lowered priority (a higher nice value),
+taking the cores when the model's threads wait; then the model's time inside `segment` fell to within a few
+percent of its time alone (docs/performance.md).
 """
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
-from typing import Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 _POLL_SECONDS = 0.1
+
+
+class StageStopped(Exception):
+    """Raised to a stage's consumer when the chain was stopped before the stage reached its end."""
+
+
+def lower_this_thread(step: int) -> None:
+    """Raise the calling thread's nice value by `step` (Linux, where each thread has its own; elsewhere the
+    call would change the whole process, so nothing is done). Never fails: the priority is only a hint."""
+    if step <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + step))
+    except OSError:
+        pass
 
 
 class _End:
@@ -20,16 +44,18 @@ class _End:
 
 
 class Prefetch(Iterator[T]):
-    """Iterate `source` in a background thread, at most `depth` items ahead of the consumer."""
+    """Iterate `source` in a background thread, at most `depth` items ahead of the consumer; `lower` raises
+    that thread's nice value (see lower_this_thread)."""
 
-    def __init__(self, source: Iterable[T], depth: int = 2, name: str = "deadtree-stage"):
+    def __init__(self, source: Iterable[T], depth: int = 2, name: str = "deadtree-stage", lower: int = 0):
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._finished = False
-        self._thread = threading.Thread(target=self._fill, args=(source,), name=name, daemon=True)
+        self._thread = threading.Thread(target=self._fill, args=(source, lower), name=name, daemon=True)
         self._thread.start()
 
-    def _fill(self, source: Iterable[T]) -> None:
+    def _fill(self, source: Iterable[T], lower: int) -> None:
+        lower_this_thread(lower)
         try:
             for item in source:
                 if not self._put(item):
@@ -50,7 +76,8 @@ class Prefetch(Iterator[T]):
     def __next__(self) -> T:
         while not self._finished:
             if self._stop.is_set():
-                raise StopIteration
+                # not StopIteration: a consumer in another stage would take the stop for the end of the data
+                raise StageStopped
             try:
                 item = self._queue.get(timeout=_POLL_SECONDS)
             except queue.Empty:
@@ -77,10 +104,16 @@ class StageChain:
     def __init__(self):
         self.stages: list[Prefetch] = []
 
-    def add(self, source: Iterable[T], depth: int = 2, name: str = "deadtree-stage") -> Prefetch[T]:
-        stage = Prefetch(source, depth, name)
+    def add(self, source: Iterable[T], depth: int = 2, name: str = "deadtree-stage", lower: int = 0) -> Prefetch[T]:
+        stage = Prefetch(source, depth, name, lower)
         self.stages.append(stage)
         return stage
+
+    def call(self, work: Callable[[], T], name: str = "deadtree-stage", lower: int = 0) -> T:
+        """`work()` as the chain's last stage, in its own thread (so that it too can run at a lowered priority),
+        waited for here; its exception is raised here. Stopped and joined with the chain if this wait ends
+        early (Ctrl-C)."""
+        return next(self.add(_once(work), depth=1, name=name, lower=lower))
 
     def __enter__(self) -> "StageChain":
         return self
@@ -91,3 +124,7 @@ class StageChain:
             stage.stop()
         for stage in self.stages:
             stage.join()
+
+
+def _once(work: Callable[[], T]) -> Iterator[T]:
+    yield work()

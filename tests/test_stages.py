@@ -1,10 +1,16 @@
 """The threaded stages of a streamed run: order kept, errors passed on, everything stopped on the way out."""
+import os
+import sys
 import threading
 import time
 
 import pytest
 
-from deadtree.stages import Prefetch, StageChain
+from deadtree.stages import Prefetch, StageChain, StageStopped
+
+
+def _consume_lazily(consume, stream):
+    yield consume(stream)
 
 
 def test_items_arrive_in_order_through_a_chain():
@@ -63,3 +69,64 @@ def test_prefetch_runs_ahead_by_at_most_its_depth():
     assert len(produced) <= 3 + 1
     assert list(stage) == list(range(50))
     stage.join()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_a_lowered_stage_runs_at_a_higher_nice_value_and_the_caller_keeps_its_own():
+    def own_nice():
+        yield os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with StageChain() as chain:
+        lowered = next(chain.add(own_nice(), lower=5))
+        plain = next(chain.add(own_nice()))
+        called = chain.call(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), lower=3)
+    assert lowered == min(19, mine + 5)
+    assert called == min(19, mine + 3)
+    assert plain == mine
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+
+
+def test_a_called_stage_returns_its_result_and_raises_its_error_here():
+    with StageChain() as chain:
+        numbers = chain.add(range(10))
+        assert chain.call(lambda: sum(numbers)) == 45
+
+    def broken():
+        raise OSError("disk full")
+
+    with StageChain() as chain, pytest.raises(OSError, match="disk full"):
+        chain.call(broken)
+
+
+def test_a_stage_stopped_early_is_not_taken_for_the_end_of_its_data():
+    """A consumer in another thread must not finish its work as if the data were complete (a half-read scene
+    would be vectorised and written as a whole one)."""
+    seen = {}
+    started = threading.Event()
+
+    def endless():
+        n = 0
+        while True:
+            yield n
+            n += 1
+
+    def consume(stream):
+        count = 0
+        try:
+            for _ in stream:
+                count += 1
+                started.set()
+        except StageStopped:
+            seen["stopped"] = count
+            raise
+        seen["ended"] = count
+
+    with pytest.raises(KeyboardInterrupt):
+        with StageChain() as chain:
+            stream = chain.add(endless())
+            worker = chain.add(_consume_lazily(consume, stream))
+            started.wait(5)
+            raise KeyboardInterrupt
+    worker.join(5)
+    assert "stopped" in seen and "ended" not in seen
