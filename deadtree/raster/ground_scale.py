@@ -29,11 +29,12 @@ def ground_scale(crs, transform: Affine, width: int, height: int) -> tuple[float
     Measured over one pixel's step from the centre. A CRS that cannot be placed on the ellipsoid (a local
     engineering CRS) falls back to its linear unit."""
     from pyproj import Geod, Transformer
+    from rasterio.transform import xy
     from pyproj.exceptions import CRSError, ProjError
 
     unit = unit_metres(crs)
     step_x, step_y = abs(transform.a), abs(transform.e)
-    x, y = transform * (width / 2, height / 2)
+    x, y = xy(transform, height / 2, width / 2, offset="ul")  # the scene's centre
     try:
         to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
         lons, lats = to_lonlat.transform([x, x + step_x, x], [y, y, y + step_y])
