@@ -24,14 +24,14 @@ from common import report
 
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model
-from deadtree.runtime.session import cpu_threads, graph_optimization, open_session
+from deadtree.runtime.session import Plan, cpu_threads, graph_optimization, open_session
 
 CONVOLUTIONS = {"Conv", "QLinearConv", "ConvInteger", "FusedConv", "NhwcFusedConv"}
 
 
-def kernel_times(path: Path, tile: int, runs: int, threads: int, plan: tuple) -> tuple[dict[str, float], dict[str, int]]:
+def kernel_times(path: Path, tile: int, runs: int, threads: int, plan: Plan) -> tuple[dict[str, float], dict[str, int]]:
     """Milliseconds per call spent in each operator type, and how many nodes of each type ran, with the graph
-    optimisation plan (level, optimisers left out) of deadtree.runtime.session.graph_optimization."""
+    optimisation plan of deadtree.runtime.session.graph_optimization."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.enable_profiling = True
@@ -63,11 +63,11 @@ def main() -> None:
     for name in args.model or ["deadtree-rgbn-int8", "deadtree-rgbn"]:
         path = resolve_model(name, "segmenter")
         chosen = graph_optimization(ort, read_model_info(path).quantized, on_cpu=True)
-        for plan in dict.fromkeys([chosen, (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ())]):
+        for plan in dict.fromkeys([chosen, Plan(ort.GraphOptimizationLevel.ORT_ENABLE_ALL)]):
             times, counts = kernel_times(path, args.tile, args.runs, cpu_threads(), plan)
             total = sum(times.values())
             conv = sum(t for op, t in times.items() if op in CONVOLUTIONS)
-            common = {"model": path.stem, "graph_optimization": plan[0].name + "".join(f" without {n}" for n in plan[1])}
+            common = {"model": path.stem, "graph_optimization": plan.name}
             for op, ms in sorted(times.items(), key=lambda kv: -kv[1]):
                 if ms / total >= 0.005:
                     rows.append({**common, "operator": op, "nodes": counts[op], "ms_per_tile": ms, "share": ms / total})

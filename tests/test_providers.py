@@ -91,25 +91,28 @@ def test_auto_says_so_when_a_listed_gpu_provider_falls_back_to_the_cpu(monkeypat
         OnnxModel(path, "cuda")
 
 
-def test_int8_models_keep_their_layout_on_cpus_without_vnni(monkeypatch):
+def test_int8_models_keep_their_layout_on_cpus_without_vnni_and_upsample_by_copies_with_it(monkeypatch):
     import numpy as np
     import onnxruntime as ort
 
     from deadtree.runtime.registry import resolve_model
-    from deadtree.runtime.session import OnnxModel, graph_optimization
+    from deadtree.runtime.session import OnnxModel, Plan, graph_optimization
 
-    full = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ())
-    assert graph_optimization(ort, True, True, "AVX2") == (full[0], ("NhwcTransformer",))
-    for quantized, on_cpu, extensions in ((True, True, "AVX-512 VNNI, AVX-512, AVX2"), (True, True, "AVX-VNNI, AVX2"),
-                                          (False, True, "AVX2"), (True, False, "AVX2")):
-        assert graph_optimization(ort, quantized, on_cpu, extensions) == full
+    level = ort.GraphOptimizationLevel
+    full = Plan(level.ORT_ENABLE_ALL)
+    assert graph_optimization(ort, True, True, "AVX2") == Plan(level.ORT_ENABLE_ALL, ("NhwcTransformer",))
+    for extensions in ("AVX-512 VNNI, AVX-512, AVX2", "AVX-VNNI, AVX2"):
+        assert graph_optimization(ort, True, True, extensions) == Plan(level.ORT_ENABLE_ALL, upsample_copies=True)
+    for quantized, on_cpu in ((False, True), (True, False)):
+        assert graph_optimization(ort, quantized, on_cpu, "AVX2") == full
+        assert graph_optimization(ort, quantized, on_cpu, "AVX-512 VNNI") == full
     # what `segment` opens follows the rule for this host, for the int8 variant and its float parent alike
-    tile = np.random.default_rng(0).random((1, 4, 256, 256), dtype=np.float32)
     for name, quantized in (("deadtree-rgbn-int8", True), ("deadtree-rgbn", False)):
         model = OnnxModel(resolve_model(name, "segmenter"), "cpu")
         assert model.graph_optimization == graph_optimization(ort, quantized, True)
-        assert model.session.get_session_options().graph_optimization_level == full[0]
+        assert model.session.get_session_options().graph_optimization_level == level.ORT_ENABLE_ALL
     # keeping the layout changes the speed, not the answer: the same probabilities as the full optimisation
+    tile = np.random.default_rng(0).random((1, 4, 256, 256), dtype=np.float32)
     int8 = str(resolve_model("deadtree-rgbn-int8", "segmenter"))
     answers = [ort.InferenceSession(int8, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
                .run(None, {"image": tile})[0] for disabled in ([], ["NhwcTransformer"])]
@@ -117,11 +120,69 @@ def test_int8_models_keep_their_layout_on_cpus_without_vnni(monkeypatch):
     # the environment overrides the rule, and a wrong value is a clear error
     monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "all")
     assert graph_optimization(ort, True, True, "AVX2") == full
+    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "upsample-copies")
+    assert graph_optimization(ort, True, True, "AVX2") == Plan(level.ORT_ENABLE_ALL, upsample_copies=True)
     monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "extended")
-    assert graph_optimization(ort, True, True, "AVX2") == (ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, ())
+    assert graph_optimization(ort, True, True, "AVX2") == Plan(level.ORT_ENABLE_EXTENDED)
     monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "fast")
-    with pytest.raises(ModelError, match="auto, all, extended, keep-layout"):
+    with pytest.raises(ModelError, match="auto, all, upsample-copies, extended, keep-layout"):
         graph_optimization(ort, True, True, "AVX2")
+
+
+def test_upsampling_as_copies_replaces_each_channels_last_resize_and_answers_bit_for_bit(monkeypatch):
+    """ONNX Runtime's channels-last int8 graph with its four decoder Resizes done as copies: the same
+    probabilities to the bit as ONNX Runtime's own full optimisation, on a tile of the pipeline's shape."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from deadtree.runtime import upsample_copies
+    from deadtree.runtime.registry import resolve_model
+    from deadtree.runtime.session import OnnxModel
+
+    int8 = resolve_model("deadtree-rgbn-int8", "segmenter")
+    replaced = []
+    real = upsample_copies.replace_channels_last_resizes
+    monkeypatch.setattr(upsample_copies, "replace_channels_last_resizes",
+                        lambda model: replaced.append(real(model)) or replaced[-1])
+    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "upsample-copies")
+    copies = OnnxModel(int8, "cpu")
+    assert replaced == [4]  # one per decoder block
+    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "all")
+    plain = OnnxModel(int8, "cpu")
+    tile = np.random.default_rng(1).random((1, 4, 512, 384), dtype=np.float32)
+    assert np.array_equal(copies.run(tile), plain.run(tile))
+    # float models have nothing to rewrite and are not touched
+    assert not upsample_copies.quantized_with_resize(str(resolve_model("deadtree-rgbn", "segmenter")))
+    assert upsample_copies.quantized_with_resize(str(int8))
+
+
+def test_a_rewrite_that_changes_the_answers_is_not_used(monkeypatch):
+    import numpy as np
+
+    from deadtree.runtime import upsample_copies
+    from deadtree.runtime.registry import resolve_model
+    from deadtree.runtime.session import OnnxModel
+
+    real_rewrite = upsample_copies.replace_channels_last_resizes
+
+    def wrong(model):  # doubles the rows where the columns should be doubled: the right sizes, wrong pixels
+        count = real_rewrite(model)
+        for node in model.graph.node:
+            if node.output[0].endswith("/copies_columns"):
+                node.attribute[0].i = 1
+        return count
+
+    monkeypatch.setattr(upsample_copies, "replace_channels_last_resizes", wrong)
+    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "upsample-copies")
+    int8 = resolve_model("deadtree-rgbn-int8", "segmenter")
+    checked = []
+    real_check = upsample_copies.same_answers
+    monkeypatch.setattr(upsample_copies, "same_answers", lambda a, b: checked.append(real_check(a, b)) or checked[-1])
+    model = OnnxModel(int8, "cpu")
+    assert checked == [False]
+    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "all")
+    tile = np.random.default_rng(2).random((1, 4, 256, 256), dtype=np.float32)
+    assert np.array_equal(model.run(tile), OnnxModel(int8, "cpu").run(tile))
 
 
 def test_variant_checks_run_each_variant_as_segment_will(monkeypatch):

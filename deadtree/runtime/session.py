@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -29,7 +30,8 @@ TENSORRT_LIBRARY = "libnvinfer.so.10"  # what ONNX Runtime's TensorRT provider l
 # handful of shapes a few times each (edge tiles are cut short), so the search never pays back: on an H100 a 4096
 # px scene took 8.6 s with EXHAUSTIVE and 2.1 s with HEURISTIC (fp16; benchmarks/results/gpu_onnx-h100.json).
 ENV_CUDNN_SEARCH = "DEADTREE_CUDNN_SEARCH"
-# Overrides graph_optimization's choice (auto): all, extended or keep-layout, for a host where the rule measures wrong.
+# Overrides graph_optimization's choice (auto): all, upsample-copies, extended or keep-layout, for a host where the
+# rule measures wrong.
 ENV_GRAPH_OPTIMIZATION = "DEADTREE_GRAPH_OPTIMIZATION"
 
 
@@ -113,18 +115,32 @@ def cpu_threads() -> int:
 
 
 KEEP_LAYOUT = ("NhwcTransformer",)  # ONNX Runtime's pass that turns quantized convolutions channels-last
-GRAPH_OPTIMIZATIONS = ("auto", "all", "extended", "keep-layout")
+GRAPH_OPTIMIZATIONS = ("auto", "all", "upsample-copies", "extended", "keep-layout")
 
 
-def graph_optimization(ort, quantized: bool, on_cpu: bool, extensions: str | None = None) -> tuple:
-    """The graph optimisation level and the ONNX Runtime optimisers to leave out, as (level, names).
+class Plan(NamedTuple):
+    """How ONNX Runtime optimises a graph: its level, the optimisers left out, and whether channels-last
+    int8 upsampling is rewritten as copies (deadtree.runtime.upsample_copies)."""
 
-    Full optimisation, except that int8 models on a CPU without VNNI keep their channels-first layout. There
-    ONNX Runtime's NHWC pass moves the quantized network into channels-last, where the decoder's
-    nearest-neighbour upsampling runs in a kernel about ten times slower than the channels-first one (10-13.5%
-    of the int8 model's time; benchmarks/op_profile.py). Leaving out that one pass made the default int8
-    network alone 12-15% faster on the AVX2 host and `segment` 12-23%, with bit-identical outputs
-    (docs/performance.md). Hosts with VNNI keep the full optimisation: not measured there."""
+    level: object
+    disabled: tuple[str, ...] = ()
+    upsample_copies: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.level.name + "".join(f" without {n}" for n in self.disabled) + \
+            (", upsampling as copies" if self.upsample_copies else "")
+
+
+def graph_optimization(ort, quantized: bool, on_cpu: bool, extensions: str | None = None) -> Plan:
+    """The graph optimisation plan for a model: ONNX Runtime's full optimisation, and for int8 models on a CPU:
+
+    - with VNNI, ONNX Runtime's channels-last int8 network, whose nearest-neighbour upsampling is rewritten as
+      copies: its Resize kernel there took 18% of the model's time (1.21-1.23x faster alone, same answers;
+      docs/performance.md);
+    - without VNNI, the channels-first layout (the NHWC pass left out). The channels-last network with ONNX
+      Runtime's own Resize was 12-15% slower alone on the AVX2 host, `segment` 12-23%, with bit-identical
+      outputs. The rewritten upsampling has not been measured there."""
     chosen = os.environ.get(ENV_GRAPH_OPTIMIZATION, "auto").lower()
     if chosen not in GRAPH_OPTIMIZATIONS:
         raise ModelError(f"{ENV_GRAPH_OPTIMIZATION}={chosen}: use {', '.join(GRAPH_OPTIMIZATIONS)}")
@@ -133,18 +149,30 @@ def graph_optimization(ort, quantized: bool, on_cpu: bool, extensions: str | Non
             from deadtree.machine import vector_extensions
 
             extensions = vector_extensions()
-        chosen = "keep-layout" if quantized and on_cpu and "VNNI" not in extensions else "all"
+        if not (quantized and on_cpu):
+            chosen = "all"
+        else:
+            chosen = "upsample-copies" if "VNNI" in extensions else "keep-layout"
     level = ort.GraphOptimizationLevel
     if chosen == "extended":
-        return level.ORT_ENABLE_EXTENDED, ()
-    return level.ORT_ENABLE_ALL, KEEP_LAYOUT if chosen == "keep-layout" else ()
+        return Plan(level.ORT_ENABLE_EXTENDED)
+    if chosen == "keep-layout":
+        return Plan(level.ORT_ENABLE_ALL, KEEP_LAYOUT)
+    return Plan(level.ORT_ENABLE_ALL, upsample_copies=chosen == "upsample-copies")
 
 
-def open_session(ort, model, options, providers: list, plan: tuple):
+def open_session(ort, model, options, providers: list, plan: Plan):
     """An ONNX Runtime session with a graph_optimization plan applied whole: its level and the optimisers it
     leaves out travel together, since the level alone would quietly keep the pass the plan removes."""
-    options.graph_optimization_level, disabled = plan
-    return ort.InferenceSession(model, sess_options=options, providers=providers, disabled_optimizers=list(disabled))
+    options.graph_optimization_level = plan.level
+    session = ort.InferenceSession(model, sess_options=options, providers=providers,
+                                   disabled_optimizers=list(plan.disabled))
+    if plan.upsample_copies and providers == [PROVIDERS["cpu"]]:
+        from deadtree.runtime.upsample_copies import quantized_with_resize, with_upsampling_as_copies
+
+        if quantized_with_resize(model):
+            session = with_upsampling_as_copies(ort, model, options, providers, plan.disabled, session)
+    return session
 
 
 class OnnxModel:
