@@ -43,11 +43,13 @@ def kernel_times(path: Path, tile: int, runs: int, threads: int, plan: Plan) -> 
         for _ in range(runs + 1):  # the first call also plans memory: it is left out below
             session.run(None, {spec.name: image})
         events = json.loads(Path(session.end_profiling()).read_text())
-    kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
-    per_call = len(kernels) // (runs + 1)
+    # the last `runs` calls only: the first plans memory, and opening a tidied graph adds a check call before it
+    calls = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")[-runs:]
+    kernels = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
+               and any(start <= e["ts"] <= end for start, end in calls)]
     times: dict[str, float] = collections.defaultdict(float)
     counts: dict[str, int] = collections.Counter()
-    for event in kernels[per_call:]:  # drop the first call
+    for event in kernels:
         times[event["args"]["op_name"]] += event["dur"] / 1000 / runs
         counts[event["args"]["op_name"]] += 1
     return dict(times), {op: n // runs for op, n in counts.items()}

@@ -91,7 +91,7 @@ def test_auto_says_so_when_a_listed_gpu_provider_falls_back_to_the_cpu(monkeypat
         OnnxModel(path, "cuda")
 
 
-def test_int8_models_keep_their_layout_on_cpus_without_vnni_and_upsample_by_copies_with_it(monkeypatch):
+def test_int8_models_keep_their_layout_on_cpus_without_vnni_and_run_a_tidied_channels_last_graph_with_it(monkeypatch):
     import numpy as np
     import onnxruntime as ort
 
@@ -102,7 +102,7 @@ def test_int8_models_keep_their_layout_on_cpus_without_vnni_and_upsample_by_copi
     full = Plan(level.ORT_ENABLE_ALL)
     assert graph_optimization(ort, True, True, "AVX2") == Plan(level.ORT_ENABLE_ALL, ("NhwcTransformer",))
     for extensions in ("AVX-512 VNNI, AVX-512, AVX2", "AVX-VNNI, AVX2"):
-        assert graph_optimization(ort, True, True, extensions) == Plan(level.ORT_ENABLE_ALL, upsample_copies=True)
+        assert graph_optimization(ort, True, True, extensions) == Plan(level.ORT_ENABLE_ALL, tidied=True)
     for quantized, on_cpu in ((False, True), (True, False)):
         assert graph_optimization(ort, quantized, on_cpu, "AVX2") == full
         assert graph_optimization(ort, quantized, on_cpu, "AVX-512 VNNI") == full
@@ -120,50 +120,61 @@ def test_int8_models_keep_their_layout_on_cpus_without_vnni_and_upsample_by_copi
     # the environment overrides the rule, and a wrong value is a clear error
     monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "all")
     assert graph_optimization(ort, True, True, "AVX2") == full
-    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "upsample-copies")
-    assert graph_optimization(ort, True, True, "AVX2") == Plan(level.ORT_ENABLE_ALL, upsample_copies=True)
+    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "tidied")
+    assert graph_optimization(ort, True, True, "AVX2") == Plan(level.ORT_ENABLE_ALL, tidied=True)
     monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "extended")
     assert graph_optimization(ort, True, True, "AVX2") == Plan(level.ORT_ENABLE_EXTENDED)
     monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "fast")
-    with pytest.raises(ModelError, match="auto, all, upsample-copies, extended, keep-layout"):
+    with pytest.raises(ModelError, match="auto, all, tidied, extended, keep-layout"):
         graph_optimization(ort, True, True, "AVX2")
 
 
-def test_upsampling_as_copies_replaces_each_channels_last_resize_and_answers_bit_for_bit(monkeypatch):
-    """ONNX Runtime's channels-last int8 graph with its four decoder Resizes done as copies: the same
-    probabilities to the bit as ONNX Runtime's own full optimisation, on a tile of the pipeline's shape."""
-    import numpy as np
-    import onnxruntime as ort
+def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(monkeypatch):
+    """ONNX Runtime's channels-last int8 graph with its four decoder Resizes done as copies and its shapes read
+    without dequantized copies: the same probabilities to the bit as ONNX Runtime's own full optimisation, on
+    a tile of the pipeline's shape."""
+    import collections
 
-    from deadtree.runtime import upsample_copies
+    import numpy as np
+
+    from deadtree.runtime import channels_last
     from deadtree.runtime.registry import resolve_model
     from deadtree.runtime.session import OnnxModel
 
     int8 = resolve_model("deadtree-rgbn-int8", "segmenter")
-    replaced = []
-    real = upsample_copies.replace_channels_last_resizes
-    monkeypatch.setattr(upsample_copies, "replace_channels_last_resizes",
-                        lambda model: replaced.append(real(model)) or replaced[-1])
-    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "upsample-copies")
-    copies = OnnxModel(int8, "cpu")
-    assert replaced == [4]  # one per decoder block
+    before, after = [], []
+    real = channels_last.tidy
+
+    def counting(model):
+        before.append(collections.Counter(n.op_type for n in model.graph.node))
+        done = real(model)
+        after.append(collections.Counter(n.op_type for n in model.graph.node))
+        return done
+
+    monkeypatch.setattr(channels_last, "tidy", counting)
+    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "tidied")
+    tidied = OnnxModel(int8, "cpu")
+    assert before[0]["Resize"] == 4 and after[0]["Resize"] == 0  # one per decoder block
+    assert after[0]["DequantizeLinear"] < before[0]["DequantizeLinear"]
+    assert after[0]["Transpose"] < before[0]["Transpose"]
+    assert after[0]["QLinearConv"] == before[0]["QLinearConv"]  # the arithmetic is all still there
     monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "all")
     plain = OnnxModel(int8, "cpu")
     tile = np.random.default_rng(1).random((1, 4, 512, 384), dtype=np.float32)
-    assert np.array_equal(copies.run(tile), plain.run(tile))
-    # float models have nothing to rewrite and are not touched
-    assert not upsample_copies.quantized_with_resize(str(resolve_model("deadtree-rgbn", "segmenter")))
-    assert upsample_copies.quantized_with_resize(str(int8))
+    assert np.array_equal(tidied.run(tile), plain.run(tile))
+    # float models have nothing to tidy and are not touched
+    assert not channels_last.is_int8(str(resolve_model("deadtree-rgbn", "segmenter")))
+    assert channels_last.is_int8(str(int8))
 
 
 def test_a_rewrite_that_changes_the_answers_is_not_used(monkeypatch):
     import numpy as np
 
-    from deadtree.runtime import upsample_copies
+    from deadtree.runtime import channels_last
     from deadtree.runtime.registry import resolve_model
     from deadtree.runtime.session import OnnxModel
 
-    real_rewrite = upsample_copies.replace_channels_last_resizes
+    real_rewrite = channels_last.tidy
 
     def wrong(model):  # doubles the rows where the columns should be doubled: the right sizes, wrong pixels
         count = real_rewrite(model)
@@ -172,12 +183,12 @@ def test_a_rewrite_that_changes_the_answers_is_not_used(monkeypatch):
                 node.attribute[0].i = 1
         return count
 
-    monkeypatch.setattr(upsample_copies, "replace_channels_last_resizes", wrong)
-    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "upsample-copies")
+    monkeypatch.setattr(channels_last, "tidy", wrong)
+    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "tidied")
     int8 = resolve_model("deadtree-rgbn-int8", "segmenter")
     checked = []
-    real_check = upsample_copies.same_answers
-    monkeypatch.setattr(upsample_copies, "same_answers", lambda a, b: checked.append(real_check(a, b)) or checked[-1])
+    real_check = channels_last.same_answers
+    monkeypatch.setattr(channels_last, "same_answers", lambda a, b: checked.append(real_check(a, b)) or checked[-1])
     model = OnnxModel(int8, "cpu")
     assert checked == [False]
     monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "all")

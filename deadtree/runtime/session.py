@@ -30,7 +30,7 @@ TENSORRT_LIBRARY = "libnvinfer.so.10"  # what ONNX Runtime's TensorRT provider l
 # handful of shapes a few times each (edge tiles are cut short), so the search never pays back: on an H100 a 4096
 # px scene took 8.6 s with EXHAUSTIVE and 2.1 s with HEURISTIC (fp16; benchmarks/results/gpu_onnx-h100.json).
 ENV_CUDNN_SEARCH = "DEADTREE_CUDNN_SEARCH"
-# Overrides graph_optimization's choice (auto): all, upsample-copies, extended or keep-layout, for a host where the
+# Overrides graph_optimization's choice (auto): all, tidied, extended or keep-layout, for a host where the
 # rule measures wrong.
 ENV_GRAPH_OPTIMIZATION = "DEADTREE_GRAPH_OPTIMIZATION"
 
@@ -115,32 +115,32 @@ def cpu_threads() -> int:
 
 
 KEEP_LAYOUT = ("NhwcTransformer",)  # ONNX Runtime's pass that turns quantized convolutions channels-last
-GRAPH_OPTIMIZATIONS = ("auto", "all", "upsample-copies", "extended", "keep-layout")
+GRAPH_OPTIMIZATIONS = ("auto", "all", "tidied", "extended", "keep-layout")
 
 
 class Plan(NamedTuple):
-    """How ONNX Runtime optimises a graph: its level, the optimisers left out, and whether channels-last
-    int8 upsampling is rewritten as copies (deadtree.runtime.upsample_copies)."""
+    """How ONNX Runtime optimises a graph: its level, the optimisers left out, and whether an int8 graph made
+    channels-last is then tidied (deadtree.runtime.channels_last)."""
 
     level: object
     disabled: tuple[str, ...] = ()
-    upsample_copies: bool = False
+    tidied: bool = False
 
     @property
     def name(self) -> str:
         return self.level.name + "".join(f" without {n}" for n in self.disabled) + \
-            (", upsampling as copies" if self.upsample_copies else "")
+            (", channels-last graph tidied" if self.tidied else "")
 
 
 def graph_optimization(ort, quantized: bool, on_cpu: bool, extensions: str | None = None) -> Plan:
     """The graph optimisation plan for a model: ONNX Runtime's full optimisation, and for int8 models on a CPU:
 
-    - with VNNI, ONNX Runtime's channels-last int8 network, whose nearest-neighbour upsampling is rewritten as
-      copies: its Resize kernel there took 18% of the model's time (1.21-1.23x faster alone, same answers;
-      docs/performance.md);
+    - with VNNI, ONNX Runtime's channels-last int8 network, tidied: its upsampling done as copies (its Resize
+      kernel took 18% of the model's time) and shapes read without dequantizing copies of activations; the
+      model alone about 1.25x faster with the same answers (docs/performance.md);
     - without VNNI, the channels-first layout (the NHWC pass left out). The channels-last network with ONNX
       Runtime's own Resize was 12-15% slower alone on the AVX2 host, `segment` 12-23%, with bit-identical
-      outputs. The rewritten upsampling has not been measured there."""
+      outputs. The tidied channels-last graph has not been measured there."""
     chosen = os.environ.get(ENV_GRAPH_OPTIMIZATION, "auto").lower()
     if chosen not in GRAPH_OPTIMIZATIONS:
         raise ModelError(f"{ENV_GRAPH_OPTIMIZATION}={chosen}: use {', '.join(GRAPH_OPTIMIZATIONS)}")
@@ -152,13 +152,13 @@ def graph_optimization(ort, quantized: bool, on_cpu: bool, extensions: str | Non
         if not (quantized and on_cpu):
             chosen = "all"
         else:
-            chosen = "upsample-copies" if "VNNI" in extensions else "keep-layout"
+            chosen = "tidied" if "VNNI" in extensions else "keep-layout"
     level = ort.GraphOptimizationLevel
     if chosen == "extended":
         return Plan(level.ORT_ENABLE_EXTENDED)
     if chosen == "keep-layout":
         return Plan(level.ORT_ENABLE_ALL, KEEP_LAYOUT)
-    return Plan(level.ORT_ENABLE_ALL, upsample_copies=chosen == "upsample-copies")
+    return Plan(level.ORT_ENABLE_ALL, tidied=chosen == "tidied")
 
 
 def open_session(ort, model, options, providers: list, plan: Plan):
@@ -167,11 +167,11 @@ def open_session(ort, model, options, providers: list, plan: Plan):
     options.graph_optimization_level = plan.level
     session = ort.InferenceSession(model, sess_options=options, providers=providers,
                                    disabled_optimizers=list(plan.disabled))
-    if plan.upsample_copies and providers == [PROVIDERS["cpu"]]:
-        from deadtree.runtime.upsample_copies import quantized_with_resize, with_upsampling_as_copies
+    if plan.tidied and providers == [PROVIDERS["cpu"]]:
+        from deadtree.runtime.channels_last import is_int8, with_tidied_graph
 
-        if quantized_with_resize(model):
-            session = with_upsampling_as_copies(ort, model, options, providers, plan.disabled, session)
+        if is_int8(model):
+            session = with_tidied_graph(ort, model, options, providers, plan.disabled, session)
     return session
 
 
