@@ -197,9 +197,31 @@ def drop_unread_nodes(graph) -> None:
         _set_nodes(graph, kept)
 
 
-def with_tidied_graph(ort, model: str | bytes, options, providers: list, disabled: tuple, session):
-    """A session of `model` with its channels-last int8 graph tidied, where that answers exactly as `session`
-    (opened from `model` with the same options); `session` itself otherwise."""
+# (model file, its size and time, ONNX Runtime's version, optimisers left out) -> the tidied graph that passed
+# its check, or None where ONNX Runtime's own is used: later sessions of the same model in this process (the
+# service, `validate`, `segment-many` workers) open the outcome directly.
+_OUTCOMES: dict[tuple, bytes | None] = {}
+
+
+def open_tidied(ort, model: str | bytes, options, providers: list, disabled: tuple):
+    """A session of `model` with its channels-last int8 graph tidied, where that answers exactly as ONNX
+    Runtime's own session of it (same options) does; ONNX Runtime's own otherwise."""
+    key = _outcome_key(ort, model, disabled)
+    if key in _OUTCOMES:
+        return ort.InferenceSession(_OUTCOMES[key] or model, sess_options=options, providers=providers,
+                                    disabled_optimizers=list(disabled))
+    session = ort.InferenceSession(model, sess_options=options, providers=providers,
+                                   disabled_optimizers=list(disabled))
+    tidied = _tidied_graph(ort, model, options, providers, disabled, session) if is_int8(model) else None
+    if key is not None:
+        _OUTCOMES[key] = tidied
+    if tidied is None:
+        return session
+    return ort.InferenceSession(tidied, sess_options=options, providers=providers, disabled_optimizers=list(disabled))
+
+
+def _tidied_graph(ort, model: str | bytes, options, providers: list, disabled: tuple, session) -> bytes | None:
+    """The serialised tidied graph, if it answers a test tile exactly as `session` does."""
     import onnx
 
     try:
@@ -213,16 +235,24 @@ def with_tidied_graph(ort, model: str | bytes, options, providers: list, disable
                 options.optimized_model_filepath = ""
             optimised = onnx.load(saved)
         if not tidy(optimised):
-            return session
-        candidate = ort.InferenceSession(optimised.SerializeToString(), sess_options=options, providers=providers,
+            return None
+        tidied = optimised.SerializeToString()
+        candidate = ort.InferenceSession(tidied, sess_options=options, providers=providers,
                                          disabled_optimizers=list(disabled))
         if not same_answers(session, candidate):
             log.debug("the tidied channels-last graph changed the answers: kept ONNX Runtime's own")
-            return session
+            return None
     except Exception as exc:  # an ONNX Runtime whose optimised graph looks otherwise: its own session is fine
         log.debug("the channels-last graph could not be tidied (%s): kept ONNX Runtime's own", exc)
-        return session
-    return candidate
+        return None
+    return tidied
+
+
+def _outcome_key(ort, model: str | bytes, disabled: tuple) -> tuple | None:
+    if isinstance(model, bytes):
+        return None
+    stat = Path(model).stat()
+    return str(Path(model).resolve()), stat.st_size, stat.st_mtime_ns, ort.__version__, tuple(disabled)
 
 
 def same_answers(reference, candidate) -> bool:

@@ -165,14 +165,12 @@ def open_session(ort, model, options, providers: list, plan: Plan):
     """An ONNX Runtime session with a graph_optimization plan applied whole: its level and the optimisers it
     leaves out travel together, since the level alone would quietly keep the pass the plan removes."""
     options.graph_optimization_level = plan.level
-    session = ort.InferenceSession(model, sess_options=options, providers=providers,
-                                   disabled_optimizers=list(plan.disabled))
     if plan.tidied and providers == [PROVIDERS["cpu"]]:
-        from deadtree.runtime.channels_last import is_int8, with_tidied_graph
+        from deadtree.runtime.channels_last import open_tidied
 
-        if is_int8(model):
-            session = with_tidied_graph(ort, model, options, providers, plan.disabled, session)
-    return session
+        return open_tidied(ort, model, options, providers, plan.disabled)
+    return ort.InferenceSession(model, sess_options=options, providers=providers,
+                                disabled_optimizers=list(plan.disabled))
 
 
 class OnnxModel:
