@@ -37,7 +37,7 @@ def is_int8(model: str | bytes) -> bool:
     """Whether a model has int8 nodes (read without its weights)."""
     import onnx
 
-    graph = (onnx.load_model_from_string(model, load_external_data=False) if isinstance(model, bytes)
+    graph = (onnx.load_model_from_string(model) if isinstance(model, bytes)
              else onnx.load(model, load_external_data=False)).graph
     return any(node.op_type in ("QuantizeLinear", "QLinearConv") for node in graph.node)
 
