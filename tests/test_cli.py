@@ -216,5 +216,36 @@ def test_sigterm_unwinds_like_ctrl_c_and_leaves_nothing_behind(tmp_path, toy_mod
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)  # as `kill`, `docker stop` or a batch scheduler would
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and "interrupted: no output written" in err
+    assert proc.returncode == 2 and "interrupted: no output written" in err, err
     assert list(out.iterdir()) == []
+
+
+def test_an_interrupt_that_a_library_turns_into_its_own_error_still_reads_as_an_interrupt(tmp_path, toy_models,
+                                                                                       monkeypatch):
+    """Ctrl-C or SIGTERM during the first `import onnxruntime` reaches deadtree as ONNX Runtime's
+    ImportError("initialization failed"), raised while handling the KeyboardInterrupt: a traceback and exit
+    code 1 before (found by test_sigterm_unwinds_like_ctrl_c_and_leaves_nothing_behind, one run in five)."""
+    import deadtree.batch
+    import deadtree.pipeline
+
+    def import_interrupted(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed")
+
+    def broken(*args, **kwargs):
+        raise ImportError("no module named onnxruntime")
+
+    scene = tmp_path / "scene.tif"
+    write_scene(scene)
+    monkeypatch.setattr(deadtree.pipeline, "segment_scene", import_interrupted)
+    result = segment(scene, "-o", tmp_path / "o.geojson")
+    assert result.exit_code == 2 and "interrupted: no output written" in result.output
+    monkeypatch.setattr(deadtree.batch, "run_batch", import_interrupted)
+    result = runner.invoke(app, ["segment-many", str(scene), "--out-dir", str(tmp_path / "many"), "--quiet"])
+    assert result.exit_code == 2 and "interrupted: scenes finished so far are kept" in result.output
+    # an error that no interrupt caused is not dressed up as one
+    monkeypatch.setattr(deadtree.pipeline, "segment_scene", broken)
+    result = segment(scene, "-o", tmp_path / "o.geojson")
+    assert result.exit_code == 1 and isinstance(result.exception, ImportError)

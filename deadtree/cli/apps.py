@@ -1,6 +1,8 @@
 """The typer applications and the helpers every command shares."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import typer
 
 app = typer.Typer(
@@ -71,6 +73,34 @@ def fail(message: str) -> None:
     """One red line on stderr and exit code 2: what every user-facing error looks like."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+@contextmanager
+def reported(interrupted: str):
+    """A command's work: deadtree's errors as one line, and an interrupt (Ctrl-C, SIGTERM) as `interrupted`,
+    both with exit code 2."""
+    from deadtree.errors import DeadtreeError
+
+    try:
+        yield
+    except DeadtreeError as exc:
+        fail(str(exc))
+    except BaseException as exc:
+        if not came_from_interrupt(exc):
+            raise
+        fail(interrupted)
+
+
+def came_from_interrupt(exc: BaseException | None) -> bool:
+    """Whether `exc` is an interrupt or was raised while handling one: an interrupt that lands during a first
+    `import onnxruntime` reaches the caller as ONNX Runtime's ImportError("initialization failed")."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def log_to_stderr(quiet: bool) -> None:

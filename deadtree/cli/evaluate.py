@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deadtree.cli.apps import app, fail, log_to_stderr, train_app  # noqa: F401
+from deadtree.cli.apps import app, fail, log_to_stderr, reported, train_app  # noqa: F401
 from deadtree.errors import DeadtreeError  # noqa: F401
 
 @app.command("evaluate")
@@ -98,7 +98,7 @@ def validate_command(
     from deadtree.training.frames import load_frames
 
     log_to_stderr(quiet=True)
-    try:
+    with reported("interrupted"):
         info = read_model_info(resolve_model(model, "segmenter"))
         frames = load_frames(data, info.bands)
         if not frames:
@@ -108,10 +108,6 @@ def validate_command(
         with tqdm(total=len(frames), desc=f"validating {info.name}", unit="frame") as bar:
             result = validate_frames(frames, info.bands, set(info.extra.get("validation_groups", ())),
                                      set(info.extra.get("training_groups", ())), options, bar.update)
-    except DeadtreeError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted")
 
     rows = [(ROLE_TITLES[role], result.role_frames[role], result.by_role[role])
             for role in ROLE_TITLES if role in result.by_role]

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from deadtree.cli.apps import app, fail, log_to_stderr, train_app  # noqa: F401
+from deadtree.cli.apps import app, fail, log_to_stderr, reported, train_app  # noqa: F401
 from deadtree.errors import DeadtreeError  # noqa: F401
 
 PRECISION_HELP = ("auto, fp32, int8 or fp16. auto runs the model's shipped int8 variant on a CPU and its fp16 "
@@ -85,7 +85,7 @@ def segment(
     from deadtree.runtime.registry import model_names
 
     log_to_stderr(quiet)
-    try:
+    with reported("interrupted: no output written"):
         options = SegmentOptions(
             output=output, gpkg=gpkg, probabilities=probabilities, model=model, ensemble=model_names(ensemble or ()),
             translator=translator,
@@ -95,10 +95,6 @@ def segment(
             preview_bands=preview_bands,
         )
         result = segment_scene(scene, options)
-    except DeadtreeError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted: no output written")
     written = ", ".join(str(p) for p in result.outputs.values())
     typer.echo(f"{result.summary()} -> {written}")
 
@@ -138,7 +134,7 @@ def segment_many(
     from deadtree.pipeline import check_scales, parse_scales
     from deadtree.runtime.registry import model_names
 
-    try:
+    with reported("interrupted: scenes finished so far are kept and will be skipped next time"):
         options = BatchOptions(out_dir=out_dir, scheduler=scheduler, workers=workers, merged=merged, model=model,
                                threshold=threshold, min_area=min_area, min_peak=min_peak,
                                bands=parse_band_list(bands, for_scene=True) if bands else None, precision=precision,
@@ -146,10 +142,6 @@ def segment_many(
                                progress=not quiet)
         check_scales(options.scales)
         result = run_batch(find_scenes(scenes), options)
-    except DeadtreeError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted: scenes finished so far are kept and will be skipped next time")
     typer.echo(result.summary())
     if not result.ok:
         raise typer.Exit(code=1)
