@@ -39,10 +39,8 @@ def evaluate_command(
 
     from deadtree.evaluate import evaluate
 
-    try:
+    with reported("interrupted"):
         report = evaluate(pred, truth, threshold, grid)
-    except DeadtreeError as exc:
-        fail(str(exc))
     table = Table(title=f"{pred.name} against {truth.name}")
     for column in ("", "IoU", "precision", "recall", "F1"):
         table.add_column(column, justify="right" if column else "left")

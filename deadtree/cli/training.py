@@ -6,8 +6,10 @@ from typing import Optional
 
 import typer
 
-from deadtree.cli.apps import app, fail, log_to_stderr, train_app  # noqa: F401
+from deadtree.cli.apps import app, fail, log_to_stderr, reported, train_app  # noqa: F401
 from deadtree.errors import DeadtreeError  # noqa: F401
+
+RESUME_HINT = "interrupted: rerun the same command with --resume to go on from the last checkpoint in {}"
 
 @train_app.command("segmenter")
 def train_segmenter_command(
@@ -58,7 +60,7 @@ def train_segmenter_command(
     from deadtree.bands import parse_band_list
     from deadtree.training.segmenter_trainer import SegmenterConfig, train_segmenter
 
-    try:
+    with reported(RESUME_HINT.format(out_dir)):
         config = SegmenterConfig(
             data=str(data), out_dir=str(out_dir), bands=parse_band_list(bands), arch=arch, crop=crop,
             batch_size=batch_size, steps=steps, lr=lr, weight_decay=weight_decay, val_every=val_every,
@@ -71,8 +73,6 @@ def train_segmenter_command(
             mimic=str(mimic) if mimic else "",
         )
         summary = train_segmenter(config, resume=resume)
-    except DeadtreeError as exc:
-        fail(str(exc))
     best = summary["best"] or {}
     typer.echo(
         f"{'finished' if summary['finished'] else 'paused (resume with --resume)'} at step {summary['step']}: "
@@ -126,7 +126,7 @@ def train_translator_command(
     from deadtree.training.frames import parse_prefixes
     from deadtree.training.translator_trainer import config_from_preset, train_translator
 
-    try:
+    with reported(RESUME_HINT.format(out_dir)):
         settings = config_from_preset(
             config, source=str(source), target=str(target), out_dir=str(out_dir), bands=parse_band_list(bands),
             source_filter=parse_prefixes(source_filter), target_filter=parse_prefixes(target_filter), width=width,
@@ -138,8 +138,6 @@ def train_translator_command(
             task_segmenter=str(task_segmenter) if task_segmenter else "", task_weight=task_weight,
         )
         summary = train_translator(settings, resume=resume)
-    except DeadtreeError as exc:
-        fail(str(exc))
     typer.echo(f"{'finished' if summary['finished'] else 'paused (resume with --resume)'} at step "
                f"{summary['step']} of {summary['total_steps']} (epoch {summary['epoch']}): {out_dir}/last.pt")
 
