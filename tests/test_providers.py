@@ -166,6 +166,8 @@ def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(
     tile = np.random.default_rng(1).random((1, 4, 512, 384), dtype=np.float32)
     assert np.array_equal(tidied.run(tile), plain.run(tile))
     assert np.array_equal(again.run(tile), plain.run(tile))
+    assert channels_last.runs_tidied(tidied.session) and channels_last.runs_tidied(again.session)
+    assert not channels_last.runs_tidied(plain.session)
     # float models have nothing to tidy and are not touched
     assert not channels_last.is_int8(str(resolve_model("deadtree-rgbn", "segmenter")))
     assert channels_last.is_int8(str(int8))
@@ -195,7 +197,7 @@ def test_a_rewrite_that_changes_the_answers_is_not_used(monkeypatch):
     real_check = channels_last.same_answers
     monkeypatch.setattr(channels_last, "same_answers", lambda a, b: checked.append(real_check(a, b)) or checked[-1])
     model = OnnxModel(int8, "cpu")
-    OnnxModel(int8, "cpu")
+    assert not channels_last.runs_tidied(OnnxModel(int8, "cpu").session)
     assert checked == [False]  # once: the refusal is remembered too
     monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "all")
     tile = np.random.default_rng(2).random((1, 4, 256, 256), dtype=np.float32)

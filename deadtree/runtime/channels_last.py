@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +202,12 @@ def drop_unread_nodes(graph) -> None:
 # its check, or None where ONNX Runtime's own is used: later sessions of the same model in this process (the
 # service, `validate`, `segment-many` workers) open the outcome directly.
 _OUTCOMES: dict[tuple, bytes | None] = {}
+_TIDIED_SESSIONS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def runs_tidied(session) -> bool:
+    """Whether `session` runs a tidied graph (for the log line a bug report quotes)."""
+    return session in _TIDIED_SESSIONS
 
 
 def open_tidied(ort, model: str | bytes, options, providers: list, disabled: tuple):
@@ -208,16 +215,20 @@ def open_tidied(ort, model: str | bytes, options, providers: list, disabled: tup
     Runtime's own session of it (same options) does; ONNX Runtime's own otherwise."""
     key = _outcome_key(ort, model, disabled)
     if key in _OUTCOMES:
-        return ort.InferenceSession(_OUTCOMES[key] or model, sess_options=options, providers=providers,
-                                    disabled_optimizers=list(disabled))
-    session = ort.InferenceSession(model, sess_options=options, providers=providers,
+        tidied = _OUTCOMES[key]
+    else:
+        session = ort.InferenceSession(model, sess_options=options, providers=providers,
+                                       disabled_optimizers=list(disabled))
+        tidied = _tidied_graph(ort, model, options, providers, disabled, session) if is_int8(model) else None
+        if key is not None:
+            _OUTCOMES[key] = tidied
+        if tidied is None:
+            return session
+    session = ort.InferenceSession(tidied or model, sess_options=options, providers=providers,
                                    disabled_optimizers=list(disabled))
-    tidied = _tidied_graph(ort, model, options, providers, disabled, session) if is_int8(model) else None
-    if key is not None:
-        _OUTCOMES[key] = tidied
-    if tidied is None:
-        return session
-    return ort.InferenceSession(tidied, sess_options=options, providers=providers, disabled_optimizers=list(disabled))
+    if tidied is not None:
+        _TIDIED_SESSIONS.add(session)
+    return session
 
 
 def _tidied_graph(ort, model: str | bytes, options, providers: list, disabled: tuple, session) -> bytes | None:
