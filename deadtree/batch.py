@@ -29,6 +29,7 @@ from deadtree.outputs import discard_workspaces
 from deadtree.runtime.registry import PRECISIONS
 from deadtree.vector.merge import MergeSummary, check_merged_target, merge_scene_layers
 
+log = logging.getLogger("deadtree")
 DONE_FOLDER = ".done"
 SCENE_SUFFIXES = (".tif", ".tiff")
 CONNECT_TIMEOUT = "10s"
@@ -90,13 +91,13 @@ class BatchResult:
         return not self.failed
 
     def summary(self) -> str:
-        text = (f"{self.scenes} scenes: {len(self.segmented)} segmented, {len(self.skipped)} already done, "
+        text = (f"{_count(self.scenes, 'scene')}: {len(self.segmented)} segmented, {len(self.skipped)} already done, "
                 f"{len(self.failed)} failed")
         if self.failed:
             text += f" ({', '.join(o.scene for o in self.failed)})"
         if self.merged:
             m = self.merged
-            text += (f"; {m.polygons} polygons from {m.scenes} scenes merged into {m.path} "
+            text += (f"; {_count(m.polygons, 'polygon')} from {_count(m.scenes, 'scene')} merged into {m.path} "
                      f"({m.crs}, {m.crs_reason})")
         else:
             text += "; no scene succeeded, so no merged file was written"
@@ -109,7 +110,12 @@ def find_scenes(patterns: list[str]) -> list[Path]:
     for pattern in patterns:
         if Path(pattern).is_dir():
             matches = [str(p) for p in sorted(Path(pattern).iterdir()) if p.suffix.lower() in SCENE_SUFFIXES]
-            missing = f"folder {pattern} holds no .tif files"
+            nested = _nested_scenes(Path(pattern))
+            hint = f"'{Path(pattern) / '**' / '*.tif'}' (quoted) takes them too"
+            missing = f"folder {pattern} holds no .tif files" + \
+                (f"; its subfolders hold {nested}: {hint}" if nested else "")
+            if matches and nested:
+                log.warning("%s: %s in its subfolders left out; %s", pattern, _count(nested, "GeoTIFF"), hint)
         else:
             matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
             missing = f"{pattern} matches no files" if glob.has_magic(pattern) else f"{pattern}: no such file"
@@ -128,6 +134,16 @@ def find_scenes(patterns: list[str]) -> list[Path]:
             raise InputError(f"{other} and {scene} would both write {scene.stem}.geojson: rename one, or run them "
                              "into different --out-dir folders")
     return scenes
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _nested_scenes(folder: Path) -> int:
+    """GeoTIFFs in the subfolders of `folder`, which a folder argument does not take."""
+    return sum(1 for sub in folder.iterdir() if sub.is_dir()
+               for p in sub.rglob("*") if p.suffix.lower() in SCENE_SUFFIXES)
 
 
 def scene_outputs(out_dir: Path, scene: Path) -> dict[str, Path]:

@@ -155,3 +155,19 @@ def test_only_this_run_s_work_folders_are_discarded(tmp_path):
     (new / "half.gpkg").write_bytes(b"half-written")
     assert discard_workspaces(tmp_path, started) == 1
     assert old.is_dir() and not new.exists()
+
+
+def test_a_folder_argument_says_what_its_subfolders_hold(tmp_path, caplog):
+    """A folder takes its own GeoTIFFs only; scenes one level down are named, with the pattern that takes them,
+    rather than silently left out."""
+    import logging
+
+    (tmp_path / "only-nested" / "2020").mkdir(parents=True)
+    write_scene(tmp_path / "only-nested" / "2020" / "a.tif")
+    with pytest.raises(InputError, match=r"holds no \.tif files; its subfolders hold 1: .*\*\*.*\*\.tif"):
+        find_scenes([str(tmp_path / "only-nested")])
+    write_scene(tmp_path / "only-nested" / "b.tif")
+    with caplog.at_level(logging.WARNING, logger="deadtree"):
+        scenes = find_scenes([str(tmp_path / "only-nested")])
+    assert [p.name for p in scenes] == ["b.tif"]
+    assert "1 GeoTIFF in its subfolders left out" in caplog.text
