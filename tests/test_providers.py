@@ -149,6 +149,10 @@ def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(
         before.append(collections.Counter(n.op_type for n in model.graph.node))
         done = real(model)
         after.append(collections.Counter(n.op_type for n in model.graph.node))
+        known = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer} | {""}
+        for node in model.graph.node:  # in the order ONNX asks for: each node after what it reads
+            assert set(node.input) <= known, node.op_type
+            known.update(node.output)
         return done
 
     monkeypatch.setattr(channels_last, "tidy", counting)

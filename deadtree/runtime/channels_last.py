@@ -1,6 +1,6 @@
 """ONNX Runtime's channels-last int8 graph, tidied where it wastes time on a CPU with VNNI.
 
-There ONNX Runtime runs a quantized network channels-last (its NhwcTransformer), and in the U-Net's graph two
+There ONNX Runtime runs a quantized network channels-last (its NhwcTransformer), and in the U-Net's graph three
 things cost about a quarter of the model's time for nothing (benchmarks/op_profile.py, docs/performance.md):
 
 - the decoder's 2x nearest-neighbour Resize falls to a generic kernel that computes a source index for every
@@ -51,6 +51,7 @@ def tidy(model) -> int:
     done += cancel_transpose_pairs(graph) + read_shapes_before_dequantizing(graph)
     if done:
         drop_unread_nodes(graph)
+        sort_nodes(graph)
     return done
 
 
@@ -186,6 +187,29 @@ def read_shapes_before_dequantizing(graph) -> int:
         rewired += 1
     _set_nodes(graph, nodes)
     return rewired
+
+
+def sort_nodes(graph) -> None:
+    """Put every node after the nodes it reads from, as ONNX asks: a join may now read a Transpose that came
+    after it in the list."""
+    producers = {out: i for i, node in enumerate(graph.node) for out in node.output}
+    order, placed, visiting = [], set(), set()
+
+    def place(i: int) -> None:
+        if i in placed:
+            return
+        if i in visiting:
+            raise ValueError("the rewritten graph has a cycle")
+        visiting.add(i)
+        for name in graph.node[i].input:
+            if name in producers:
+                place(producers[name])
+        placed.add(i)
+        order.append(graph.node[i])
+
+    for i in range(len(graph.node)):
+        place(i)
+    _set_nodes(graph, order)
 
 
 def drop_unread_nodes(graph) -> None:
