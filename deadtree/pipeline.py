@@ -336,11 +336,10 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
             batches = chain.add(read_batches(reader, grid, tiles, predictor), name="deadtree-read", lower=lower)
             predicted = chain.add((predictor.predict(batch) for batch in batches), name="deadtree-model")
             if grid.resampled:
-                chain.call(lambda: sum(1 for _ in finished_strips()), name="deadtree-finish", lower=lower)
+                chain.call(lambda: sum(1 for _ in finished_strips()), lower=lower)
             else:
                 polygons, area, faint = chain.call(
-                    lambda: _vectorise(scene, finished_strips(), options, outputs, tmp, metadata),
-                    name="deadtree-finish", lower=lower)
+                    lambda: _vectorise(scene, finished_strips(), options, outputs, tmp, metadata), lower=lower)
     finally:
         if raster is not None:
             raster.close()

@@ -16,10 +16,20 @@ import os
 import queue
 import sys
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 _POLL_SECONDS = 0.1
+# Threads for StageChain.call, kept for the life of the process, one pool per priority (a thread's nice value
+# only goes up): a fresh thread per run cost the service and `validate` 20 ms or more per scene in PROJ's
+# per-thread set-up alone. Several threads, so that concurrent jobs do not queue behind one another.
+_CALL_THREADS: dict[int, ThreadPoolExecutor] = {}
+_CALL_THREADS_LOCK = threading.Lock()
+_CALL_THREADS_PER_PRIORITY = 8
+if hasattr(os, "register_at_fork"):  # a forked child has none of these threads, only their bookkeeping
+    os.register_at_fork(after_in_child=_CALL_THREADS.clear)
 
 
 class StageStopped(Exception):
@@ -103,17 +113,25 @@ class StageChain:
 
     def __init__(self):
         self.stages: list[Prefetch] = []
+        self.calls: list[Future] = []
 
     def add(self, source: Iterable[T], depth: int = 2, name: str = "deadtree-stage", lower: int = 0) -> Prefetch[T]:
         stage = Prefetch(source, depth, name, lower)
         self.stages.append(stage)
         return stage
 
-    def call(self, work: Callable[[], T], name: str = "deadtree-stage", lower: int = 0) -> T:
-        """`work()` as the chain's last stage, in its own thread (so that it too can run at a lowered priority),
-        waited for here; its exception is raised here. Stopped and joined with the chain if this wait ends
-        early (Ctrl-C)."""
-        return next(self.add(_once(work), depth=1, name=name, lower=lower))
+    def call(self, work: Callable[[], T], lower: int = 0) -> T:
+        """`work()` as the chain's last stage, in a thread of its own (so that it too can run at a lowered
+        priority; threads kept for the process, see _CALL_THREADS), waited for here; its exception is raised
+        here. If this wait ends early (Ctrl-C), the chain's exit stops the stages `work` reads from and waits
+        for it to end."""
+        future = _call_threads(lower).submit(work)
+        self.calls.append(future)
+        while True:
+            try:
+                return future.result(timeout=_POLL_SECONDS)
+            except FutureTimeout:
+                continue
 
     def __enter__(self) -> "StageChain":
         return self
@@ -122,9 +140,20 @@ class StageChain:
         # Stop every stage before waiting for any: a stage blocked handing to a stopped neighbour then exits.
         for stage in self.stages:
             stage.stop()
+        for call in self.calls:
+            try:
+                call.result()  # it ends once the stages it reads from have stopped
+            except Exception:  # the caller is already leaving with its own exception
+                pass
         for stage in self.stages:
             stage.join()
 
 
-def _once(work: Callable[[], T]) -> Iterator[T]:
-    yield work()
+def _call_threads(lower: int) -> ThreadPoolExecutor:
+    with _CALL_THREADS_LOCK:
+        pool = _CALL_THREADS.get(lower)
+        if pool is None:
+            pool = _CALL_THREADS[lower] = ThreadPoolExecutor(
+                _CALL_THREADS_PER_PRIORITY, thread_name_prefix="deadtree-finish", initializer=lower_this_thread,
+                initargs=(lower,))
+        return pool

@@ -99,6 +99,15 @@ def test_a_called_stage_returns_its_result_and_raises_its_error_here():
         chain.call(broken)
 
 
+def test_called_stages_reuse_their_threads_across_chains():
+    """A thread per run would set up PROJ (and the like) again for every scene of a long-lived process."""
+    threads = set()
+    for _ in range(5):
+        with StageChain() as chain:
+            threads.add(chain.call(threading.get_ident, lower=2))
+    assert len(threads) == 1 and threading.get_ident() not in threads
+
+
 def test_a_stage_stopped_early_is_not_taken_for_the_end_of_its_data():
     """A consumer in another thread must not finish its work as if the data were complete (a half-read scene
     would be vectorised and written as a whole one)."""
