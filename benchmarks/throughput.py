@@ -2,10 +2,16 @@
 (I/O, blending, polygons) as a percentage of the time the model itself needs for the same tiles.
 
     python benchmarks/throughput.py [--side 4096] [--model NAME] [--precision auto|fp32|int8] [--repeat 3]
+        [--graph auto|all|tidied|keep-layout|extended]
+
+Options given more than once are compared, and the repeats of all configurations take turns (one run of each,
+then the next round), so that a shared VM's drift falls on all of them alike.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -15,6 +21,7 @@ import numpy as np
 from common import RESULTS, mosaic, report
 
 from deadtree.pipeline import SegmentOptions, segment_scene
+from deadtree.runtime.session import ENV_GRAPH_OPTIMIZATION, GRAPH_OPTIMIZATIONS
 
 
 def main() -> None:
@@ -27,6 +34,9 @@ def main() -> None:
     parser.add_argument("--tile-size", type=int, action="append", default=None,
                         help="tile size in pixels; repeat to compare (default: the model's own)")
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--graph", action="append", default=None, choices=GRAPH_OPTIMIZATIONS,
+                        help="how ONNX Runtime optimises the graph (as DEADTREE_GRAPH_OPTIMIZATION); repeat to "
+                        "compare, e.g. --graph tidied --graph keep-layout (default: auto, the rule for this CPU)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of each configuration, each followed by its model-alone run; the row is the "
                         "run with the median overhead (a shared VM's speed drifts by 10%% within minutes)")
@@ -37,22 +47,44 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         warm = mosaic(Path(tmp) / "warm-up.tif", 512)
         segment_scene(warm, SegmentOptions(output=Path(tmp) / "o.geojson"))
+    configs = list(itertools.product(args.model or [None], args.precision or ["auto"], args.tile_size or [None],
+                                     args.graph or [None]))
+    runs: dict[tuple, list[dict]] = {config: [] for config in configs}
+    for _ in range(max(1, args.repeat)):
+        for config in configs:
+            name, precision, tile, graph = config
+            with graph_optimization(graph), tempfile.TemporaryDirectory() as tmp:
+                options = SegmentOptions(output=Path(tmp) / "o.geojson", model=name, batch_size=args.batch_size,
+                                         precision=precision, tile_size=tile)
+                result = segment_scene(scene, options)
+                row = _row(args.side, result, model_alone_seconds(result, args.batch_size, args.side))
+            if args.graph:
+                row["graph"] = graph
+            runs[config].append(row)
     rows = []
-    for name in args.model or [None]:
-        for precision in args.precision or ["auto"]:
-            for tile in args.tile_size or [None]:
-                runs = []
-                for _ in range(max(1, args.repeat)):
-                    with tempfile.TemporaryDirectory() as tmp:
-                        options = SegmentOptions(output=Path(tmp) / "o.geojson", model=name,
-                                                 batch_size=args.batch_size, precision=precision, tile_size=tile)
-                        result = segment_scene(scene, options)
-                    runs.append(_row(args.side, result, model_alone_seconds(result, args.batch_size, args.side)))
-                runs.sort(key=lambda r: r["overhead_pct_of_model"])
-                row = runs[len(runs) // 2]
-                row["overhead_pct_all_runs"] = [round(r["overhead_pct_of_model"], 1) for r in runs]
-                rows.append(row)
+    for config in configs:
+        ordered = sorted(runs[config], key=lambda r: r["overhead_pct_of_model"])
+        row = ordered[len(ordered) // 2]
+        row["overhead_pct_all_runs"] = [round(r["overhead_pct_of_model"], 1) for r in ordered]
+        rows.append(row)
     report("throughput", rows, {"target": "overhead <= 10% of model time; >= 4 MP/s end to end"})
+
+
+class graph_optimization:
+    """DEADTREE_GRAPH_OPTIMIZATION set for one configuration (None: as it was)."""
+
+    def __init__(self, value: str | None):
+        self.value, self.before = value, os.environ.get(ENV_GRAPH_OPTIMIZATION)
+
+    def __enter__(self):
+        if self.value is not None:
+            os.environ[ENV_GRAPH_OPTIMIZATION] = self.value
+
+    def __exit__(self, *exc):
+        if self.before is None:
+            os.environ.pop(ENV_GRAPH_OPTIMIZATION, None)
+        else:
+            os.environ[ENV_GRAPH_OPTIMIZATION] = self.before
 
 
 def model_alone_seconds(result, batch_size: int | None, side: int, device: str = "cpu") -> float:
