@@ -419,3 +419,32 @@ def test_edge_tiles_are_cut_short_without_changing_the_answer(tmp_path, toy_mode
     assert cut_pixels < 0.85 * pixels
     assert cut_polygons == result.polygons
     assert iou(masks[True], masks[False]) >= 0.99
+
+
+def test_concurrent_runs_answer_as_sequential_ones(tmp_path, toy_models):
+    """The service runs jobs side by side in threads of one process, which then share the finishing threads
+    and the remembered model graphs: each job's polygons must be those it gets alone."""
+    import threading
+
+    scenes = []
+    for seed in range(4):
+        scenes.append(tmp_path / f"scene{seed}.tif")
+        write_scene(scenes[-1], seed=seed)
+
+    def polygons(scene, name):
+        out = tmp_path / name
+        segment_scene(scene, SegmentOptions(output=out, progress=False))
+        return json.loads(out.read_text())["features"]
+
+    alone = [polygons(scene, f"alone{i}.geojson") for i, scene in enumerate(scenes)]
+    together = [None] * len(scenes)
+
+    def job(i):
+        together[i] = polygons(scenes[i], f"together{i}.geojson")
+
+    threads = [threading.Thread(target=job, args=(i,)) for i in range(len(scenes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert together == alone and all(len(features) >= 3 for features in alone)
