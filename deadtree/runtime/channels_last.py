@@ -240,23 +240,22 @@ def open_tidied(ort, model: str | bytes, options, providers: list, disabled: tup
     key = _outcome_key(ort, model, disabled)
     if key in _OUTCOMES:
         tidied = _OUTCOMES[key]
+        session = ort.InferenceSession(tidied or model, sess_options=options, providers=providers,
+                                       disabled_optimizers=list(disabled))
     else:
         session = ort.InferenceSession(model, sess_options=options, providers=providers,
                                        disabled_optimizers=list(disabled))
-        tidied = _tidied_graph(ort, model, options, providers, disabled, session) if is_int8(model) else None
+        checked = _tidied_graph(ort, model, options, providers, disabled, session) if is_int8(model) else None
+        tidied, session = checked or (None, session)  # the checked session is the one to run: not opened again
         if key is not None:
             _OUTCOMES[key] = tidied
-        if tidied is None:
-            return session
-    session = ort.InferenceSession(tidied or model, sess_options=options, providers=providers,
-                                   disabled_optimizers=list(disabled))
     if tidied is not None:
         _TIDIED_SESSIONS.add(session)
     return session
 
 
-def _tidied_graph(ort, model: str | bytes, options, providers: list, disabled: tuple, session) -> bytes | None:
-    """The serialised tidied graph, if it answers a test tile exactly as `session` does."""
+def _tidied_graph(ort, model: str | bytes, options, providers: list, disabled: tuple, session) -> tuple | None:
+    """The serialised tidied graph and a session of it, if it answers a test tile exactly as `session` does."""
     import onnx
 
     try:
@@ -280,7 +279,7 @@ def _tidied_graph(ort, model: str | bytes, options, providers: list, disabled: t
     except Exception as exc:  # an ONNX Runtime whose optimised graph looks otherwise: its own session is fine
         log.debug("the channels-last graph could not be tidied (%s): kept ONNX Runtime's own", exc)
         return None
-    return tidied
+    return tidied, candidate
 
 
 def _outcome_key(ort, model: str | bytes, disabled: tuple) -> tuple | None:
