@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -53,7 +54,9 @@ def main() -> None:
     for _ in range(max(1, args.repeat)):
         for config in configs:
             name, precision, tile, graph = config
-            with graph_optimization(graph), tempfile.TemporaryDirectory() as tmp:
+            # the variable for this configuration only (None: as it was)
+            with mock.patch.dict(os.environ, {ENV_GRAPH_OPTIMIZATION: graph} if graph else {}), \
+                    tempfile.TemporaryDirectory() as tmp:
                 options = SegmentOptions(output=Path(tmp) / "o.geojson", model=name, batch_size=args.batch_size,
                                          precision=precision, tile_size=tile)
                 result = segment_scene(scene, options)
@@ -68,23 +71,6 @@ def main() -> None:
         row["overhead_pct_all_runs"] = [round(r["overhead_pct_of_model"], 1) for r in ordered]
         rows.append(row)
     report("throughput", rows, {"target": "overhead <= 10% of model time; >= 4 MP/s end to end"})
-
-
-class graph_optimization:
-    """DEADTREE_GRAPH_OPTIMIZATION set for one configuration (None: as it was)."""
-
-    def __init__(self, value: str | None):
-        self.value, self.before = value, os.environ.get(ENV_GRAPH_OPTIMIZATION)
-
-    def __enter__(self):
-        if self.value is not None:
-            os.environ[ENV_GRAPH_OPTIMIZATION] = self.value
-
-    def __exit__(self, *exc):
-        if self.before is None:
-            os.environ.pop(ENV_GRAPH_OPTIMIZATION, None)
-        else:
-            os.environ[ENV_GRAPH_OPTIMIZATION] = self.before
 
 
 def model_alone_seconds(result, batch_size: int | None, side: int, device: str = "cpu") -> float:
