@@ -130,8 +130,9 @@ def test_int8_models_keep_their_layout_on_cpus_without_vnni_and_run_a_tidied_cha
 
 
 def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(monkeypatch):
-    """ONNX Runtime's channels-last int8 graph with its four decoder Resizes done as copies and its shapes read
-    without dequantized copies: the same probabilities to the bit as ONNX Runtime's own full optimisation, on
+    """ONNX Runtime's channels-last int8 graph with its four decoder Resizes done as copies, its shapes read
+    without dequantized copies, its stem pooled in uint8 channels-last and its one-channel head widened: the
+    same probabilities to the bit as ONNX Runtime's own full optimisation, on
     a tile of the pipeline's shape."""
     import collections
 
@@ -145,10 +146,14 @@ def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(
     before, after = [], []
     real = channels_last.tidy
 
+    narrow_convs = []
+
     def counting(model):
         before.append(collections.Counter(n.op_type for n in model.graph.node))
+        narrow_convs.append(_narrow_convs(model.graph))
         done = real(model)
         after.append(collections.Counter(n.op_type for n in model.graph.node))
+        narrow_convs.append(_narrow_convs(model.graph))
         known = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer} | {""}
         for node in model.graph.node:  # in the order ONNX asks for: each node after what it reads
             assert set(node.input) <= known, node.op_type
@@ -165,6 +170,8 @@ def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(
     assert after[0]["DequantizeLinear"] < before[0]["DequantizeLinear"]
     assert after[0]["Transpose"] < before[0]["Transpose"]
     assert after[0]["QLinearConv"] == before[0]["QLinearConv"]  # the arithmetic is all still there
+    assert before[0]["MaxPool"] == 1 and after[0]["MaxPool"] == 0 and after[0]["NhwcMaxPool"] == 1  # the stem's
+    assert narrow_convs[0] == 1 and narrow_convs[1] == 0  # the one-channel segmentation head, widened
     monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "all")
     plain = OnnxModel(int8, "cpu")
     tile = np.random.default_rng(1).random((1, 4, 512, 384), dtype=np.float32)
@@ -175,6 +182,12 @@ def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(
     # float models have nothing to tidy and are not touched
     assert not channels_last.is_int8(str(resolve_model("deadtree-rgbn", "segmenter")))
     assert channels_last.is_int8(str(int8))
+
+
+def _narrow_convs(graph) -> int:
+    """How many int8 convolutions have fewer than 16 filters."""
+    sizes = {t.name: t.dims[0] for t in graph.initializer if t.dims}
+    return sum(node.op_type == "QLinearConv" and sizes[node.input[3]] < 16 for node in graph.node)
 
 
 def test_a_rewrite_that_changes_the_answers_is_not_used(monkeypatch):

@@ -28,6 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from deadtree.runtime.graph_rewrites import (cancel_transpose_pairs, channels_last_joins, drop_unread_nodes,
+                                             pool_channels_last, read_shapes_before_dequantizing, replace_resizes,
+                                             sort_nodes, widen_narrow_convs)
+
 log = logging.getLogger("deadtree")
 
 NCHWC_PASS = "NchwcTransformer"  # its blocked layouts depend on the CPU: kept out of a graph that is saved
@@ -47,179 +51,13 @@ def tidy(model) -> int:
     """Rewrite an ONNX Runtime-optimised channels-last int8 ModelProto in place; returns how many nodes
     were rewritten (0: nothing to do)."""
     graph = model.graph
-    done = replace_resizes(graph) + channels_last_joins(graph)
-    done += cancel_transpose_pairs(graph) + read_shapes_before_dequantizing(graph)
+    # pooling first: the additions and concatenations that read its result can then move channels-last too
+    done = pool_channels_last(graph) + widen_narrow_convs(graph) + replace_resizes(graph)
+    done += channels_last_joins(graph) + cancel_transpose_pairs(graph) + read_shapes_before_dequantizing(graph)
     if done:
         drop_unread_nodes(graph)
         sort_nodes(graph)
     return done
-
-
-def replace_resizes(graph) -> int:
-    """Replace each nearest-neighbour Resize that follows a quantized operator (there, channels-last uint8) and
-    gives its output size, by copies; returns how many."""
-    from onnx import helper
-
-    producers = _producers(graph)
-    nodes, replaced = [], 0
-    for node in graph.node:
-        producer = producers.get(node.input[0]) if node.input else None
-        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if (node.op_type != "Resize" or attributes.get("mode", b"nearest") != b"nearest"
-                or producer is None or not producer.op_type.startswith("QLinear")
-                or len(node.input) < 4 or not node.input[3]):
-            nodes.append(node)
-            continue
-        x, sizes, y = node.input[0], node.input[3], node.output[0]
-        axis = _constant(graph, f"{y}/copies_axis", [3])
-        # (N, H, W, 2, C) read as (N, H, 1, 2W, C): 0 keeps the input's size at that place
-        row_shape = _constant(graph, f"{y}/copies_shape", [0, 0, 1, -1, 0])
-        nodes += [
-            helper.make_node("Unsqueeze", [x, axis], [f"{y}/copies_pixel"]),
-            helper.make_node("Concat", [f"{y}/copies_pixel"] * 2, [f"{y}/copies_columns"], axis=3),
-            helper.make_node("Reshape", [f"{y}/copies_columns", row_shape], [f"{y}/copies_row"]),
-            helper.make_node("Concat", [f"{y}/copies_row"] * 2, [f"{y}/copies_rows"], axis=2),
-            helper.make_node("Reshape", [f"{y}/copies_rows", sizes], [y]),
-        ]
-        replaced += 1
-    _set_nodes(graph, nodes)
-    return replaced
-
-
-TO_FIRST, TO_LAST = [0, 3, 1, 2], [0, 2, 3, 1]  # Transpose perms: channels-last to first, and back
-JOIN_INPUTS = {"QLinearAdd": (0, 3)}  # where the data inputs are; QLinearConcat's: 2, 5, 8, ...
-
-
-def channels_last_joins(graph) -> int:
-    """Run each channels-first QLinearAdd, and QLinearConcat along the channels, on channels-last inputs where
-    every data input has a channels-last form already (it is a Transpose of one, or is transposed to one); the
-    channels-first output becomes a Transpose of the new one. Returns how many."""
-    from onnx import helper
-
-    producers = _producers(graph)
-    to_last = {n.input[0]: n.output[0] for n in graph.node if n.op_type == "Transpose" and _perm(n) == TO_LAST}
-    nodes, moved = [], 0
-    for node in graph.node:
-        positions = _join_inputs(node)
-        last = [_channels_last_form(node.input[i], producers, to_last) for i in positions]
-        if not positions or None in last:
-            nodes.append(node)
-            continue
-        inputs = list(node.input)
-        for i, name in zip(positions, last):
-            inputs[i] = name
-        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "QLinearConcat":
-            attributes["axis"] = 3
-        out = node.output[0]
-        joined = helper.make_node(node.op_type, inputs, [f"{out}/channels_last"], domain=node.domain, **attributes)
-        back = helper.make_node("Transpose", [f"{out}/channels_last"], [out], perm=TO_FIRST)
-        nodes += [joined, back]
-        producers[out] = back
-        to_last[out] = f"{out}/channels_last"
-        moved += 1
-    _set_nodes(graph, nodes)
-    return moved
-
-
-def cancel_transpose_pairs(graph) -> int:
-    """Readers of Transpose(TO_LAST) of Transpose(TO_FIRST) of x read x; returns how many pairs."""
-    producers = _producers(graph)
-    same = {}
-    for node in graph.node:
-        inner = producers.get(node.input[0]) if node.op_type == "Transpose" and _perm(node) == TO_LAST else None
-        if inner is not None and inner.op_type == "Transpose" and _perm(inner) == TO_FIRST:
-            same[node.output[0]] = inner.input[0]
-    if not same:
-        return 0
-    outputs = {o.name for o in graph.output}
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name in same and name not in outputs:
-                node.input[i] = same[name]
-    return len(same)
-
-
-def _join_inputs(node) -> tuple[int, ...]:
-    if node.op_type in JOIN_INPUTS:
-        return JOIN_INPUTS[node.op_type]
-    if node.op_type == "QLinearConcat" and any(a.name == "axis" and a.i == 1 for a in node.attribute):
-        return tuple(range(2, len(node.input), 3))
-    return ()
-
-
-def _channels_last_form(name: str, producers: dict, to_last: dict) -> str | None:
-    producer = producers.get(name)
-    if producer is not None and producer.op_type == "Transpose" and _perm(producer) == TO_FIRST:
-        return producer.input[0]
-    return to_last.get(name)
-
-
-def _perm(node) -> list[int]:
-    return next((list(a.ints) for a in node.attribute if a.name == "perm"), [])
-
-
-def read_shapes_before_dequantizing(graph) -> int:
-    """Shape(DequantizeLinear(x)) becomes Shape(x), and Shape(Transpose(x)) the Shape of x permuted (its start
-    and end kept); returns how many Shapes were rewired (the dequantized and transposed copies may then be
-    unread)."""
-    from onnx import helper
-
-    producers = _producers(graph)
-    nodes, rewired = [], 0
-    for node in graph.node:
-        source = producers.get(node.input[0]) if node.op_type == "Shape" else None
-        if source is None or source.op_type not in ("DequantizeLinear", "Transpose"):
-            nodes.append(node)
-            continue
-        quantized = source.input[0] if source.op_type == "DequantizeLinear" else node.input[0]
-        transpose = producers.get(quantized)
-        span = {a.name: a.i for a in node.attribute}
-        if transpose is not None and transpose.op_type == "Transpose":
-            perm = _perm(transpose)
-            picked = perm[slice(span.get("start"), span.get("end"))]  # Shape's start and end slice as Python's do
-            permutation = _constant(graph, f"{node.output[0]}/perm", picked)
-            nodes += [helper.make_node("Shape", [transpose.input[0]], [f"{node.output[0]}/untransposed"]),
-                      helper.make_node("Gather", [f"{node.output[0]}/untransposed", permutation], [node.output[0]],
-                                       axis=0)]
-        else:
-            nodes.append(helper.make_node("Shape", [quantized], [node.output[0]], **span))
-        rewired += 1
-    _set_nodes(graph, nodes)
-    return rewired
-
-
-def sort_nodes(graph) -> None:
-    """Put every node after the nodes it reads from, as ONNX asks: a join may now read a Transpose that came
-    after it in the list."""
-    producers = {out: i for i, node in enumerate(graph.node) for out in node.output}
-    order, placed, visiting = [], set(), set()
-
-    def place(i: int) -> None:
-        if i in placed:
-            return
-        if i in visiting:
-            raise ValueError("the rewritten graph has a cycle")
-        visiting.add(i)
-        for name in graph.node[i].input:
-            if name in producers:
-                place(producers[name])
-        placed.add(i)
-        order.append(graph.node[i])
-
-    for i in range(len(graph.node)):
-        place(i)
-    _set_nodes(graph, order)
-
-
-def drop_unread_nodes(graph) -> None:
-    outputs = {o.name for o in graph.output}
-    while True:
-        read = {i for node in graph.node for i in node.input} | outputs
-        kept = [node for node in graph.node if any(o in read for o in node.output)]
-        if len(kept) == len(graph.node):
-            return
-        _set_nodes(graph, kept)
 
 
 # (model file, its size and time, ONNX Runtime's version, optimisers left out) -> the tidied graph that passed
@@ -296,20 +134,3 @@ def same_answers(reference, candidate) -> bool:
     expected = reference.run(None, {spec.name: tile})[0]
     got = candidate.run(None, {candidate.get_inputs()[0].name: tile})[0]
     return expected.shape == got.shape and bool(np.array_equal(expected, got))
-
-
-def _producers(graph) -> dict:
-    return {out: node for node in graph.node for out in node.output}
-
-
-def _constant(graph, name: str, values: list[int]) -> str:
-    from onnx import numpy_helper
-
-    graph.initializer.append(numpy_helper.from_array(np.array(values, np.int64), name))
-    return name
-
-
-def _set_nodes(graph, nodes: list) -> None:
-    if list(graph.node) != nodes:
-        del graph.node[:]
-        graph.node.extend(nodes)
