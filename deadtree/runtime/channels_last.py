@@ -1,7 +1,8 @@
 """ONNX Runtime's channels-last int8 graph, tidied where it wastes time on a CPU with VNNI.
 
-There ONNX Runtime runs a quantized network channels-last (its NhwcTransformer), and in the U-Net's graph three
-things cost about a quarter of the model's time for nothing (benchmarks/op_profile.py, docs/performance.md):
+There ONNX Runtime runs a quantized network channels-last (its NhwcTransformer), and in the U-Net's graph five
+things cost over a third of the model's time for nothing (benchmarks/op_profile.py, docs/performance.md; the
+passes are in deadtree.runtime.graph_rewrites):
 
 - the decoder's 2x nearest-neighbour Resize falls to a generic kernel that computes a source index for every
   byte: 64 ms of a 358 ms 1024 px tile, against 6 ms channels-first. For a channels-last tensor (N, H, W, C)
@@ -14,7 +15,12 @@ things cost about a quarter of the model's time for nothing (benchmarks/op_profi
 - ONNX Runtime leaves its int8 additions and concatenations channels-first, between Transposes of their
   inputs and outputs. Both work element by element (a concatenation along the channels is one along the last
   axis channels-last), so they run on the channels-last tensors, and each Transpose that then meets its
-  inverse is dropped.
+  inverse is dropped;
+- the encoder's MaxPool runs on dequantized floats, channels-first, behind reorders of its own (27 ms a
+  tile); it runs on the uint8 values channels-last instead (2 ms), requantized;
+- the one-channel segmentation head is a channels-last QLinearConv, which ONNX Runtime runs 3-4x slower with
+  fewer than 16 filters (40-60 ms a tile); zero filters make it 16 wide (14 ms) and its one channel is
+  gathered from the result (2 ms).
 
 ONNX Runtime's optimised graph is saved, rewritten, and the result kept only where it answers a test tile
 bit for bit as the session it replaces does; anything else keeps that session.
