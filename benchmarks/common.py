@@ -63,11 +63,13 @@ def mosaic(path: Path, side: int, compress: str = "deflate", height: int | None 
 
 def report(name: str, rows: list[dict], notes: dict | None = None) -> None:
     """Print a table and save the figures with the machine and the command that produced them."""
-    keys = list(rows[0])
-    widths = [max(len(k), *(len(_fmt(r[k])) for r in rows)) for k in keys]
+    # every column any row has, in the order met: rows may differ (floor.py's model without a throughput record)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    cells = [[_fmt(r[k]) if k in r else "" for k in keys] for r in rows]
+    widths = [max(len(k), *(len(row[i]) for row in cells)) for i, k in enumerate(keys)]
     print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
-    for r in rows:
-        print("  ".join(_fmt(r[k]).ljust(w) for k, w in zip(keys, widths)))
+    for row in cells:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
     RESULTS.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": name, "machine": machine_description(), "command": "python " + " ".join(sys.argv),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows, "notes": notes or {}}

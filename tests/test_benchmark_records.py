@@ -69,3 +69,17 @@ def test_op_profile_times_each_operator_of_one_call():
     assert counts["QLinearConv"] == 23 and "Resize" not in counts
     times, counts = kernel_times(resolve_model("deadtree-rgbn", "segmenter"), 128, 1, 1, plan)
     assert "QLinearConv" not in counts and sum(counts.get(op, 0) for op in CONVOLUTIONS) == 24  # some fused with ReLU
+
+
+def test_a_table_whose_rows_differ_prints_every_column(tmp_path, monkeypatch, capsys):
+    """floor.py's rows differ when one model has a throughput record and another has none."""
+    import json
+
+    import common
+
+    monkeypatch.setattr(common, "result_path", lambda name: tmp_path / f"{name}.json")
+    common.report("demo", [{"model": "a", "floor": 1.0}, {"model": "b", "floor": 2.0, "measured": 0.5}])
+    header, first, second = capsys.readouterr().out.splitlines()[:3]
+    assert header.split() == ["model", "floor", "measured"]
+    assert first.split() == ["a", "1.000"] and second.split() == ["b", "2.000", "0.500"]
+    assert json.loads((tmp_path / "demo.json").read_text())["rows"][0] == {"model": "a", "floor": 1.0}
