@@ -131,7 +131,8 @@ def test_int8_models_keep_their_layout_on_cpus_without_vnni_and_run_a_tidied_cha
 
 def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(monkeypatch):
     """ONNX Runtime's channels-last int8 graph with its four decoder Resizes done as copies, its shapes read
-    without dequantized copies, its stem pooled in uint8 channels-last and its one-channel head widened: the
+    without dequantized copies, its stem pooled in uint8 channels-last, its one-channel head widened and its
+    skip concatenations split into requantizations and copies: the
     same probabilities to the bit as ONNX Runtime's own full optimisation, on
     a tile of the pipeline's shape."""
     import collections
@@ -146,7 +147,7 @@ def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(
     before, after = [], []
     real = channels_last.tidy
 
-    narrow_convs = []
+    narrow_convs, joins = [], []
 
     def counting(model):
         before.append(collections.Counter(n.op_type for n in model.graph.node))
@@ -154,6 +155,7 @@ def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(
         done = real(model)
         after.append(collections.Counter(n.op_type for n in model.graph.node))
         narrow_convs.append(_narrow_convs(model.graph))
+        joins.extend(len(n.input) for n in model.graph.node if n.op_type == "QLinearConcat")
         known = {i.name for i in model.graph.input} | {t.name for t in model.graph.initializer} | {""}
         for node in model.graph.node:  # in the order ONNX asks for: each node after what it reads
             assert set(node.input) <= known, node.op_type
@@ -172,6 +174,9 @@ def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(
     assert after[0]["QLinearConv"] == before[0]["QLinearConv"]  # the arithmetic is all still there
     assert before[0]["MaxPool"] == 1 and after[0]["MaxPool"] == 0 and after[0]["NhwcMaxPool"] == 1  # the stem's
     assert narrow_convs[0] == 1 and narrow_convs[1] == 0  # the one-channel segmentation head, widened
+    # each skip concatenation: its inputs requantized one by one (the upsampled one before upsampling), then
+    # copied by a plain Concat
+    assert before[0]["QLinearConcat"] == 3 and joins and set(joins) == {5}
     monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "all")
     plain = OnnxModel(int8, "cpu")
     tile = np.random.default_rng(1).random((1, 4, 512, 384), dtype=np.float32)

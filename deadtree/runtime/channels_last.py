@@ -36,7 +36,8 @@ import numpy as np
 
 from deadtree.runtime.graph_rewrites import (cancel_transpose_pairs, channels_last_joins, drop_unread_nodes,
                                              pool_channels_last, read_shapes_before_dequantizing, replace_resizes,
-                                             sort_nodes, widen_narrow_convs)
+                                             requantize_before_upsampling, sort_nodes, split_requantizing_concats,
+                                             widen_narrow_convs)
 
 log = logging.getLogger("deadtree")
 
@@ -58,8 +59,11 @@ def tidy(model) -> int:
     were rewritten (0: nothing to do)."""
     graph = model.graph
     # pooling first: the additions and concatenations that read its result can then move channels-last too
-    done = pool_channels_last(graph) + widen_narrow_convs(graph) + replace_resizes(graph)
-    done += channels_last_joins(graph) + cancel_transpose_pairs(graph) + read_shapes_before_dequantizing(graph)
+    done = pool_channels_last(graph) + widen_narrow_convs(graph) + requantize_before_upsampling(graph)
+    sort_nodes(graph)
+    done += replace_resizes(graph) + channels_last_joins(graph) + cancel_transpose_pairs(graph)
+    # after the joins, which move QLinearConcats (not plain Concats) channels-last
+    done += split_requantizing_concats(graph) + read_shapes_before_dequantizing(graph)
     if done:
         drop_unread_nodes(graph)
         sort_nodes(graph)
