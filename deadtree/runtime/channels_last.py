@@ -1,6 +1,6 @@
 """ONNX Runtime's channels-last int8 graph, tidied where it wastes time on a CPU with VNNI.
 
-There ONNX Runtime runs a quantized network channels-last (its NhwcTransformer), and in the U-Net's graph five
+There ONNX Runtime runs a quantized network channels-last (its NhwcTransformer), and in the U-Net's graph six
 things cost over a third of the model's time for nothing (benchmarks/op_profile.py, docs/performance.md; the
 passes are in deadtree.runtime.graph_rewrites):
 
@@ -16,11 +16,14 @@ passes are in deadtree.runtime.graph_rewrites):
   inputs and outputs. Both work element by element (a concatenation along the channels is one along the last
   axis channels-last), so they run on the channels-last tensors, and each Transpose that then meets its
   inverse is dropped;
-- the encoder's MaxPool runs on dequantized floats, channels-first, behind reorders of its own (27 ms a
+- the encoder's MaxPool runs on dequantized floats, channels-first, behind reorders of its own (19 ms a
   tile); it runs on the uint8 values channels-last instead (2 ms), requantized;
 - the one-channel segmentation head is a channels-last QLinearConv, which ONNX Runtime runs 3-4x slower with
   fewer than 16 filters (40-60 ms a tile); zero filters make it 16 wide (14 ms) and its one channel is
-  gathered from the result (2 ms).
+  gathered from the result (2 ms);
+- its QLinearConcat along the channels of channels-last tensors requantizes pixel by pixel, twice as slow as
+  requantizing each input whole (a one-input QLinearConcat) and copying with a plain Concat; an upsampled
+  input is requantized before its upsampling, on a quarter of the values.
 
 ONNX Runtime's optimised graph is saved, rewritten, and the result kept only where it answers a test tile
 bit for bit as the session it replaces does; anything else keeps that session.

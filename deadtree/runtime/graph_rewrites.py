@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def replace_resizes(graph) -> int:
     """Replace each nearest-neighbour Resize that follows a quantized operator (there, channels-last uint8) and
     gives its output size, by copies; returns how many."""
