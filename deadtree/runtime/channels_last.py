@@ -88,21 +88,49 @@ def runs_tidied(session) -> bool:
 def open_tidied(ort, model: str | bytes, options, providers: list, disabled: tuple):
     """A session of `model` with its channels-last int8 graph tidied, where that answers exactly as ONNX
     Runtime's own session of it (same options) does; ONNX Runtime's own otherwise."""
+    def own():
+        return ort.InferenceSession(model, sess_options=options, providers=providers,
+                                    disabled_optimizers=list(disabled))
+
     key = _outcome_key(ort, model, disabled)
     if key in _OUTCOMES:
         tidied = _OUTCOMES[key]
-        session = ort.InferenceSession(tidied or model, sess_options=options, providers=providers,
-                                       disabled_optimizers=list(disabled))
+        session = ort.InferenceSession(tidied, sess_options=options, providers=providers,
+                                       disabled_optimizers=list(disabled)) if tidied else own()
     else:
-        session = ort.InferenceSession(model, sess_options=options, providers=providers,
-                                       disabled_optimizers=list(disabled))
+        session = own()
         checked = _tidied_graph(ort, model, options, providers, disabled, session) if is_int8(model) else None
         tidied, session = checked or (None, session)  # the checked session is the one to run: not opened again
         if key is not None:
             _OUTCOMES[key] = tidied
-    if tidied is not None:
-        _TIDIED_SESSIONS.add(session)
+    if tidied is None:
+        return session
+    session = TidiedSession(session, own)
+    _TIDIED_SESSIONS.add(session)
     return session
+
+
+SIDE_MULTIPLE = 32  # the tidied graph's sides: five halvings of a U-Net undone by exact doublings
+
+
+class TidiedSession:
+    """A tidied session that hands an input whose sides are not multiples of SIDE_MULTIPLE to ONNX Runtime's
+    own session of the model, opened at the first such input. The tidied upsampling doubles each side
+    exactly, where the model's own Resize takes the skip connection's size, which differs for such sides (the
+    tidied graph would fail there). `segment` and the validation code only send such sides by mistake."""
+
+    def __init__(self, tidied, open_own):
+        self._tidied, self._open_own, self._own = tidied, open_own, None
+
+    def run(self, output_names, input_feed: dict, *args, **kwargs):
+        if all(s % SIDE_MULTIPLE == 0 for x in input_feed.values() for s in np.shape(x)[2:]):
+            return self._tidied.run(output_names, input_feed, *args, **kwargs)
+        if self._own is None:
+            self._own = self._open_own()
+        return self._own.run(output_names, input_feed, *args, **kwargs)
+
+    def __getattr__(self, name: str):  # everything else (inputs, providers, options, profiling) is the tidied one's
+        return getattr(self._tidied, name)
 
 
 def _tidied_graph(ort, model: str | bytes, options, providers: list, disabled: tuple, session) -> tuple | None:
