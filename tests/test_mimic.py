@@ -94,3 +94,45 @@ def test_mimic_refuses_what_would_leak_or_cannot_share_an_encoder(teacher_run, t
                                       "--bands", "R,G,B", "--steps", "1", "--crop", "64", "--threads", "1",
                                       "--mimic", str(teacher_ckpt)])
     assert result.exit_code != 0 and "trained on" in result.output and "Traceback" not in result.output
+
+
+def test_a_half_resolution_head_starts_from_every_layer_it_shares_with_the_teacher(teacher_run, tmp_path):
+    """unet-r18-d4-h2 drops the teacher's full-resolution decoder block: --init-from gives it the teacher's
+    encoder and other decoder blocks, --mimic then trains what is new on the frozen encoder, and the result
+    exports to ONNX with the upsampling of its logits."""
+    from deadtree.nets.segmenter import build_segmenter, load_segmenter
+    from deadtree.training.export import WithSigmoid, parity
+
+    root, data, _ = teacher_run
+    teacher_ckpt = root / "teacher" / "best.pt"
+    teacher = torch.load(teacher_ckpt, weights_only=False)["model"]
+    result = CliRunner().invoke(app, [
+        "train", "segmenter", str(data), "--out-dir", str(tmp_path / "h2"), "--arch", "unet-r18-d4-h2",
+        "--steps", "4", "--batch-size", "2", "--crop", "64", "--val-every", "4", "--threads", "1",
+        "--init-from", str(teacher_ckpt), "--mimic", str(teacher_ckpt)])
+    assert result.exit_code == 0, result.output
+    student, _ = load_segmenter(tmp_path / "h2" / "last.pt")
+    weights = student.state_dict()
+    encoder = [k for k in weights if k.startswith("encoder.")]
+    assert encoder and all(torch.equal(weights[k], teacher[k]) for k in encoder)
+    assert "decoder.blocks.3.conv1.0.weight" in teacher and not any(k.startswith("decoder.blocks.3") for k in weights)
+    assert weights["segmentation_head.0.weight"].shape[1] == teacher["decoder.blocks.2.conv2.0.weight"].shape[0]
+    with torch.no_grad():
+        assert student(torch.rand(1, 4, 96, 128)).shape == (1, 1, 96, 128)  # logits back at full resolution
+
+    from deadtree.runtime.metadata import ModelInfo
+    from deadtree.training.export import export_onnx
+
+    info = ModelInfo(name="h2", version="0", task="segmenter", bands=("R", "G", "B", "NIR"), gsd_m=0.6, tile_size=64,
+                     overlap=16)
+    assert export_onnx(WithSigmoid(student), info, tmp_path / "h2.onnx", 4, 64) <= 1e-4
+    assert parity(WithSigmoid(student), tmp_path / "h2.onnx", 4, 96) <= 1e-4
+
+    # another network is refused, although its encoder holds tensors of the same names and shapes
+    other = tmp_path / "r34.pt"
+    torch.save({"config": {"bands": ["R", "G", "B", "NIR"], "arch": "unet-r34-d4"},
+                "model": build_segmenter("unet-r34-d4", 4).state_dict()}, other)
+    result = CliRunner().invoke(app, [
+        "train", "segmenter", str(data), "--out-dir", str(tmp_path / "bad"), "--arch", "unet-r18-d4-h2",
+        "--steps", "1", "--crop", "64", "--threads", "1", "--init-from", str(other)])
+    assert result.exit_code != 0 and "starts from a unet-r18-d4" in result.output and "Traceback" not in result.output

@@ -15,6 +15,10 @@ ARCHITECTURES = {
     # Half the decoder: 63% of unet-r18-d4's multiply-adds. Meant to start from a trained unet-r18-d4's
     # weights (`train segmenter --init-from`, deadtree/training/prune.py).
     "unet-r18-d4-half": ("Unet", "resnet18", (64, 32, 16, 8)),
+    # unet-r18-d4 without its full-resolution decoder block: the head reads the half-resolution features and its
+    # logits are upsampled bilinearly (HALF_RESOLUTION_HEAD). On a VNNI CPU that block and the head took over a
+    # quarter of the int8 model's time, for crowns 3-8 px across (docs/models.md).
+    "unet-r18-d4-h2": ("Unet", "resnet18", (128, 64, 32, 32)),
     "unet-r34-d4": ("Unet", "resnet34", (128, 64, 32, 16)),
     "unet-effb0": ("Unet", "efficientnet-b0", (128, 64, 48, 32, 16)),
     "unet-mnv2": ("Unet", "mobilenet_v2", (128, 64, 48, 32, 16)),
@@ -23,6 +27,18 @@ ARCHITECTURES = {
     "unet-regnetx004": ("Unet", "tu-regnetx_004", (128, 64, 48, 32, 16)),
     "unet-resnet10t": ("Unet", "tu-resnet10t", (128, 64, 48, 32, 16)),
 }
+
+
+# each such network, and the one whose last decoder block it drops (what `train segmenter --init-from` takes)
+HALF_RESOLUTION_HEAD = {"unet-r18-d4-h2": "unet-r18-d4"}
+
+
+class _KeepResolution(nn.Module):
+    """Stands in for a decoder block that would upsample: hands its input on (smp's decoder calls it with the
+    target size and skip connection, which it does not need)."""
+
+    def forward(self, feature_map: torch.Tensor, *_, **__) -> torch.Tensor:
+        return feature_map
 
 
 def build_segmenter(arch: str, in_channels: int) -> nn.Module:
@@ -43,6 +59,12 @@ def build_segmenter(arch: str, in_channels: int) -> nn.Module:
     if len(decoder) < 5 and hasattr(model.encoder, "layer4"):
         # smp keeps the unused last ResNet stage's weights: drop them so they are neither trained nor shipped.
         model.encoder.layer4 = nn.Identity()
+    if arch in HALF_RESOLUTION_HEAD:
+        model.decoder.blocks[-1] = _KeepResolution()
+        model.segmentation_head = nn.Sequential(
+            nn.Conv2d(decoder[-2], 1, kernel_size=3, padding=1),
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+        )
     return model
 
 

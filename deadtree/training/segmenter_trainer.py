@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,7 +15,8 @@ from tqdm import tqdm
 from deadtree.errors import InputError
 from deadtree.metrics import tuned_scores
 from deadtree.peak_filter import peak_record, tune_peak
-from deadtree.nets.segmenter import ARCHITECTURES, build_segmenter, count_parameters, predict_probabilities
+from deadtree.nets.segmenter import (ARCHITECTURES, HALF_RESOLUTION_HEAD, build_segmenter, count_parameters,
+                                     predict_probabilities)
 from deadtree.raster.normalise import DEFAULT_HIGH_PCT, DEFAULT_LOW_PCT
 from deadtree.tiling import TRIM_MULTIPLE
 from deadtree.training.augment import training_augmentation
@@ -29,6 +31,8 @@ from deadtree.training.devices import training_device, training_machine
 from deadtree.training.sampling import CropBatches, CropSampler
 from deadtree.training.time_budget import StepBudget, stop_after_minutes
 from deadtree.training.split import split_groups
+
+log = logging.getLogger("deadtree")
 
 NARROWING_BATCHES = 4  # batches of 8 training crops that rank a wider decoder's channels (--init-from)
 THRESHOLDS = tuple(np.round(np.arange(0.2, 0.96, 0.05), 2))
@@ -296,6 +300,12 @@ def _warm_start(model, checkpoint: Path, config: SegmenterConfig, train_frames: 
         return
     if earlier.get("arch") not in ARCHITECTURES:
         raise InputError(f"--init-from: {checkpoint} is a {earlier.get('arch')}, not a {config.arch}")
+    if config.arch in HALF_RESOLUTION_HEAD:
+        if earlier["arch"] != HALF_RESOLUTION_HEAD[config.arch]:
+            raise InputError(f"--init-from: {checkpoint} is a {earlier['arch']}; a {config.arch} starts from a "
+                             f"{HALF_RESOLUTION_HEAD[config.arch]}, whose last decoder block it drops")
+        _load_shared_layers(model, ckpt["model"], checkpoint)
+        return
     wide = build_segmenter(earlier["arch"], len(config.bands))
     wide.load_state_dict(ckpt["model"])
     sampler = CropSampler(train_frames, config.crop, config.positive_fraction, None, seed=config.seed)
@@ -305,6 +315,15 @@ def _warm_start(model, checkpoint: Path, config: SegmenterConfig, train_frames: 
     except ValueError as error:
         raise InputError(f"--init-from: {checkpoint} is a {earlier['arch']}, which is neither a {config.arch} "
                          f"nor the same encoder with a wider decoder ({error})") from None
+
+
+def _load_shared_layers(model, weights: dict, checkpoint: Path) -> None:
+    """A network that drops a trained one's last decoder block (HALF_RESOLUTION_HEAD) takes every layer the two
+    share, the whole encoder included; its new head starts untrained."""
+    own = model.state_dict()
+    shared = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(shared, strict=False)
+    log.info("--init-from: %d of %d tensors taken from %s", len(shared), len(own), checkpoint.name)
 
 
 class WeightAverage:
