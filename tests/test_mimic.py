@@ -96,10 +96,11 @@ def test_mimic_refuses_what_would_leak_or_cannot_share_an_encoder(teacher_run, t
     assert result.exit_code != 0 and "trained on" in result.output and "Traceback" not in result.output
 
 
-def test_a_half_resolution_head_starts_from_every_layer_it_shares_with_the_teacher(teacher_run, tmp_path):
-    """unet-r18-d4-h2 drops the teacher's full-resolution decoder block: --init-from gives it the teacher's
-    encoder and other decoder blocks, --mimic then trains what is new on the frozen encoder, and the result
-    exports to ONNX with the upsampling of its logits."""
+@pytest.mark.parametrize("arch", ["unet-r18-d4-h2", "unet-r18-d4-ps"])
+def test_a_half_resolution_head_starts_from_every_layer_it_shares_with_the_teacher(teacher_run, tmp_path, arch):
+    """unet-r18-d4-h2 and -ps drop the teacher's full-resolution decoder block: --init-from gives them the
+    teacher's encoder and other decoder blocks, --mimic then trains what is new on the frozen encoder, and the
+    result exports to ONNX with the upsampling (bilinear, or a pixel shuffle) of its logits."""
     from deadtree.nets.segmenter import build_segmenter, load_segmenter
     from deadtree.training.export import WithSigmoid, parity
 
@@ -107,7 +108,7 @@ def test_a_half_resolution_head_starts_from_every_layer_it_shares_with_the_teach
     teacher_ckpt = root / "teacher" / "best.pt"
     teacher = torch.load(teacher_ckpt, weights_only=False)["model"]
     result = CliRunner().invoke(app, [
-        "train", "segmenter", str(data), "--out-dir", str(tmp_path / "h2"), "--arch", "unet-r18-d4-h2",
+        "train", "segmenter", str(data), "--out-dir", str(tmp_path / "h2"), "--arch", arch,
         "--steps", "4", "--batch-size", "2", "--crop", "64", "--val-every", "4", "--threads", "1",
         "--init-from", str(teacher_ckpt), "--mimic", str(teacher_ckpt)])
     assert result.exit_code == 0, result.output
@@ -117,6 +118,7 @@ def test_a_half_resolution_head_starts_from_every_layer_it_shares_with_the_teach
     assert encoder and all(torch.equal(weights[k], teacher[k]) for k in encoder)
     assert "decoder.blocks.3.conv1.0.weight" in teacher and not any(k.startswith("decoder.blocks.3") for k in weights)
     assert weights["segmentation_head.0.weight"].shape[1] == teacher["decoder.blocks.2.conv2.0.weight"].shape[0]
+    assert weights["segmentation_head.0.weight"].shape[0] == (4 if arch.endswith("-ps") else 1)  # 2 x 2 logits each
     with torch.no_grad():
         assert student(torch.rand(1, 4, 96, 128)).shape == (1, 1, 96, 128)  # logits back at full resolution
 
@@ -133,6 +135,6 @@ def test_a_half_resolution_head_starts_from_every_layer_it_shares_with_the_teach
     torch.save({"config": {"bands": ["R", "G", "B", "NIR"], "arch": "unet-r34-d4"},
                 "model": build_segmenter("unet-r34-d4", 4).state_dict()}, other)
     result = CliRunner().invoke(app, [
-        "train", "segmenter", str(data), "--out-dir", str(tmp_path / "bad"), "--arch", "unet-r18-d4-h2",
+        "train", "segmenter", str(data), "--out-dir", str(tmp_path / "bad"), "--arch", arch,
         "--steps", "1", "--crop", "64", "--threads", "1", "--init-from", str(other)])
     assert result.exit_code != 0 and "starts from a unet-r18-d4" in result.output and "Traceback" not in result.output

@@ -19,6 +19,9 @@ ARCHITECTURES = {
     # logits are upsampled bilinearly (HALF_RESOLUTION_HEAD). On a VNNI CPU that block and the head took over a
     # quarter of the int8 model's time, for crowns 3-8 px across (docs/models.md).
     "unet-r18-d4-h2": ("Unet", "resnet18", (128, 64, 32, 32)),
+    # the same, with a sub-pixel head: four logits per half-resolution pixel, one for each of the 2 x 2 pixels
+    # it covers (a pixel shuffle), where bilinear upsampling can only smooth the outlines
+    "unet-r18-d4-ps": ("Unet", "resnet18", (128, 64, 32, 32)),
     "unet-r34-d4": ("Unet", "resnet34", (128, 64, 32, 16)),
     "unet-effb0": ("Unet", "efficientnet-b0", (128, 64, 48, 32, 16)),
     "unet-mnv2": ("Unet", "mobilenet_v2", (128, 64, 48, 32, 16)),
@@ -30,7 +33,8 @@ ARCHITECTURES = {
 
 
 # each such network, and the one whose last decoder block it drops (what `train segmenter --init-from` takes)
-HALF_RESOLUTION_HEAD = {"unet-r18-d4-h2": "unet-r18-d4"}
+HALF_RESOLUTION_HEAD = {"unet-r18-d4-h2": "unet-r18-d4", "unet-r18-d4-ps": "unet-r18-d4"}
+SUB_PIXEL_HEAD = {"unet-r18-d4-ps"}
 
 
 class _KeepResolution(nn.Module):
@@ -61,9 +65,10 @@ def build_segmenter(arch: str, in_channels: int) -> nn.Module:
         model.encoder.layer4 = nn.Identity()
     if arch in HALF_RESOLUTION_HEAD:
         model.decoder.blocks[-1] = _KeepResolution()
+        sub_pixel = arch in SUB_PIXEL_HEAD
         model.segmentation_head = nn.Sequential(
-            nn.Conv2d(decoder[-2], 1, kernel_size=3, padding=1),
-            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.Conv2d(decoder[-2], 4 if sub_pixel else 1, kernel_size=3, padding=1),
+            nn.PixelShuffle(2) if sub_pixel else nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
         )
     return model
 
