@@ -206,6 +206,11 @@ def pool_channels_last(graph) -> int:
     from onnx import helper
 
     producers = _producers(graph)
+    sizes = {t.name: int(np.prod(t.dims)) for t in graph.initializer}
+
+    def per_tensor(node) -> bool:  # one scale for the whole tensor: the same whatever its layout
+        return all(sizes.get(name) == 1 for name in node.input[1:3] if name)
+
     nodes, moved = [], 0
     for node in graph.node:
         pool = producers.get(node.input[0]) if node.op_type == "QuantizeLinear" else None
@@ -213,7 +218,7 @@ def pool_channels_last(graph) -> int:
                        and len(pool.output) == 1 else None)
         attributes = {a.name: helper.get_attribute_value(a) for a in pool.attribute} if dequantized else {}
         if (dequantized is None or dequantized.op_type != "DequantizeLinear" or attributes.get("storage_order", 0)
-                or len(attributes.get("kernel_shape", ())) != 2):
+                or len(attributes.get("kernel_shape", ())) != 2 or not (per_tensor(node) and per_tensor(dequantized))):
             nodes.append(node)
             continue
         attributes.pop("storage_order", None)
@@ -253,7 +258,7 @@ def widen_narrow_convs(graph) -> int:
         count, out = filters.dims[0], node.output[0]
         inputs = list(node.input)
         for i in (3, 4, 5, 8):  # weights, their scales and zero points, and the bias: one entry per filter
-            if i < len(inputs) and inputs[i]:
+            if i < len(inputs) and inputs[i] in weights:
                 values = numpy_helper.to_array(weights[inputs[i]])
                 if values.ndim and values.shape[0] == count:
                     padding = np.zeros((WIDE_CONV_CHANNELS - count, *values.shape[1:]), values.dtype)
