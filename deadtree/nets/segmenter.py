@@ -17,7 +17,8 @@ ARCHITECTURES = {
     "unet-r18-d4-half": ("Unet", "resnet18", (64, 32, 16, 8)),
     # unet-r18-d4 without its full-resolution decoder block: the head reads the half-resolution features and its
     # logits are upsampled bilinearly (HALF_RESOLUTION_HEAD). On a VNNI CPU that block and the head took over a
-    # quarter of the int8 model's time, for crowns 3-8 px across (docs/models.md).
+    # quarter of the int8 model's time, for crowns 2-8 px across (docs/models.md). The last width is the dropped
+    # block's: smp builds it, build_segmenter replaces it.
     "unet-r18-d4-h2": ("Unet", "resnet18", (128, 64, 32, 32)),
     # the same, with a sub-pixel head: four logits per half-resolution pixel, one for each of the 2 x 2 pixels
     # it covers (a pixel shuffle), where bilinear upsampling can only smooth the outlines
