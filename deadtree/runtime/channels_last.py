@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -77,12 +76,11 @@ def tidy(model) -> int:
 # its check, or None where ONNX Runtime's own is used: later sessions of the same model in this process (the
 # service, `validate`, `segment-many` workers) open the outcome directly.
 _OUTCOMES: dict[tuple, bytes | None] = {}
-_TIDIED_SESSIONS: "weakref.WeakSet" = weakref.WeakSet()
 
 
 def runs_tidied(session) -> bool:
     """Whether `session` runs a tidied graph (for the log line a bug report quotes)."""
-    return session in _TIDIED_SESSIONS
+    return isinstance(session, TidiedSession)
 
 
 def open_tidied(ort, model: str | bytes, options, providers: list, disabled: tuple):
@@ -103,11 +101,7 @@ def open_tidied(ort, model: str | bytes, options, providers: list, disabled: tup
         tidied, session = checked or (None, session)  # the checked session is the one to run: not opened again
         if key is not None:
             _OUTCOMES[key] = tidied
-    if tidied is None:
-        return session
-    session = TidiedSession(session, own)
-    _TIDIED_SESSIONS.add(session)
-    return session
+    return session if tidied is None else TidiedSession(session, own)
 
 
 SIDE_MULTIPLE = 32  # the tidied graph's sides: five halvings of a U-Net undone by exact doublings
