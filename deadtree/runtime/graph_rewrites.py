@@ -97,9 +97,7 @@ def cancel_transpose_pairs(graph) -> int:
 def _join_inputs(node) -> tuple[int, ...]:
     if node.op_type in JOIN_INPUTS:
         return JOIN_INPUTS[node.op_type]
-    if node.op_type == "QLinearConcat" and any(a.name == "axis" and a.i == 1 for a in node.attribute):
-        return tuple(range(2, len(node.input), 3))
-    return ()
+    return _concat_inputs(node) if _attribute(node, "axis") == 1 else ()  # along the channels-first channels
 
 
 def _channels_last_form(name: str, producers: dict, to_last: dict) -> str | None:
@@ -292,7 +290,7 @@ def requantize_before_upsampling(graph) -> int:
                     or _attribute(resize, "mode", b"nearest") != b"nearest"):
                 continue
             source = resize.input[0]
-            nodes.append(_requantized(node, source, resize.input[0] + "/requantized", node.input[i + 1:i + 3]))
+            nodes.append(_requantized(node, source, f"{source}/requantized", node.input[i + 1:i + 3]))
             resize.input[0] = nodes[-1].output[0]
             node.input[i + 1], node.input[i + 2] = node.input[0], node.input[1]
             moved += 1
