@@ -96,7 +96,7 @@ def test_mimic_refuses_what_would_leak_or_cannot_share_an_encoder(teacher_run, t
     assert result.exit_code != 0 and "trained on" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("arch", ["unet-r18-d4-h2", "unet-r18-d4-ps"])
+@pytest.mark.parametrize("arch", ["unet-r18-d4-h2", "unet-r18-d4-ps", "unet-r18-d4-h2r"])
 def test_a_half_resolution_head_starts_from_every_layer_it_shares_with_the_teacher(teacher_run, tmp_path, arch):
     """unet-r18-d4-h2 and -ps drop the teacher's full-resolution decoder block: --init-from gives them the
     teacher's encoder and other decoder blocks, --mimic then trains what is new on the frozen encoder, and the
@@ -118,7 +118,8 @@ def test_a_half_resolution_head_starts_from_every_layer_it_shares_with_the_teach
     assert encoder and all(torch.equal(weights[k], teacher[k]) for k in encoder)
     assert "decoder.blocks.3.conv1.0.weight" in teacher and not any(k.startswith("decoder.blocks.3") for k in weights)
     assert weights["segmentation_head.0.weight"].shape[1] == teacher["decoder.blocks.2.conv2.0.weight"].shape[0]
-    assert weights["segmentation_head.0.weight"].shape[0] == (4 if arch.endswith("-ps") else 1)  # 2 x 2 logits each
+    # a pixel shuffle's 2 x 2 logits; one logit and its 2 x 2 corrections
+    assert weights["segmentation_head.0.weight"].shape[0] == {"unet-r18-d4-ps": 4, "unet-r18-d4-h2r": 5}.get(arch, 1)
     with torch.no_grad():
         assert student(torch.rand(1, 4, 96, 128)).shape == (1, 1, 96, 128)  # logits back at full resolution
 
@@ -138,3 +139,32 @@ def test_a_half_resolution_head_starts_from_every_layer_it_shares_with_the_teach
         "train", "segmenter", str(data), "--out-dir", str(tmp_path / "bad"), "--arch", arch,
         "--steps", "1", "--crop", "64", "--threads", "1", "--init-from", str(other)])
     assert result.exit_code != 0 and "starts from a unet-r18-d4" in result.output and "Traceback" not in result.output
+
+
+def test_a_corrected_head_starts_as_the_half_resolution_network_it_grows_from(tmp_path):
+    """unet-r18-d4-h2r started from a trained unet-r18-d4-h2 takes its whole network and its head's filter,
+    with the four sub-pixel corrections at zero: it begins answering exactly as that network does, and
+    training can only add detail to the outlines."""
+    from pathlib import Path
+
+    from deadtree.nets.segmenter import build_segmenter
+    from deadtree.training.segmenter_trainer import _warm_start
+
+    torch.manual_seed(0)
+    h2 = build_segmenter("unet-r18-d4-h2", 4).eval()
+    checkpoint = tmp_path / "h2.pt"
+    torch.save({"config": {"bands": ["R", "G", "B", "NIR"], "arch": "unet-r18-d4-h2"}, "model": h2.state_dict()},
+               checkpoint)
+    corrected = build_segmenter("unet-r18-d4-h2r", 4)
+    config = SegmenterConfig(data="unused", out_dir=str(tmp_path), arch="unet-r18-d4-h2r")
+    _warm_start(corrected, Path(checkpoint), config, [])
+    head = corrected.state_dict()["segmentation_head.0.weight"]
+    assert torch.equal(head[:1], h2.state_dict()["segmentation_head.0.weight"]) and not head[1:].any()
+    x = torch.rand(2, 4, 96, 64)
+    with torch.no_grad():
+        assert torch.equal(corrected.eval()(x), h2(x))
+        # the corrections land on the 2 x 2 pixels each half-resolution pixel covers
+        corrected.segmentation_head[0].bias[1:] = torch.tensor([1.0, 2.0, 3.0, 4.0])
+        moved = corrected(x) - h2(x)
+    assert torch.allclose(moved[0, 0, :2, :2], torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    assert torch.allclose(moved[1, 0, 94:, 62:], torch.tensor([[1.0, 2.0], [3.0, 4.0]]))

@@ -23,6 +23,12 @@ ARCHITECTURES = {
     # the same, with a sub-pixel head: four logits per half-resolution pixel, one for each of the 2 x 2 pixels
     # it covers (a pixel shuffle), where bilinear upsampling can only smooth the outlines
     "unet-r18-d4-ps": ("Unet", "resnet18", (128, 64, 32, 32)),
+    # the bilinear head with a sub-pixel correction: one convolution gives the half-resolution logit and four
+    # corrections, one for each of the 2 x 2 pixels it covers, added to the upsampled logit. Started from a
+    # trained unet-r18-d4-h2 with the corrections at zero, it begins as that network and can only learn
+    # sharper outlines; ONNX Runtime widens a convolution of fewer than 16 filters to 16 anyway
+    # (graph_rewrites.widen_narrow_convs), so the four extra filters cost nothing there.
+    "unet-r18-d4-h2r": ("Unet", "resnet18", (128, 64, 32, 32)),
     "unet-r34-d4": ("Unet", "resnet34", (128, 64, 32, 16)),
     "unet-effb0": ("Unet", "efficientnet-b0", (128, 64, 48, 32, 16)),
     "unet-mnv2": ("Unet", "mobilenet_v2", (128, 64, 48, 32, 16)),
@@ -33,9 +39,12 @@ ARCHITECTURES = {
 }
 
 
-# each such network, and the one whose last decoder block it drops (what `train segmenter --init-from` takes)
-HALF_RESOLUTION_HEAD = {"unet-r18-d4-h2": "unet-r18-d4", "unet-r18-d4-ps": "unet-r18-d4"}
+# each such network, and the networks `train segmenter --init-from` may start it from: the one whose last
+# decoder block it drops, or one with the same decoder and a narrower head
+HALF_RESOLUTION_HEAD = {"unet-r18-d4-h2": ("unet-r18-d4",), "unet-r18-d4-ps": ("unet-r18-d4",),
+                        "unet-r18-d4-h2r": ("unet-r18-d4", "unet-r18-d4-h2")}
 SUB_PIXEL_HEAD = {"unet-r18-d4-ps"}
+SUB_PIXEL_CORRECTED_HEAD = {"unet-r18-d4-h2r"}
 
 
 class _KeepResolution(nn.Module):
@@ -44,6 +53,23 @@ class _KeepResolution(nn.Module):
 
     def forward(self, feature_map: torch.Tensor, *_, **__) -> torch.Tensor:
         return feature_map
+
+
+class _UpsampledWithCorrection(nn.Module):
+    """Channel 0 upsampled bilinearly, plus channels 1-4 shuffled onto the 2 x 2 pixels each covers."""
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        coarse = nn.functional.interpolate(logits[:, :1], scale_factor=2, mode="bilinear", align_corners=False)
+        return coarse + nn.functional.pixel_shuffle(logits[:, 1:], 2)
+
+
+def _upsampling_head(arch: str, channels: int) -> nn.Sequential:
+    if arch in SUB_PIXEL_CORRECTED_HEAD:
+        return nn.Sequential(nn.Conv2d(channels, 5, kernel_size=3, padding=1), _UpsampledWithCorrection())
+    if arch in SUB_PIXEL_HEAD:
+        return nn.Sequential(nn.Conv2d(channels, 4, kernel_size=3, padding=1), nn.PixelShuffle(2))
+    return nn.Sequential(nn.Conv2d(channels, 1, kernel_size=3, padding=1),
+                         nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
 
 
 def build_segmenter(arch: str, in_channels: int) -> nn.Module:
@@ -66,11 +92,7 @@ def build_segmenter(arch: str, in_channels: int) -> nn.Module:
         model.encoder.layer4 = nn.Identity()
     if arch in HALF_RESOLUTION_HEAD:
         model.decoder.blocks[-1] = _KeepResolution()
-        sub_pixel = arch in SUB_PIXEL_HEAD
-        model.segmentation_head = nn.Sequential(
-            nn.Conv2d(decoder[-2], 4 if sub_pixel else 1, kernel_size=3, padding=1),
-            nn.PixelShuffle(2) if sub_pixel else nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-        )
+        model.segmentation_head = _upsampling_head(arch, decoder[-2])
     return model
 
 

@@ -301,9 +301,10 @@ def _warm_start(model, checkpoint: Path, config: SegmenterConfig, train_frames: 
     if earlier.get("arch") not in ARCHITECTURES:
         raise InputError(f"--init-from: {checkpoint} is a {earlier.get('arch')}, not a {config.arch}")
     if config.arch in HALF_RESOLUTION_HEAD:
-        if earlier["arch"] != HALF_RESOLUTION_HEAD[config.arch]:
+        parents = HALF_RESOLUTION_HEAD[config.arch]
+        if earlier["arch"] not in parents:
             raise InputError(f"--init-from: {checkpoint} is a {earlier['arch']}; a {config.arch} starts from a "
-                             f"{HALF_RESOLUTION_HEAD[config.arch]}, whose last decoder block it drops")
+                             f"{' or a '.join(parents)}")
         _load_shared_layers(model, ckpt["model"], checkpoint)
         return
     wide = build_segmenter(earlier["arch"], len(config.bands))
@@ -319,9 +320,16 @@ def _warm_start(model, checkpoint: Path, config: SegmenterConfig, train_frames: 
 
 def _load_shared_layers(model, weights: dict, checkpoint: Path) -> None:
     """A network that drops a trained one's last decoder block (HALF_RESOLUTION_HEAD) takes every layer the two
-    share, the whole encoder included; its new head starts untrained."""
+    share, the whole encoder included; its new head starts untrained. A head with more filters than the
+    earlier one's (a sub-pixel correction beside the logit) takes the earlier filters first and zeros for the
+    rest, so that it starts as the earlier network."""
     own = model.state_dict()
     shared = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    for key, theirs in weights.items():
+        ours = own.get(key)
+        if key.startswith("segmentation_head.") and ours is not None and key not in shared \
+                and ours.shape[1:] == theirs.shape[1:] and ours.shape[0] > theirs.shape[0]:
+            shared[key] = torch.cat([theirs, theirs.new_zeros((ours.shape[0] - theirs.shape[0], *theirs.shape[1:]))])
     model.load_state_dict(shared, strict=False)
     log.info("--init-from: %d of %d tensors taken from %s", len(shared), len(own), checkpoint.name)
 
