@@ -192,6 +192,27 @@ def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(
     assert channels_last.is_int8(str(int8))
 
 
+def test_the_fast_models_corrected_head_runs_tidied_and_answers_bit_for_bit(monkeypatch):
+    """deadtree-rgbn-fast's head (one convolution giving a logit to upsample and four sub-pixel corrections,
+    then a pixel shuffle and an addition) goes through the same tidying: the widened head, the channels-last
+    joins, and the same probabilities to the bit as ONNX Runtime's own graph."""
+    import numpy as np
+
+    from deadtree.runtime import channels_last
+    from deadtree.runtime.registry import resolve_model
+    from deadtree.runtime.session import OnnxModel
+
+    int8 = resolve_model("deadtree-rgbn-fast-int8", "segmenter")
+    monkeypatch.setattr(channels_last, "_OUTCOMES", {})
+    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "tidied")
+    tidied = OnnxModel(int8, "cpu")
+    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "all")
+    plain = OnnxModel(int8, "cpu")
+    assert channels_last.runs_tidied(tidied.session) and not channels_last.runs_tidied(plain.session)
+    tile = np.random.default_rng(3).random((1, 4, 384, 256), dtype=np.float32)
+    assert np.array_equal(tidied.run(tile), plain.run(tile))
+
+
 def _narrow_convs(graph) -> int:
     """How many int8 convolutions have fewer than 16 filters."""
     sizes = {t.name: t.dims[0] for t in graph.initializer if t.dims}
