@@ -168,3 +168,27 @@ def test_a_corrected_head_starts_as_the_half_resolution_network_it_grows_from(tm
         moved = corrected(x) - h2(x)
     assert torch.allclose(moved[0, 0, :2, :2], torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
     assert torch.allclose(moved[1, 0, 94:, 62:], torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+
+
+def test_mimic_encoder_lets_the_encoder_learn_the_teachers_logits_too(teacher_run, tmp_path):
+    """--mimic-encoder: the student's encoder starts as the teacher's and moves; the command on the card says
+    so; without --mimic there is no teacher to learn from, and the option is refused in one line."""
+    root, data, _ = teacher_run
+    teacher_ckpt = root / "teacher" / "best.pt"
+    teacher = torch.load(teacher_ckpt, weights_only=False)["model"]
+    result = CliRunner().invoke(app, [
+        "train", "segmenter", str(data), "--out-dir", str(tmp_path / "whole"), "--arch", "unet-r18-d4-h2r",
+        "--steps", "4", "--batch-size", "2", "--crop", "64", "--lr", "0.003", "--val-every", "4", "--threads", "1",
+        "--init-from", str(teacher_ckpt), "--mimic", str(teacher_ckpt), "--mimic-encoder"])
+    assert result.exit_code == 0, result.output
+    student = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
+    trained = student["train_model"]
+    encoder = [k for k in trained if k.startswith("encoder.") and trained[k].is_floating_point()]
+    assert encoder and any(not torch.equal(trained[k], teacher[k]) for k in encoder)
+    assert "--mimic-encoder" in segmenter_command(student["config"])
+    assert "the whole network" in distillation_lines(student["config"])[0]
+
+    result = CliRunner().invoke(app, [
+        "train", "segmenter", str(data), "--out-dir", str(tmp_path / "alone"), "--steps", "1", "--crop", "64",
+        "--threads", "1", "--mimic-encoder"])
+    assert result.exit_code != 0 and "--mimic" in result.output and "Traceback" not in result.output

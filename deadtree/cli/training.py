@@ -55,6 +55,8 @@ def train_segmenter_command(
         None, "--mimic", help="Learn this trained checkpoint's logits on every training crop instead of the "
         "masks, on its own encoder, frozen: for a narrower decoder on the same encoder (use with --init-from "
         "the same checkpoint)."),
+    mimic_encoder: bool = typer.Option(False, "--mimic-encoder", help="With --mimic: let the encoder learn "
+                                       "too (it starts as the teacher's; each step costs about twice as much)."),
 ) -> None:
     """Train a dead-tree segmenter from scratch, validating on counties it never sees."""
     from deadtree.bands import parse_band_list
@@ -70,7 +72,7 @@ def train_segmenter_command(
             states=[x.strip() for x in states.split(",") if x.strip()], device=device, workers=workers,
             fit_minutes=fit_minutes, augmentation=augmentation, loss=loss,
             teachers=[str(t) for t in teacher or ()], distill_weight=distill_weight,
-            mimic=str(mimic) if mimic else "",
+            mimic=str(mimic) if mimic else "", mimic_encoder=mimic_encoder,
         )
         summary = train_segmenter(config, resume=resume)
     best = summary["best"] or {}

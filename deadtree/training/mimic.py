@@ -5,6 +5,8 @@ retraining the decoder on the masks lands a little below the network it came fro
 is the better target: its logits say, for every pixel of every augmented crop, what a model that already
 validates well makes of it, including how sure it is. With the encoder shared and frozen, the student's
 features are the teacher's exactly, so one encoder pass serves both and only the small decoder learns.
+With `train_encoder` the student's encoder starts as the teacher's and learns too: the student runs whole and
+the teacher whole beside it, for about twice the cost of a step.
 """
 from __future__ import annotations
 
@@ -21,31 +23,33 @@ LOGIT_LIMIT = 8.0  # beyond this sigmoid is 0.9997 either way: no use spending t
 
 class LogitMimic:
     def __init__(self, checkpoint: str | Path, bands: tuple[str, ...], validation_groups: set[str],
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", train_encoder: bool = False):
         teacher, ckpt = load_teacher(checkpoint, validation_groups, "--mimic")
         theirs = tuple(ckpt.get("config", {}).get("bands", ()))
         if theirs != tuple(bands):
             raise InputError(f"--mimic: {checkpoint} was trained on {list(theirs)}, not {list(bands)}")
         self.checkpoint = str(checkpoint)
+        self.train_encoder = train_encoder
         self.teacher = teacher.to(device, memory_format=torch.channels_last).eval()
         for parameter in self.teacher.parameters():
             parameter.requires_grad_(False)
 
     def adopt_encoder(self, student: torch.nn.Module) -> None:
-        """Give the student the teacher's encoder and freeze it there."""
+        """Give the student the teacher's encoder, frozen there unless it is to learn too."""
         ours, theirs = student.encoder.state_dict(), self.teacher.encoder.state_dict()
         mismatched = [k for k in theirs if k not in ours or ours[k].shape != theirs[k].shape]
         if mismatched or len(ours) != len(theirs):
             raise InputError(f"--mimic: {self.checkpoint} has another encoder than this architecture "
                              f"({len(mismatched)} tensors differ); the student must share the teacher's encoder")
         student.encoder.load_state_dict(theirs)
-        freeze_encoder(student)
+        if not self.train_encoder:
+            freeze_encoder(student)
 
     def loss(self, student: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             features = self.teacher.encoder(images)
             target = self.teacher.segmentation_head(self.teacher.decoder(features)).clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
-        logits = student.segmentation_head(student.decoder(features))
+        logits = student(images) if self.train_encoder else student.segmentation_head(student.decoder(features))
         return F.mse_loss(logits.float(), target.float())
 
 

@@ -26,6 +26,7 @@ def segmenter_command(config: dict) -> str:
         + "".join(f" --teacher {t}" for t in config.get("teachers", ()))
         + (f" --distill-weight {config['distill_weight']:g}" if config.get("teachers") else "")
         + (f" --mimic {config['mimic']}" if config.get("mimic") else "")
+        + (" --mimic-encoder" if config.get("mimic_encoder") else "")
         + (f" --max-minutes {config['max_minutes']:g}  # repeat with --resume until finished" if config.get("max_minutes") else "")
     )
 
@@ -69,8 +70,10 @@ def peak_lines(best: dict) -> list[str]:
 
 def distillation_lines(config: dict) -> list[str]:
     if config.get("mimic"):
-        return [f"Distilled: the decoder learnt {Path(config['mimic']).stem}'s logits on every training crop, on "
-                "that network's encoder, which it shares unchanged; the masks entered only through that network.",
+        where = ("the whole network, its encoder started as that network's," if config.get("mimic_encoder") else
+                 "the decoder, on that network's encoder, which it shares unchanged,")
+        return [f"Distilled: {where} learnt {Path(config['mimic']).stem}'s logits on every training crop; "
+                "the masks entered only through that network.",
                 "It was trained and validated on this same split, so it never saw a validation frame either.", ""]
     teachers = config.get("teachers") or []
     if not teachers:

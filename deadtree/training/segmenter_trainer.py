@@ -69,6 +69,7 @@ class SegmenterConfig:
     distill_weight: float = 0.5  # share of the teachers' probability in the target
     loss: str = "dice-focal"  # or "lovasz-focal" (deadtree/training/losses.py)
     mimic: str = ""  # checkpoint whose logits the decoder learns, on its encoder, frozen (deadtree/training/mimic.py)
+    mimic_encoder: bool = False  # with mimic: the encoder, started as the teacher's, learns too
 
 
 def check_config(config: SegmenterConfig) -> None:
@@ -237,11 +238,13 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
 
 
 def _logit_mimic(config: SegmenterConfig, model, val_groups: set[str], device) -> LogitMimic | None:
+    if config.mimic_encoder and not config.mimic:
+        raise InputError("--mimic-encoder lets the encoder learn a --mimic teacher's logits: name the teacher with --mimic")
     if not config.mimic:
         return None
     if config.teachers:
         raise InputError("--mimic and --teacher are two ways of learning from trained networks: use one")
-    mimic = LogitMimic(config.mimic, tuple(config.bands), val_groups, device)
+    mimic = LogitMimic(config.mimic, tuple(config.bands), val_groups, device, train_encoder=config.mimic_encoder)
     mimic.adopt_encoder(model)
     return mimic
 
