@@ -56,7 +56,7 @@ def train_segmenter_command(
         "masks, on its own encoder, frozen: for a narrower decoder on the same encoder (use with --init-from "
         "the same checkpoint)."),
     mimic_encoder: bool = typer.Option(False, "--mimic-encoder", help="With --mimic: let the encoder learn "
-                                       "too (it starts as the teacher's; each step costs about twice as much)."),
+                                       "too (it starts as the teacher's; each step costs about 1.5 times as much)."),
 ) -> None:
     """Train a dead-tree segmenter from scratch, validating on counties it never sees."""
     from deadtree.bands import parse_band_list

@@ -6,7 +6,8 @@ is the better target: its logits say, for every pixel of every augmented crop, w
 validates well makes of it, including how sure it is. With the encoder shared and frozen, the student's
 features are the teacher's exactly, so one encoder pass serves both and only the small decoder learns.
 With `train_encoder` the student's encoder starts as the teacher's and learns too: the student runs whole and
-the teacher whole beside it, for about twice the cost of a step.
+the teacher whole beside it, for about 1.5 times the cost of a step (1.15-1.2 against 0.78 s for 8 crops of
+256 px on the 2-core VNNI host).
 """
 from __future__ import annotations
 
