@@ -89,6 +89,10 @@ def check_config(config: SegmenterConfig) -> None:
         raise InputError(f"--val-fraction must be between 0 and 1, not {config.val_fraction}")
     if min(config.val_every, config.workers, config.max_minutes, config.fit_minutes) < 0:
         raise InputError("--val-every, --workers, --max-minutes and --fit-minutes cannot be negative")
+    if config.mimic and config.teachers:
+        raise InputError("--mimic and --teacher are two ways of learning from trained networks: use one")
+    if config.mimic_encoder and not config.mimic:
+        raise InputError("--mimic-encoder lets the encoder learn a --mimic teacher's logits: name the teacher with --mimic")
 
 
 def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
@@ -238,12 +242,8 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
 
 
 def _logit_mimic(config: SegmenterConfig, model, val_groups: set[str], device) -> LogitMimic | None:
-    if config.mimic_encoder and not config.mimic:
-        raise InputError("--mimic-encoder lets the encoder learn a --mimic teacher's logits: name the teacher with --mimic")
     if not config.mimic:
         return None
-    if config.teachers:
-        raise InputError("--mimic and --teacher are two ways of learning from trained networks: use one")
     mimic = LogitMimic(config.mimic, tuple(config.bands), val_groups, device, train_encoder=config.mimic_encoder)
     mimic.adopt_encoder(model)
     return mimic
