@@ -305,6 +305,9 @@ def _warm_start(model, checkpoint: Path, config: SegmenterConfig, train_frames: 
         raise InputError(f"--init-from: {checkpoint} is a {earlier.get('arch')}, not a {config.arch}")
     if config.arch in HALF_RESOLUTION_HEAD:
         parents = HALF_RESOLUTION_HEAD[config.arch]
+        if not parents:
+            raise InputError(f"--init-from: a {config.arch} is trained from scratch (no other network shares its "
+                             f"layers); {checkpoint} is a {earlier['arch']}")
         if earlier["arch"] not in parents:
             raise InputError(f"--init-from: {checkpoint} is a {earlier['arch']}; a {config.arch} starts from a "
                              f"{' or a '.join(parents)}")
