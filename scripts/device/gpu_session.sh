@@ -72,7 +72,7 @@ run_name() {  # a translator plan as a folder name: ada-task@5 -> ada-task-w5
 
 collect_logs() {
   for log in "$RUNS"/*.log; do tr '\r' '\n' < "$log" | grep -v "^$" | tail -n 400 > "$log.tail"; done
-  tar -czf "$OUT/logs.tgz" --exclude='*.pt' --exclude='*.tmp' --exclude='*.log' "$RUNS" 2>/dev/null
+  tar -czf "$OUT/logs.tgz" --exclude='*.pt' --exclude='*.tmp' --exclude='*.log' --exclude='*.npz' "$RUNS" 2>/dev/null
 }
 
 gpu_facts() {
