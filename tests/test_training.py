@@ -10,7 +10,7 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 
 from deadtree.errors import InputError  # noqa: E402
-from deadtree.training.frames import Frame, county_of, held_out, load_frames  # noqa: E402
+from deadtree.training.frames import FRAMES_PREPARED, Frame, county_of, held_out, load_frames  # noqa: E402
 from deadtree.training.model_card import segmenter_command  # noqa: E402
 from deadtree.peak_filter import PEAKS  # noqa: E402
 from deadtree.training.segmenter_trainer import SegmenterConfig, train_segmenter  # noqa: E402
@@ -132,6 +132,8 @@ def test_tiny_run_learns_resumes_and_exports(tmp_path):
     assert proc.returncode == 0, proc.stderr
     slim = out / "checkpoints" / "tiny-0.0.1.pt"
     assert slim.stat().st_size < 0.5 * (tmp_path / "run" / "best.pt").stat().st_size
+    # the card of a model exported from the slim copy must still know how its frames were prepared
+    assert torch.load(slim, weights_only=False)["state"]["frames_prepared"] == FRAMES_PREPARED
     again = train_segmenter(SegmenterConfig(**{**config.__dict__, "steps": 2, "out_dir": str(tmp_path / "again"),
                                                "init_from": str(slim)}))
     assert again["step"] == 2

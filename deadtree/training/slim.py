@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-SEGMENTER_STATE = ("step", "history", "best", "train_seconds", "machine")
+# what the card reads: how the frames were prepared says which scores it may quote as `segment`'s
+SEGMENTER_STATE = ("step", "history", "best", "train_seconds", "machine", "frames_prepared", "refits")
 
 
 def _half(weights: dict) -> dict:
@@ -21,7 +22,7 @@ def slim(ckpt: dict) -> dict:
         return {"generator": _half(ckpt["generator"]), "config": ckpt["config"], "state": ckpt["state"],
                 "data": ckpt.get("data"), "scaling": ckpt.get("scaling")}
     return {"model": _half(ckpt["model"]), "config": ckpt["config"], "split": ckpt.get("split"),
-            "scaling": ckpt.get("scaling"), "state": {k: ckpt["state"].get(k) for k in SEGMENTER_STATE}}
+            "scaling": ckpt.get("scaling"), "state": {k: ckpt["state"][k] for k in SEGMENTER_STATE if k in ckpt["state"]}}
 
 
 def write_slim_checkpoint(checkpoint: Path | str, path: Path | str) -> Path:
