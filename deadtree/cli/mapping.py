@@ -11,27 +11,26 @@ from deadtree.errors import DeadtreeError  # noqa: F401
 
 PRECISION_HELP = ("auto, fp32, int8 or fp16. auto runs the model's shipped int8 variant on a CPU and its fp16 "
                   "variant on a GPU (each checked against fp32 on the validation split), else fp32.")
-FLIPS_HELP = ("Average the model over each tile and its two mirror images: 3x the model time for a small gain "
-              "(deadtree-rgbn 0.5.0 run by `segment` on each validation frame: pixel IoU 0.408 -> 0.415, object F1 "
-              "0.613 -> 0.619).")
+FLIPS_HELP = ("Average the model over each tile and its two mirror images: 3x the model time for little "
+              "(deadtree-rgbn 0.6.0 run by `segment` on each validation frame: object F1 0.617 -> 0.620, pixel IoU "
+              "0.412 -> 0.411; with --ensemble deadtree-rgbn-effb0, 0.630 -> 0.634).")
 
 SCALES_HELP = ("Also run the model on each tile magnified by these factors (comma-separated, e.g. 1.5) and "
-               "average: small crowns drawn larger. 1.5 adds 2.25x the model time for little (deadtree-rgbn 0.5.0 "
-               "run by `segment` on each validation frame: object F1 0.613 -> 0.616, pixel IoU 0.408 -> 0.405; "
-               "0.2.0 gained more, 0.605 -> 0.618; no gain on top of --ensemble).")
+               "average: small crowns drawn larger. 1.5 adds 2.25x the model time (deadtree-rgbn 0.6.0 run by "
+               "`segment` on each validation frame: object F1 0.617 -> 0.626, pixel IoU 0.412 -> 0.403).")
 
 ENSEMBLE_HELP = ("Other segmenters (names or .onnx, comma-separated or the option repeated) whose probabilities are "
                  "averaged with the main model's. Costs the model time once more per model. Run by `segment` on "
-                 "each validation frame (peak filter on), deadtree-rgbn 0.5.0 alone: pixel IoU 0.408, object F1 "
-                 "0.613; --ensemble deadtree-rgbn-effb0: 0.417 / 0.626; --ensemble deadtree-rgb,deadtree-rgbn-effb0: "
-                 "0.418 / 0.618.")
+                 "each validation frame (peak filter on), deadtree-rgbn 0.6.0 alone: pixel IoU 0.412, object F1 "
+                 "0.617; --ensemble deadtree-rgbn-effb0: 0.418 / 0.630 (with --flips 0.421 / 0.634); "
+                 "--ensemble deadtree-rgb,deadtree-rgbn-effb0: 0.416 / 0.619.")
 BANDS_HELP = ("The scene's bands in file order when the file's colour tags are missing or wrong, e.g. R,G,B,NIR or "
               "NIR,R,G,B; '-' for a band no model reads, e.g. B,G,R,-,NIR for a five-band multispectral mosaic, "
               "and alpha for a transparency mask, e.g. R,G,B,alpha.")
 MIN_PEAK_HELP = ("Keep a polygon only where its highest dead-tree probability reaches this (0-1; 0 keeps all). "
                  "Faint patches are mostly false alarms. Default: the model's own, tuned for object F1 on "
-                 "validation (deadtree-rgbn 0.5.0: 0.90; run by `segment` on each validation frame, object F1 "
-                 "0.574 -> 0.613 at pixel IoU 0.407 -> 0.408).")
+                 "validation (deadtree-rgbn 0.6.0: 0.90; run by `segment` on each validation frame, object F1 "
+                 "0.581 -> 0.617 at pixel IoU 0.411 -> 0.412).")
 
 
 @app.command()
