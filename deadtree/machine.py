@@ -37,9 +37,13 @@ def vector_extensions(flags: str | None = None) -> str:
     return ", ".join(found) or "no AVX2"
 
 
-def machine_description() -> str:
+def usable_cores() -> int:
+    """Cores this process may use (respects taskset / container CPU sets, unlike os.cpu_count)."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
-        cores = os.cpu_count() or 1
-    return f"{cpu_name()} ({vector_extensions()}), {cores} cores, {platform.system()} {platform.release()}"
+        return max(1, os.cpu_count() or 1)
+
+
+def machine_description() -> str:
+    return f"{cpu_name()} ({vector_extensions()}), {usable_cores()} cores, {platform.system()} {platform.release()}"

@@ -107,11 +107,10 @@ def runs_on_gpu(device: str) -> bool:
 
 
 def cpu_threads() -> int:
-    """Cores this process may use (respects taskset / container CPU sets, unlike os.cpu_count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    """ONNX Runtime's threads on a CPU: every core this process may use."""
+    from deadtree.machine import usable_cores
+
+    return usable_cores()
 
 
 KEEP_LAYOUT = ("NhwcTransformer",)  # ONNX Runtime's pass that turns quantized convolutions channels-last
