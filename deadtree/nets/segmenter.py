@@ -46,7 +46,7 @@ ARCHITECTURES = {
 
 
 # each such network, and the networks `train segmenter --init-from` may start it from: the one whose last
-# decoder block it drops, or one with the same decoder and a narrower head
+# decoder block it drops, or one with the same decoder and a narrower head (none: trained from scratch)
 HALF_RESOLUTION_HEAD = {"unet-r18-d4-h2": ("unet-r18-d4",), "unet-r18-d4-ps": ("unet-r18-d4",),
                         "unet-r18-d4-h2r": ("unet-r18-d4", "unet-r18-d4-h2"), "unet-r18k3-d4-h2r": (),
                         "unet-r10k3-d4-h2r": (), "unet-r10k3-d4n-h2r": ()}
