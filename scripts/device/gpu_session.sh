@@ -20,7 +20,19 @@ FIT=${FIT_MINUTES:-5.75}
 # (an empty list runs none of that kind; unset gives the defaults). GPU_BENCH=0 skips the torch benchmark;
 # SEGMENTER_ARGS and TRANSLATOR_ARGS are appended to every run of that kind (a CPU rehearsal makes them tiny).
 # Distillation: EXTRA --teacher=models/checkpoints/deadtree-rgbn-0.2.0.pt+--teacher=... (the teachers' 24 MB of
-# checkpoints must travel: leave models/checkpoints in the tree and pack the frames in smaller chunks).
+# checkpoints must travel).
+#
+# A call carries at most 64 MiB, and the tracked tree is far larger (models/, docs/). As done on 2026-11-27
+# (deadtree-rgbn 0.6.0), in about 10 device-minutes: here, `git rm -r -q --cached models docs examples` and
+# `printf '/models/
+/docs/
+/examples/
+' >> .git/info/exclude` (the code then weighs about 1 MB); pack the
+# frames with pack_frames.py --chunk-mb 61,61 (three tars); wheels for segmentation-models-pytorch,
+# albumentations, albucore, pydantic(-core), annotated-types, typing-inspection, stringzilla and simsimd
+# (Python 3.12) in .whl/. Then three calls back to back (a machine stays warm 30 s): `unpack` with carry
+# [frames_0.tar]; `unpack` with carry [frames_1.tar]; `unpack` frames_2.tar && `train`, with carry
+# [frames_2.tar, .whl, the three teachers' checkpoints]. Afterwards `git reset -q` and drop those exclude lines.
 SEGMENTERS=${SEGMENTERS-rgbn-r18d4:R,G,B,NIR:unet-r18-d4 rgb-r18d4:R,G,B:unet-r18-d4 rgbn-regnetx004:R,G,B,NIR:unet-regnetx004}
 TRANSLATORS=${TRANSLATORS-ada cut}
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
