@@ -71,3 +71,11 @@ def test_a_lighter_network_trains_from_scratch_and_refuses_a_warm_start(tmp_path
                                       "--arch", "unet-r10k3-d4-h2r", *common,
                                       "--init-from", str(tmp_path / "lean" / "best.pt")])
     assert result.exit_code != 0 and "trained from scratch" in result.output and "Traceback" not in result.output
+
+
+def test_the_training_help_names_every_architecture():
+    from deadtree.cli.training import ARCH_HELP
+    from deadtree.nets.segmenter import ARCHITECTURES
+
+    named = {word.strip(".,()") for word in ARCH_HELP.split()}
+    assert set(ARCHITECTURES) <= named

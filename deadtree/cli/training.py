@@ -10,13 +10,20 @@ from deadtree.cli.apps import app, fail, log_to_stderr, reported, train_app  # n
 from deadtree.errors import DeadtreeError  # noqa: F401
 
 RESUME_HINT = "interrupted: rerun the same command with --resume to go on from the last checkpoint in {}"
+# Written out, not read from deadtree.nets.segmenter: that module needs torch, which `deadtree --help` must not
+# (a test checks that every architecture is named here).
+ARCH_HELP = ("Network (docs/models.md compares them): unet-r10k3-d4-h2r (the shipped RGB+NIR default since "
+             "0.6.0, trained from scratch), unet-r18-d4 (the RGB default), unet-r18k3-d4-h2r, unet-r10k3-d4n-h2r, "
+             "unet-r18-d4-h2r, unet-r18-d4-h2, unet-r18-d4-ps, unet-r18-d4-half, unet-r34-d4, unet-r18, "
+             "unet-r18-lite, unet-effb0, unet-mnv2, unet-regnetx004, unet-resnet10t.")
+
 
 @train_app.command("segmenter")
 def train_segmenter_command(
     data: Path = typer.Argument(..., help="Kaggle-layout folder (RGB_images/, NRG_images/, masks/) or ADA-Net .h5 file."),
     out_dir: Path = typer.Option(Path("runs/segmenter"), "--out-dir", help="Where checkpoints, curves and the split go."),
     bands: str = typer.Option("R,G,B,NIR", help="Bands to train on, in model input order: R,G,B,NIR or R,G,B."),
-    arch: str = typer.Option("unet-r18-d4", help="Network: unet-regnetx004, unet-resnet10t, unet-r18-d4, unet-r34-d4, unet-r18, unet-r18-lite, unet-effb0, unet-mnv2."),
+    arch: str = typer.Option("unet-r18-d4", help=ARCH_HELP),
     steps: int = typer.Option(3000, help="Optimiser steps in the whole schedule (a resumed run continues it)."),
     batch_size: int = typer.Option(8, help="Crops per step."),
     crop: int = typer.Option(256, help="Crop size in pixels."),
