@@ -177,3 +177,13 @@ def test_county_bootstrap_pools_whole_counties_and_stays_within_states_when_aske
     assert across.min() == 0.1 and across.max() == 0.5  # all-Washington and all-Arkansas draws happen
     assert abs(np.median(across) - 0.3) < 1e-9
     assert module.summary(across)["share_at_or_above_0.48"] > 0
+
+
+def test_the_gpu_session_script_without_a_verb_only_prints_its_usage(tmp_path):
+    """The script's header is comments from end to end: a quoted newline in it once left lines that bash ran
+    as commands (and a stray backquote that swallowed what followed)."""
+    script = ROOT / "scripts" / "device" / "gpu_session.sh"
+    proc = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out")})
+    assert proc.returncode == 2 and proc.stderr == ""
+    assert proc.stdout.startswith("# Training and GPU checks on a lent GPU machine")

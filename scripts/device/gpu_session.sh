@@ -24,10 +24,7 @@ FIT=${FIT_MINUTES:-5.75}
 #
 # A call carries at most 64 MiB, and the tracked tree is far larger (models/, docs/). As done on 2026-11-27
 # (deadtree-rgbn 0.6.0), in about 10 device-minutes: here, `git rm -r -q --cached models docs examples` and
-# `printf '/models/
-/docs/
-/examples/
-' >> .git/info/exclude` (the code then weighs about 1 MB); pack the
+# `printf '/models/\n/docs/\n/examples/\n' >> .git/info/exclude` (the code then weighs about 1 MB); pack the
 # frames with pack_frames.py --chunk-mb 61,61 (three tars); wheels for segmentation-models-pytorch,
 # albumentations, albucore, pydantic(-core), annotated-types, typing-inspection, stringzilla and simsimd
 # (Python 3.12) in .whl/. Then three calls back to back (a machine stays warm 30 s): `unpack` with carry
