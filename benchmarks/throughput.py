@@ -60,10 +60,7 @@ def main() -> None:
                 options = SegmentOptions(output=Path(tmp) / "o.geojson", model=name, batch_size=args.batch_size,
                                          precision=precision, tile_size=tile)
                 result = segment_scene(scene, options)
-                # a model given as a file is timed from that file; a name, as the variant `segment` chose
-                alone = model_alone_seconds(result, args.batch_size, args.side,
-                                            model=name if name and name.endswith(".onnx") else None)
-                row = _row(args.side, result, alone)
+                row = _row(args.side, result, model_alone_seconds(result, args.batch_size, args.side))
             if args.graph:
                 row["graph"] = graph
             runs[config].append(row)
@@ -76,18 +73,16 @@ def main() -> None:
     report("throughput", rows, {"target": "overhead <= 10% of model time; >= 4 MP/s end to end"})
 
 
-def model_alone_seconds(result, batch_size: int | None, side: int, device: str = "cpu",
-                        model: str | None = None) -> float:
+def model_alone_seconds(result, batch_size: int | None, side: int, device: str = "cpu") -> float:
     """The same model, session settings and tiles (edge tiles cut short as `segment` cuts them), run alone: no
     reading, blending or tracing on the other threads. Inside `segment` the model shares the cores with those
     stages, so its own clock (model_in_pipeline_s) runs slower than this; the overhead is measured against
     this figure."""
     from deadtree.pipeline import BATCH_PIXELS
-    from deadtree.runtime.registry import resolve_model
     from deadtree.runtime.session import OnnxModel
     from deadtree.tiling import TRIM_MULTIPLE, batches_by_shape, tile_rows
 
-    model = OnnxModel(resolve_model(model or result.model, "segmenter"), device)
+    model = OnnxModel(result.model_path, device)  # the file `segment` ran, a shipped model's or one given as a path
     tile = result.tile_size
     batch = batch_size or max(1, BATCH_PIXELS // (tile * tile))
     shapes = [(t.height, t.width) for row in tile_rows(side, side, tile, result.overlap, trim=TRIM_MULTIPLE)

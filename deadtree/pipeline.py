@@ -131,6 +131,7 @@ class SegmentResult:
     ensemble: list[str] = field(default_factory=list)  # the other segmenters averaged with `model`
     min_peak: float = 0.0
     faint_dropped: int = 0  # patches left out because their highest probability stayed under min_peak
+    model_path: Path | None = None  # the ONNX file that ran as `model` (the variant chosen, where one was)
 
     def summary(self) -> str:
         models = " + ".join([f"{self.model} {self.model_version}", *self.ensemble])
@@ -360,7 +361,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         on_progress(1.0)
     return SegmentResult(polygons, area, 0.0, outputs, info.name, info.version, segmenter.provider, n_tiles,
                          skipped, translator.info.name if translator else None, timings, tile, overlap,
-                         [m.info.name for m in members], min_peak, faint)
+                         [m.info.name for m in members], min_peak, faint, segmenter.path)
 
 
 def _resample_to_scene(grid_path: Path, scene_path_out: Path, scene: Scene, bands, grid, edge_fill) -> None:

@@ -108,6 +108,17 @@ def test_all_nodata_tiles_are_not_sent_to_the_model(tmp_path, toy_models):
     assert result.tiles_skipped > 0 and result.tiles_skipped < result.tiles
 
 
+def test_the_result_names_the_model_file_that_ran(tmp_path, toy_models):
+    """Benchmarks time that file again on its own: the default chosen by the scene's bands, or a file given."""
+    scene = tmp_path / "scene.tif"
+    write_scene(scene, height=300, width=300)
+    assert run(tmp_path, scene).model_path == toy_models / "toy-rgbn.onnx"
+    elsewhere = tmp_path / "other" / "mine.onnx"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes((toy_models / "toy-rgbn.onnx").read_bytes())
+    assert run(tmp_path, scene, model=str(elsewhere)).model_path == elsewhere
+
+
 def test_fine_resolution_scene_is_resampled_and_mapped_back(tmp_path, toy_models):
     # a 0.25 m scene (Finnish orthophoto style) into the 0.6 m model
     scene = tmp_path / "fine.tif"
