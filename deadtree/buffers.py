@@ -35,3 +35,21 @@ class BufferPool:
             free = self._free.setdefault(key, [])
             if len(free) < self.keep and not any(a is array for a in free):
                 free.append(array)
+
+
+class Scratch:
+    """Arrays of varying shape rewritten again and again by one thread (a strip's values, codes and mask), each
+    a view of a buffer kept per name that only grows: fresh memory for every strip was over a third of the
+    page faults of a `segment` run, and the kernel zeroes each faulted page (benchmarks/overhead.py)."""
+
+    def __init__(self):
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An array of that shape and dtype with undefined contents, valid until the next get() of `name`."""
+        dtype = np.dtype(dtype)
+        size = int(np.prod(shape)) * dtype.itemsize
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[name] = np.empty(size, dtype=np.uint8)
+        return buffer[:size].view(dtype).reshape(shape)

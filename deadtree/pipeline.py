@@ -15,8 +15,10 @@ import numpy as np
 import rasterio
 
 from deadtree import __version__
+from deadtree.buffers import Scratch
 from deadtree.errors import InputError
 from deadtree.heap import bound_heap_growth
+from deadtree.machine import usable_cores
 from deadtree.model_choice import choose_models, open_models
 from deadtree.outputs import check_outputs, discard, publish, workspace
 from deadtree.peak_filter import ensemble_floor
@@ -33,6 +35,7 @@ from deadtree.raster.probability import (
     threshold_code,
 )
 from deadtree.raster.reader import WindowReader, overview
+from deadtree.raster.resident import read_resident
 from deadtree.raster.scene import Scene, open_scene
 from deadtree.stages import StageChain
 from deadtree.tile_predictor import TilePredictor, read_batches
@@ -57,9 +60,10 @@ def strip_rows(width: int) -> int:
 # are read, the cache is narrowed to what one row of tiles touches (see tile_cache_bytes).
 GDAL_CACHE_BYTES = 256 * 1024 * 1024
 MIN_TILE_CACHE_BYTES = 16 * 1024 * 1024
-# Scenes whose decoded pixels fit in this stay in the cache from the overview read on: every block is then
-# decoded once per run instead of about 2.6 times (overview, then tiles that share block rows). Decoding a
-# deflate-compressed 4096 x 4096 x 4 scene takes about 0.3 s of CPU here, next to ~5 s of int8 model.
+# Scenes held decoded (deadtree.raster.resident) need no cache for their tiles. Others whose decoded pixels fit
+# in this (those on a resampled grid, or with an internal mask) stay in the cache from the overview read on:
+# every block is then decoded once per run instead of about 2.6 times (overview, then tiles that share block
+# rows). Decoding a deflate-compressed 4096 x 4096 x 4 scene takes about 0.3 s of CPU here.
 WHOLE_SCENE_CACHE_BYTES = 160 * 1024 * 1024
 
 
@@ -236,7 +240,8 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     # ONNX Runtime builds its sessions while the scene statistics are read: neither waits for the other.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deadtree-load") as pool:
         opening = pool.submit(open_models, choice, options)
-        pixels, valid, edge_fill = overview(scene, read_bands)
+        resident = None if grid.resampled else read_resident(scene, scene.indexes(read_bands), usable_cores())
+        pixels, valid, edge_fill = overview(scene, read_bands, resident)
         if not valid.any():
             raise InputError(f"{scene.path.name} holds no valid pixels: everything is nodata, masked or fill")
         scaling = choice.first.scaling
@@ -267,7 +272,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
                               trim=trim)
     n_tiles = sum(len(r) for r in rows_of_tiles)
 
-    reader = WindowReader(scene, read_bands, grid, edge_fill)
+    reader = WindowReader(scene, read_bands, grid, edge_fill, resident)
     batch_size = options.batch_size or max(1, BATCH_PIXELS // (tile * tile))
     predictor = TilePredictor(segmenter, translator, stretch, neutral, batch_size, options.flips, members,
                                read_bands, options.scales)
@@ -290,7 +295,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         (on the model grid's own pixels only: a resampled grid is mapped back and vectorised afterwards)."""
         for batch in predicted:
             for work in batch:
-                for flushed in accumulator.flush_chunks(work.tile.row, strip_limit):
+                for flushed in accumulator.flush_chunks(work.tile.row, strip_limit, reuse=True):
                     yield from finish(flushed)
                 if work.probs is not None:
                     accumulator.add(work.tile, work.probs, weights, work.valid)
@@ -300,16 +305,24 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
                 bar.update(1)
                 if on_progress:
                     on_progress(0.9 * progress["done"] / n_tiles)
-        for flushed in accumulator.flush_chunks(grid.height, strip_limit):
+        for flushed in accumulator.flush_chunks(grid.height, strip_limit, reuse=True):
             yield from finish(flushed)
+
+    # Each strip is written and vectorised before the next is flushed, so its arrays are reused throughout.
+    scratch = Scratch()
 
     def finish(flushed):
         first_row, values, ok = flushed
-        codes = quantise(values * ok) if grid.resampled else quantise(values, ok)
+        codes = scratch.get("codes", values.shape, np.uint8)
+        if grid.resampled:  # zero, not NODATA, where invalid: validity is the scene's own once mapped back
+            values *= ok
+            quantise(values, into=codes)
+        else:
+            quantise(values, ok, into=codes)
         if raster is not None:
             raster.write_rows(first_row, codes)
         if not grid.resampled:
-            yield first_row, *strip_layers(codes, threshold)
+            yield first_row, *strip_layers(codes, threshold, scratch)
 
     info = segmenter.info
     metadata = {
@@ -329,7 +342,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     try:
         # Three stages side by side: reading and scaling tiles, the model, and (here) blending, writing and
         # vectorising finished rows, so that post-processing hides behind model compute.
-        cache = tile_cache_bytes(scene, tile * grid.scale_y)
+        cache = MIN_TILE_CACHE_BYTES if resident is not None else tile_cache_bytes(scene, tile * grid.scale_y)
         # Beside a model on the CPU the other stages yield the cores to it (deadtree.stages); beside a GPU
         # they are what sets the pace, and keep their priority.
         lower = STAGE_NICENESS if segmenter.provider == "CPUExecutionProvider" else 0
@@ -386,9 +399,11 @@ def _resample_to_scene(grid_path: Path, scene_path_out: Path, scene: Scene, band
 PROB_SCORE_SCALE = 1 / PROB_SCALE  # stored probability code -> probability, for the polygons' scores
 
 
-def strip_layers(codes: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """The dead-tree mask and the scores (probability codes, see PROB_SCORE_SCALE) of a strip of stored codes."""
-    return dead_mask(codes, threshold), codes
+def strip_layers(codes: np.ndarray, threshold: float, scratch: Scratch | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The dead-tree mask and the scores (probability codes, see PROB_SCORE_SCALE) of a strip of stored codes;
+    the mask in `scratch`'s arrays where given."""
+    buffers = (scratch.get("mask", codes.shape, bool), scratch.get("shifted", codes.shape, np.uint8)) if scratch else ()
+    return dead_mask(codes, threshold, *buffers), codes
 
 
 def _vectorise(scene: Scene, strips, options: SegmentOptions, outputs: dict[str, Path], tmp: Path,

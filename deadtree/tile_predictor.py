@@ -9,6 +9,7 @@ import numpy as np
 from deadtree.buffers import BufferPool
 from deadtree.raster.normalise import BandStretch
 from deadtree.raster.reader import WindowReader
+from deadtree.raster.validity import all_valid
 from deadtree.runtime.session import OnnxModel
 from deadtree.tiling import Tile, batches_by_shape, mirror_into_margins
 from deadtree.tta import augmented
@@ -49,7 +50,7 @@ def read_tile(reader: WindowReader, grid, t: Tile, buffers: BufferPool) -> tuple
     _, valid = reader.read(r0, c0, r1 - r0, c1 - c0, out=pixels[inside])
     if any(p for pair in pads for p in pair):
         mirror_into_margins(pixels, pads)
-        valid = np.pad(valid, pads, mode="symmetric")
+        valid = np.pad(valid, pads, mode="symmetric") if not valid.all() else all_valid(pixels.shape[1:])
     return pixels, valid
 
 

@@ -6,6 +6,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
+from deadtree.buffers import Scratch
 from deadtree.errors import InputError
 
 WEIGHT_FLOOR = 1e-3  # keeps pixels seen by one tile only (scene edges) defined after normalisation
@@ -120,6 +121,7 @@ class StripAccumulator:
         self.weight = np.zeros((tile, width), dtype=np.float32)
         self.valid = np.zeros((tile, width), dtype=bool)
         self._scratch = np.empty((tile, tile), dtype=np.float32)
+        self._out = Scratch()
 
     def add(self, tile: Tile, values: np.ndarray, weight: np.ndarray, valid: np.ndarray) -> None:
         r0, c0 = max(tile.row, 0), max(tile.col, 0)
@@ -136,17 +138,21 @@ class StripAccumulator:
         scratch = self._scratch[:r1 - r0, :c1 - c0]  # reused: a fresh tile-sized temporary per tile costs more
         self.sum[dst] += np.multiply(values[src], w, out=scratch)
         self.weight[dst] += w
-        self.valid[dst] |= ok
+        if ok.all():
+            self.valid[dst] = True
+        else:
+            self.valid[dst] |= ok
 
     def flush_until(self, row: int):
         """Hand out rows [top, row) as (first row, blended values, valid); they receive no more tiles."""
         chunks = list(self.flush_chunks(row))  # one chunk, or none; taking it all moves the buffer on
         return chunks[0] if chunks else None
 
-    def flush_chunks(self, row: int, max_rows: int | None = None):
+    def flush_chunks(self, row: int, max_rows: int | None = None, reuse: bool = False):
         """Like flush_until, in chunks of at most `max_rows` rows, so that what is handed out at a time is
         bounded by a pixel budget rather than by the tile height times the scene width. Consume it fully: the
-        buffer moves on once the last chunk has been taken."""
+        buffer moves on once the last chunk has been taken. With `reuse`, each chunk's arrays are overwritten
+        by the next one's (deadtree.buffers.Scratch): for a consumer done with a chunk before taking the next."""
         row = min(max(row, self.top), self.height)
         n = row - self.top
         if n <= 0:
@@ -156,12 +162,16 @@ class StripAccumulator:
             stop = min(start + step, n)
             # Where no valid tile reached a pixel both its weight and its sum are zero: a tiny divisor gives 0
             # there, with two passes instead of a masked division into a zeroed array.
-            values = np.maximum(self.weight[start:stop], np.float32(1e-30))
+            shape = (stop - start, self.width)
+            values = np.maximum(self.weight[start:stop], np.float32(1e-30),
+                                out=self._out.get("values", shape, np.float32) if reuse else None)
             np.divide(self.sum[start:stop], values, out=values)
-            yield self.top + start, values, self.valid[start:stop].copy()
+            valid = self._out.get("valid", shape, bool) if reuse else np.empty(shape, bool)
+            np.copyto(valid, self.valid[start:stop])
+            yield self.top + start, values, valid
         for buf in (self.sum, self.weight, self.valid):
             if n < self.tile:
-                buf[:-n] = buf[n:].copy()
+                buf[:-n] = buf[n:]  # numpy copies overlapping rows as if through a temporary
             buf[-n:] = 0
         self.top = row
 

@@ -2,7 +2,7 @@ import threading
 
 import numpy as np
 
-from deadtree.buffers import BufferPool
+from deadtree.buffers import BufferPool, Scratch
 
 
 def test_a_returned_array_is_handed_out_again_for_its_shape_and_dtype_only():
@@ -46,3 +46,14 @@ def test_threads_never_share_an_array_they_hold():
     for t in threads:
         t.join()
     assert clashes == []
+
+
+def test_scratch_arrays_share_their_name_s_buffer_and_grow_when_needed():
+    scratch = Scratch()
+    a = scratch.get("values", (4, 5), np.float32)
+    b = scratch.get("values", (2, 5), np.float32)
+    assert b.shape == (2, 5) and b.dtype == np.float32 and np.shares_memory(a, b)
+    assert not np.shares_memory(scratch.get("codes", (4, 5), np.uint8), a)
+    c = scratch.get("values", (40, 50), np.float32)  # larger: a new buffer
+    c[...] = 1.5
+    assert c.shape == (40, 50) and (c == 1.5).all()

@@ -96,6 +96,27 @@ def test_chunked_flush_hands_out_the_same_rows_within_a_budget():
     np.testing.assert_array_equal(whole.sum, chunked.sum)
 
 
+def test_reused_chunks_are_the_same_rows_when_each_is_used_before_the_next():
+    tile, width = 32, 50
+    fresh, reused = StripAccumulator(100, width, tile), StripAccumulator(100, width, tile)
+    rng = np.random.default_rng(1)
+    probs, weights = rng.random((tile, tile)).astype(np.float32), blend_window(tile, 8)
+    valid = rng.random((tile, tile)) < 0.9
+    for acc in (fresh, reused):
+        acc.add(Tile(0, 0, tile), probs, weights, valid)
+        acc.add(Tile(0, 18, tile), probs[::-1], weights, np.ones((tile, tile), bool))
+    expected = [(row, v.copy(), ok.copy()) for row, v, ok in fresh.flush_chunks(tile, max_rows=10)]
+    got, arrays = [], set()
+    for row, values, ok in reused.flush_chunks(tile, max_rows=10, reuse=True):
+        got.append((row, values.copy(), ok.copy()))
+        arrays.add(values.__array_interface__["data"][0])
+    assert len(arrays) == 1  # one buffer throughout: no fresh memory per chunk
+    for (row, v, ok), (row2, v2, ok2) in zip(expected, got, strict=True):
+        assert row == row2
+        np.testing.assert_array_equal(v, v2)
+        np.testing.assert_array_equal(ok, ok2)
+
+
 def test_batches_hold_one_shape_and_let_empty_tiles_ride_along():
     from deadtree.tiling import batches_by_shape
 

@@ -7,6 +7,7 @@ from scipy import ndimage
 from shapely.geometry import shape as to_shape
 
 from deadtree.components import FOUR_CONNECTED
+from deadtree.vector.run_labels import DenseLabels, RunLabels, label_mask
 from deadtree.vector.trace import component_outlines
 
 
@@ -16,10 +17,19 @@ def gdal_outlines(labels, row_offset=0):
     return {int(value): to_shape(geom) for geom, value in traced}
 
 
+def both_labellings(mask):
+    flat = np.flatnonzero(mask)
+    return [DenseLabels(mask, flat), RunLabels(mask.shape, flat)]
+
+
 def assert_same_outlines(mask, row_offset=0):
     labels, n = ndimage.label(mask, structure=FOUR_CONNECTED)
-    ours = component_outlines(mask, labels, n, row_offset)
     theirs = gdal_outlines(labels, row_offset)
+    for ours in (component_outlines(mask, found, row_offset) for found in both_labellings(mask)):
+        assert_outlines_match(ours, theirs, n)
+
+
+def assert_outlines_match(ours, theirs, n):
     assert len(ours) == n == len(theirs)
     for k, outline in enumerate(ours, start=1):
         assert outline.is_valid
@@ -46,19 +56,17 @@ def test_hole_touching_the_shell_at_a_corner():
     mask[1:3, 1:3] = False  # a hole ...
     mask[3, 3] = False  # ... and a second one meeting it only at a corner
     assert_same_outlines(mask)
-    labels, n = ndimage.label(mask, structure=FOUR_CONNECTED)
-    (outline,) = component_outlines(mask, labels, n)
+    (outline,) = component_outlines(mask, label_mask(mask))
     assert outline.area == 25 - 5
 
 
 def test_an_integer_mask_is_read_as_true_and_false():
     mask = np.zeros((6, 6), np.uint8)
     mask[1:4, 2:5] = 1
-    labels, n = ndimage.label(mask, structure=FOUR_CONNECTED)
-    (outline,) = component_outlines(mask, labels, n)
+    (outline,) = component_outlines(mask, label_mask(mask))
     assert outline.bounds == (2, 1, 5, 4) and outline.area == 9
 
 
 def test_no_components_no_outlines():
     mask = np.zeros((4, 4), bool)
-    assert component_outlines(mask, np.zeros((4, 4), np.int32), 0) == []
+    assert component_outlines(mask, label_mask(mask)) == []

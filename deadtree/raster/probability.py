@@ -13,12 +13,19 @@ PROB_SCALE = 254
 NODATA = 255
 
 
-def quantise(probs: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    scaled = np.clip(probs, 0.0, 1.0)  # the one temporary: the arithmetic runs in place on it
+def quantise(probs: np.ndarray, valid: np.ndarray | None = None, into: np.ndarray | None = None) -> np.ndarray:
+    """Stored codes of probabilities, NODATA where not valid. With `into` (uint8, of probs' shape) the codes go
+    there and `probs` (float) is the scratch space, overwritten: no new arrays (deadtree.buffers.Scratch)."""
+    scaled = np.clip(probs, 0.0, 1.0, out=probs if into is not None else None)
     scaled *= PROB_SCALE
-    q = np.rint(scaled, out=scaled).astype(np.uint8)
-    if valid is not None:
-        q[~valid] = NODATA
+    np.rint(scaled, out=scaled)
+    if into is None:
+        q = scaled.astype(np.uint8)
+    else:
+        q = into
+        np.copyto(q, scaled, casting="unsafe")
+    if valid is not None and not valid.all():  # most strips are valid throughout: no pass and no temporary
+        np.copyto(q, NODATA, where=~valid)
     return q
 
 
@@ -27,8 +34,19 @@ def threshold_code(threshold: float) -> int:
     return int(math.ceil(threshold * PROB_SCALE - 1e-6))
 
 
-def dead_mask(codes: np.ndarray, threshold: float) -> np.ndarray:
-    return (codes != NODATA) & (codes >= threshold_code(threshold))
+def dead_mask(codes: np.ndarray, threshold: float, out: np.ndarray | None = None,
+              scratch: np.ndarray | None = None) -> np.ndarray:
+    """Codes at or above the threshold's, NODATA excluded; into `out` (bool) using `scratch` (uint8), both of
+    codes' shape, where given."""
+    t = threshold_code(threshold)
+    if t > PROB_SCALE:  # a threshold of 1: nothing reaches it
+        none = np.empty(codes.shape, dtype=bool) if out is None else out
+        none.fill(False)
+        return none
+    # One subtraction and one comparison: in uint8 arithmetic codes below t wrap round to NODATA - t + 1 and
+    # above, and NODATA itself lands on NODATA - t, so `< NODATA - t` keeps exactly t..PROB_SCALE.
+    shifted = np.subtract(codes, np.uint8(t), out=scratch, dtype=np.uint8)
+    return np.less(shifted, np.uint8(NODATA - t), out=out)
 
 
 class ProbabilityRaster:

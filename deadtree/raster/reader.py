@@ -7,8 +7,10 @@ from rasterio.errors import RasterioError
 
 from deadtree.errors import InputError
 from deadtree.raster.grid import ModelGrid
-from deadtree.raster.scene import Scene, read_decimated
-from deadtree.raster.validity import EdgeFillMap, declared_invalid, fill_values, image_validity, solid_fill
+from deadtree.raster.resident import ResidentScene, nearest_decimation
+from deadtree.raster.scene import Scene, decimated_shape, read_decimated
+from deadtree.raster.validity import (EdgeFillMap, all_valid, declared_invalid, fill_values, image_validity,
+                                      may_declare_invalid, solid_fill)
 
 
 def window_resampling(grid: ModelGrid) -> Resampling:
@@ -24,8 +26,12 @@ def window_resampling(grid: ModelGrid) -> Resampling:
 
 
 class WindowReader:
-    def __init__(self, scene: Scene, bands: tuple[str, ...], grid: ModelGrid, edge_fill: EdgeFillMap | None):
+    def __init__(self, scene: Scene, bands: tuple[str, ...], grid: ModelGrid, edge_fill: EdgeFillMap | None,
+                 resident: ResidentScene | None = None):
+        """`resident`: the scene's `bands` decoded (deadtree.raster.resident), to copy windows of a grid at the
+        scene's own resolution from."""
         self.scene = scene
+        self.resident = None if grid.resampled else resident
         self.bands = bands
         self.indexes = scene.indexes(bands)
         self.grid = grid
@@ -46,14 +52,22 @@ class WindowReader:
         window = self.grid.scene_window(row, col, rows, cols)
         shape = (rows, cols)
         try:
-            sized = {"out_shape": (len(self.indexes), *shape)} if out is None else {"out": out}
-            pixels = ds.read(self.indexes, window=window, resampling=self.resampling, **sized)
-            invalid = declared_invalid(pixels, self.scene.nodata)
-            if self.scene.alpha_index:
-                alpha = ds.read(self.scene.alpha_index, window=window, out_shape=shape, resampling=Resampling.nearest)
-                invalid |= alpha == 0
+            if self.resident is not None:
+                pixels, alpha = self._from_memory(row, col, rows, cols, out)
+            else:
+                sized = {"out_shape": (len(self.indexes), *shape)} if out is None else {"out": out}
+                pixels = ds.read(self.indexes, window=window, resampling=self.resampling, **sized)
+                alpha = ds.read(self.scene.alpha_index, window=window, out_shape=shape,
+                                resampling=Resampling.nearest) if self.scene.alpha_index else None
+            # None while nothing can be invalid (no nodata, alpha or mask, and integer pixels): most windows of
+            # most scenes then share one all-True mask instead of two new arrays each
+            invalid = declared_invalid(pixels, self.scene.nodata) \
+                if may_declare_invalid(pixels.dtype, self.scene.nodata) else None
+            if alpha is not None:
+                invalid = _either(invalid, alpha == 0)
             if self.scene.dataset_mask:
-                invalid |= ds.read_masks(1, window=window, out_shape=shape, resampling=Resampling.nearest) == 0
+                masked = ds.read_masks(1, window=window, out_shape=shape, resampling=Resampling.nearest) == 0
+                invalid = _either(invalid, masked)
         except RasterioError as exc:
             raise InputError(f"{self.scene.path.name} cannot be read near row {int(window.row_off)}: "
                              f"the file is truncated or damaged ({str(exc).splitlines()[0]})") from exc
@@ -62,18 +76,45 @@ class WindowReader:
             scene_cols = (col + np.arange(cols) + 0.5) * self.grid.scale_x
             # Most windows of most scenes touch no fill: they skip the per-pixel lookup and test.
             if self.edge_fill.touches(scene_rows, scene_cols):
-                invalid |= solid_fill(pixels, self.fill_values) & self.edge_fill.lookup(scene_rows, scene_cols)
-        return pixels, ~invalid
+                fill = solid_fill(pixels, self.fill_values) & self.edge_fill.lookup(scene_rows, scene_cols)
+                invalid = _either(invalid, fill)
+        return pixels, all_valid(shape) if invalid is None else ~invalid
+
+    def _from_memory(self, row: int, col: int, rows: int, cols: int, out: np.ndarray | None):
+        window = (slice(row, row + rows), slice(col, col + cols))
+        pixels = self.resident.pixels[(slice(None), *window)]
+        if out is None:
+            pixels = pixels.copy()
+        else:
+            np.copyto(out, pixels)
+            pixels = out
+        alpha = None if self.resident.alpha is None else self.resident.alpha[window]
+        return pixels, alpha
 
 
-def overview(scene: Scene, bands: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, EdgeFillMap]:
-    """Decimated pixels, their validity, and the edge-connected fill map, from one small read."""
-    pixels = read_decimated(scene, bands)
-    invalid = declared_invalid(pixels, scene.nodata)
+def _either(invalid: np.ndarray | None, more: np.ndarray) -> np.ndarray:
+    if invalid is None:
+        return more
+    invalid |= more
+    return invalid
+
+
+def overview(scene: Scene, bands: tuple[str, ...],
+             resident: ResidentScene | None = None) -> tuple[np.ndarray, np.ndarray, EdgeFillMap]:
+    """Decimated pixels, their validity, and the edge-connected fill map, from one small read (picked from
+    `resident`, the scene decoded, where given and the file has no overviews for GDAL to read instead)."""
     ds = scene.dataset
+    picked = resident is not None and not ds.overviews(1)
+    if picked:
+        pixels = nearest_decimation(resident.pixels, *decimated_shape(scene.width, scene.height))
+    else:
+        pixels = read_decimated(scene, bands)
+    invalid = declared_invalid(pixels, scene.nodata)
     shape = pixels.shape[1:]
     if scene.alpha_index:
-        invalid |= ds.read(scene.alpha_index, out_shape=shape, resampling=Resampling.nearest) == 0
+        alpha = nearest_decimation(resident.alpha, *shape) if picked else \
+            ds.read(scene.alpha_index, out_shape=shape, resampling=Resampling.nearest)
+        invalid |= alpha == 0
     if scene.dataset_mask:
         invalid |= ds.read_masks(1, out_shape=shape, resampling=Resampling.nearest) == 0
     valid, connected = image_validity(pixels, invalid)

@@ -117,19 +117,28 @@ def _describe(path: Path, dataset, bands_override, max_pixels: float) -> Scene:
     return Scene(path, dataset, band_index, alpha_index, per_unit, dataset_mask)
 
 
+def decimated_shape(width: int, height: int, side: int = OVERVIEW_SIDE) -> tuple[int, int]:
+    """(rows, cols) of a decimated read whose longest side is at most `side` px."""
+    scale = max(max(width, height) / side, 1)
+    return max(1, math.ceil(height / scale)), max(1, math.ceil(width / scale))
+
+
 def _decimated(dataset, indexes: list[int], side: int = OVERVIEW_SIDE) -> np.ndarray:
     """A nearest-neighbour read with the longest side at most `side` px (uses overviews when present)."""
-    scale = max(dataset.width, dataset.height) / side
-    rows = max(1, math.ceil(dataset.height / max(scale, 1)))
-    cols = max(1, math.ceil(dataset.width / max(scale, 1)))
+    rows, cols = decimated_shape(dataset.width, dataset.height, side)
     try:
         return dataset.read(indexes, out_shape=(len(indexes), rows, cols), resampling=Resampling.nearest)
     except (RasterioIOError, RasterioError) as exc:
-        raise InputError(f"{Path(dataset.name).name} cannot be read: the file is truncated or damaged ({_first_line(exc)})") from exc
+        raise unreadable(dataset.name, exc) from exc
 
 
 def read_decimated(scene: Scene, bands: tuple[str, ...], side: int = OVERVIEW_SIDE) -> np.ndarray:
     return _decimated(scene.dataset, scene.indexes(bands), side)
+
+
+def unreadable(path: str | Path, exc: Exception) -> InputError:
+    """The error for a scene whose pixels GDAL could not read."""
+    return InputError(f"{Path(path).name} cannot be read: the file is truncated or damaged ({_first_line(exc)})")
 
 
 def _first_line(exc: Exception) -> str:

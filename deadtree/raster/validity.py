@@ -68,6 +68,17 @@ class EdgeFillMap:
         return np.clip((scene_coords * cells / size).astype(int), 0, cells - 1)
 
 
+def may_declare_invalid(dtype: np.dtype, nodata) -> bool:
+    """Whether declared_invalid can find anything in pixels of `dtype`: a declared nodata value, or NaN."""
+    return nodata is not None or np.dtype(dtype).kind == "f"
+
+
+def all_valid(shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only all-True mask that takes no memory (a broadcast scalar): for windows where nothing can be
+    invalid, instead of a fresh array per tile for the kernel to fault in."""
+    return np.broadcast_to(np.True_, shape)
+
+
 def declared_invalid(pixels: np.ndarray, nodata) -> np.ndarray:
     """Declared nodata (all bands equal to it) and NaN in any band."""
     invalid = np.zeros(pixels.shape[1:], dtype=bool)

@@ -1,8 +1,8 @@
 """Polygons from a mask streamed in row strips, stitched across strip borders.
 
-Each strip is labelled (4-connected, as GDAL polygonises) and outlined (deadtree.vector.trace). Components
-that touch a strip's last row stay open; the first row of the next strip says which of its components continue
-them (vertical neighbours), and those are merged. A component is emitted as soon as it can grow no further, so
+Each strip is labelled (4-connected, as GDAL polygonises; deadtree.vector.run_labels) and outlined
+(deadtree.vector.trace). Components that touch a strip's last row stay open; the first row of the next strip
+says which of its components continue them (vertical neighbours), and those are merged. A component is emitted as soon as it can grow no further, so
 memory holds one strip plus the open components.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import shapely
-from scipy import ndimage
 
-from deadtree.components import FOUR_CONNECTED, labelled_maxima
+from deadtree.components import labelled_maxima
+from deadtree.vector.run_labels import label_mask
 from deadtree.vector.trace import component_outlines
 
 
@@ -73,25 +73,26 @@ def stream_components(strips: Iterable[tuple[int, np.ndarray, np.ndarray]],
     previous_last_row: np.ndarray | None = None  # global ids along the previous strip's last row
     next_id = 1
     for first_row, mask, probs in strips:
-        labels, n = ndimage.label(mask, structure=FOUR_CONNECTED)
+        inside = np.flatnonzero(mask)
+        labels = label_mask(mask, inside)
+        n = labels.n
         ids = np.zeros(n + 1, dtype=np.int64)
         if n:
             ids[1:] = np.arange(next_id, next_id + n)
             next_id += n
             # Statistics over the mask's pixels only: a few percent of the strip.
-            inside = np.flatnonzero(mask)
-            owner = labels.ravel()[inside]
+            owner = labels.pixel_labels
             scores = probs.ravel()[inside].astype(np.float64) * score_scale
             counts = np.bincount(owner, minlength=n + 1)[1:]
             sums = np.bincount(owner, weights=scores, minlength=n + 1)[1:]
             maxima = labelled_maxima(scores, owner, n)
-            for k, outline in enumerate(component_outlines(mask, labels, n, first_row, inside), start=1):
+            for k, outline in enumerate(component_outlines(mask, labels, first_row, inside), start=1):
                 gid = int(ids[k])
                 uf.add(gid)
                 open_components[gid] = Component([outline], int(counts[k - 1]), float(sums[k - 1]),
                                                  float(maxima[k - 1]))
         if previous_last_row is not None and n:
-            first = ids[labels[0]]
+            first = ids[labels.row(0)]
             touching = (previous_last_row > 0) & (first > 0)
             for a, b in set(zip(previous_last_row[touching].tolist(), first[touching].tolist())):
                 ra, rb = uf.find(a), uf.find(b)
@@ -99,7 +100,7 @@ def stream_components(strips: Iterable[tuple[int, np.ndarray, np.ndarray]],
                     root = uf.union(ra, rb)
                     other = rb if root == ra else ra
                     open_components[root].absorb(open_components.pop(other))
-        last_row = ids[labels[-1]] if n else np.zeros(mask.shape[1], dtype=np.int64)
+        last_row = ids[labels.row(mask.shape[0] - 1)] if n else np.zeros(mask.shape[1], dtype=np.int64)
         still_open = {uf.find(g) for g in np.unique(last_row[last_row > 0]).tolist()}
         for root in [r for r in open_components if r not in still_open]:
             yield open_components.pop(root)

@@ -14,13 +14,12 @@ import numpy as np
 import shapely
 
 
-def component_outlines(mask: np.ndarray, labels: np.ndarray, n: int, row_offset: int = 0,
-                       flat_pixels: np.ndarray | None = None) -> list:
-    """Outline of each of the components 1..n of `labels` (4-connected labelling of `mask`), as shapely Polygons
-    in pixel coordinates (x = column, y = row + row_offset); index k holds component k + 1. `flat_pixels`, the
-    mask's np.flatnonzero where the caller has it already, spares a pass over the strip."""
-    outlines: list = [None] * n
-    if n == 0:
+def component_outlines(mask: np.ndarray, labels, row_offset: int = 0, flat_pixels: np.ndarray | None = None) -> list:
+    """Outline of each of the components 1..n of `labels` (deadtree.vector.run_labels.label_mask of `mask`), as
+    shapely Polygons in pixel coordinates (x = column, y = row + row_offset); index k holds component k + 1.
+    `flat_pixels`, the mask's np.flatnonzero where the caller has it already, spares a pass over the strip."""
+    outlines: list = [None] * labels.n
+    if labels.n == 0:
         return outlines
     mask = np.asarray(mask, dtype=bool)
     flat = np.flatnonzero(mask) if flat_pixels is None else flat_pixels
@@ -72,7 +71,7 @@ def _joined_sides(rows: np.ndarray, cols: np.ndarray, facing_out: np.ndarray, al
     return np.stack([start_xy, end_xy], 1).astype(np.float64)
 
 
-def _face_owners(faces: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def _face_owners(faces: np.ndarray, labels) -> np.ndarray:
     """The component label of each face (0 for a hole), read at the centre of the pixel just inside the first
     edge of the face's shell. A ring whose signed area is positive (shapely's is_ccw, taken on the coordinates as
     numbers, whichever way the rows run on screen) has its interior to the left of its direction of travel."""
@@ -84,7 +83,7 @@ def _face_owners(faces: np.ndarray, labels: np.ndarray) -> np.ndarray:
     inward = np.where(shapely.is_ccw(shells)[:, None], left, -left)
     centre = first + 0.5 * direction + 0.5 * inward
     cols, rows = np.floor(centre).astype(np.int64).T
-    return labels[rows, cols]
+    return labels.at(rows, cols)
 
 
 def _in_gdal_order(faces: np.ndarray, row_offset: int) -> np.ndarray:

@@ -1,0 +1,124 @@
+"""Scenes held decoded (deadtree.raster.resident) must give exactly what streaming them through GDAL gives."""
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+import deadtree.raster.resident as resident
+from deadtree.pipeline import SegmentOptions, segment_scene
+from deadtree.raster.resident import nearest_decimation, read_resident
+from deadtree.raster.scene import decimated_shape, open_scene, read_decimated
+from tests.scenes import Disc, write_scene
+
+
+def random_file(path, height, width, interleave="pixel", tiled=True):
+    data = np.random.default_rng(height * width).integers(0, 256, (4, height, width), dtype=np.uint8)
+    profile = dict(driver="GTiff", height=height, width=width, count=4, dtype="uint8", crs="EPSG:32633",
+                   transform=Affine(0.6, 0, 500000, 0, -0.6, 6700000), interleave=interleave, compress="deflate")
+    if tiled:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return data
+
+
+@pytest.mark.parametrize("height,width,interleave,tiled", [
+    (1500, 1100, "pixel", True), (2049, 1025, "band", True), (1025, 3001, "pixel", False), (4000, 333, "pixel", True),
+    (700, 500, "pixel", True)])
+def test_decimation_picks_the_pixels_gdal_picks(tmp_path, height, width, interleave, tiled):
+    data = random_file(tmp_path / "s.tif", height, width, interleave, tiled)
+    scene = open_scene(tmp_path / "s.tif")
+    try:
+        by_gdal = read_decimated(scene, tuple(scene.band_index))
+    finally:
+        scene.close()
+    assert by_gdal.shape[1:] == decimated_shape(width, height)
+    assert np.array_equal(nearest_decimation(data, *by_gdal.shape[1:]), by_gdal)
+
+
+def test_the_threaded_read_is_the_plain_read_with_its_alpha_apart(tmp_path):
+    path = tmp_path / "alpha.tif"
+    write_scene(path, height=500, width=700, bands=3, alpha_mask=True, tiled=True)
+    scene = open_scene(path)
+    try:
+        held = read_resident(scene, scene.indexes(("R", "G", "B")), threads=2)
+        assert held is not None and scene.alpha_index == 4
+        assert np.array_equal(held.pixels, scene.dataset.read([1, 2, 3]))
+        assert np.array_equal(held.alpha, scene.dataset.read(4))
+    finally:
+        scene.close()
+
+
+def test_large_scenes_and_internal_masks_are_left_to_stream(tmp_path, monkeypatch):
+    plain, masked = tmp_path / "plain.tif", tmp_path / "masked.tif"
+    write_scene(plain)
+    write_scene(masked)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(masked, "r+") as ds:
+        ds.write_mask(np.full((ds.height, ds.width), 255, np.uint8))
+    for path, limit, held in ((plain, resident.RESIDENT_BYTES, True), (plain, 300 * 260 * 4 - 1, False),
+                              (masked, resident.RESIDENT_BYTES, False)):
+        monkeypatch.setattr(resident, "RESIDENT_BYTES", limit)
+        scene = open_scene(path)
+        try:
+            assert (read_resident(scene, [1, 2, 3, 4], threads=2) is not None) == held, (path.name, limit)
+        finally:
+            scene.close()
+
+
+SCENES = [
+    pytest.param(dict(height=1300, width=1100), id="larger-than-the-decimated-read"),
+    pytest.param(dict(border=30, border_value=0, nodata=0), id="nodata-collar"),
+    pytest.param(dict(border=30, border_value=255), id="white-edge-fill"),
+    pytest.param(dict(bands=3, alpha_mask=True, tiled=True), id="alpha"),
+    pytest.param(dict(dtype="uint16", tiled=True), id="uint16"),
+    pytest.param(dict(dtype="float32"), id="float32"),
+]
+
+
+@pytest.mark.parametrize("kw", SCENES)
+def test_held_and_streamed_scenes_give_the_same_outputs(tmp_path, toy_models, monkeypatch, kw):
+    scene = tmp_path / "scene.tif"
+    write_scene(scene, discs=[Disc(60, 60, 6), Disc(150, 120, 8), Disc(250, 200, 5)], **kw)
+    answers, held = [], []
+
+    def spied(*args, **kwargs):
+        held.append(read_resident(*args, **kwargs) is not None)
+        return read_resident(*args, **kwargs)
+
+    monkeypatch.setattr("deadtree.pipeline.read_resident", spied)
+    for limit in (resident.RESIDENT_BYTES, 0):
+        monkeypatch.setattr(resident, "RESIDENT_BYTES", limit)
+        out = tmp_path / f"held{limit}"
+        out.mkdir()
+        result = segment_scene(scene, SegmentOptions(output=out / "o.geojson", probabilities=out / "p.tif"))
+        with rasterio.open(out / "p.tif") as ds:
+            codes = ds.read(1)
+        features = json.loads((out / "o.geojson").read_text())["features"]
+        answers.append((result.polygons, codes, [f["geometry"] for f in features]))
+    (held_count, held_codes, held_shapes), (count, codes, shapes) = answers
+    assert held == [True, False]
+    assert held_count == count >= 2
+    assert np.array_equal(held_codes, codes)
+    assert held_shapes == shapes
+
+
+def test_windows_where_nothing_can_be_invalid_share_one_read_only_mask(tmp_path):
+    from deadtree.raster.grid import identity_grid
+    from deadtree.raster.reader import WindowReader
+
+    plain, with_nodata = tmp_path / "plain.tif", tmp_path / "nodata.tif"
+    write_scene(plain)
+    write_scene(with_nodata, border=20, border_value=0, nodata=0)
+    for path, shared in ((plain, True), (with_nodata, False)):
+        scene = open_scene(path)
+        try:
+            reader = WindowReader(scene, ("R", "G", "B", "NIR"), identity_grid(scene.width, scene.height), None)
+            _, valid = reader.read(0, 0, 64, 80)
+            assert valid.shape == (64, 80)
+            assert (not valid.flags.writeable and valid.strides == (0, 0) and valid.all()) == shared
+            if not shared:
+                assert not valid[:20].any() and valid[20:, 20:].all()
+        finally:
+            scene.close()
