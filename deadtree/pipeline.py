@@ -283,7 +283,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     # model's own resolution the polygons are traced from the rows as they are finished.
     keep_band = grid.resampled or "probabilities" in outputs
     raster = ProbabilityRaster(grid_path, grid.width, grid.height, scene.crs, grid_transform) if keep_band else None
-    accumulator = StripAccumulator(grid.height, grid.width, tile)
+    accumulator = StripAccumulator(grid.height, grid.width, tile, solo=overlap)  # tiles stepped by tile - overlap
     weights = blend_window(tile, overlap)
     tiles = [t for row in rows_of_tiles for t in row]
     bar = tqdm(total=n_tiles, unit="tile", desc="segmenting", disable=not options.progress, dynamic_ncols=True)

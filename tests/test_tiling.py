@@ -157,3 +157,30 @@ def test_mirroring_in_place_equals_numpys_symmetric_pad(seed):
     tile[:, top:top + rows, left:left + cols] = inner
     mirror_into_margins(tile, pads)
     np.testing.assert_array_equal(tile, expected)
+
+
+def blended(height, width, tile, overlap, offset, trim, solo, holes):
+    """Every tile of the grid through the accumulator, with the pipeline's windows; the finished rows."""
+    rng = np.random.default_rng(tile + offset)
+    weights = blend_window(tile, overlap)
+    acc = StripAccumulator(height, width, tile, solo=solo)
+    rows, out = [], np.zeros((height, width), np.float32)
+    for row in tile_rows(height, width, tile, overlap, offset, trim=trim):
+        for t in row:
+            for first, values, valid in acc.flush_chunks(t.row, 7):
+                out[first:first + len(values)] = np.where(valid, values, -1)
+            valid = np.ones((t.height, t.width), bool)
+            if holes and rng.random() < 0.5:
+                valid[rng.integers(t.height):, :rng.integers(t.width)] = False
+            acc.add(t, rng.random((t.height, t.width), dtype=np.float32), weights, valid)
+    for first, values, valid in acc.flush_chunks(height, 7):
+        out[first:first + len(values)] = np.where(valid, values, -1)
+    return out
+
+
+@pytest.mark.parametrize("offset,trim,holes", [(0, None, False), (0, TRIM_MULTIPLE, False), (37, TRIM_MULTIPLE, True),
+                                               (5, None, True)])
+def test_tiles_written_as_they_are_where_they_alone_cover_blend_to_the_same_numbers(offset, trim, holes):
+    # the tile's own rectangle is copied, the frame weighted: bit for bit what weighting everything gives
+    kw = dict(height=300, width=410, tile=96, overlap=24, offset=offset, trim=trim, holes=holes)
+    assert np.array_equal(blended(solo=24, **kw), blended(solo=None, **kw))
