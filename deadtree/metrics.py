@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -57,6 +56,8 @@ class ObjectCounts:
     truth: int = 0
 
     def add(self, pred: np.ndarray, truth: np.ndarray, iou_threshold: float = 0.25) -> None:
+        from scipy import ndimage  # imported where used: scipy is a quarter second of every command's start
+
         pred_labels, n_pred = ndimage.label(pred.astype(bool), structure=EIGHT_CONNECTED)
         truth_labels, n_truth = ndimage.label(truth.astype(bool), structure=EIGHT_CONNECTED)
         self.predicted += n_pred
@@ -132,6 +133,8 @@ class ErrorBreakdown:
 def _overlapping(mask: np.ndarray, overlap: np.ndarray) -> np.ndarray:
     """The pixels of `mask`'s 8-connected components that contain a pixel of `overlap` (a part of `mask`, so
     the background's label 0 is never marked)."""
+    from scipy import ndimage  # imported where used: scipy is a quarter second of every command's start
+
     labels, n = ndimage.label(mask, structure=EIGHT_CONNECTED)
     touched = np.zeros(n + 1, dtype=bool)
     touched[labels[overlap]] = True

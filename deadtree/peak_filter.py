@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from deadtree.components import FOUR_CONNECTED, labelled_maxima
 from deadtree.metrics import Scores
@@ -27,6 +26,8 @@ DEFAULT_MIN_AREA_PX = 1.0 / (0.6 * 0.6)  # segment's default --min-area (1 m²) 
 
 def _patches(probabilities: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """4-connected patches at or above the threshold: labels, each patch's peak and its pixel count."""
+    from scipy import ndimage  # imported where used: scipy is a quarter second of every command's start
+
     labels, n = ndimage.label(probabilities >= threshold, structure=FOUR_CONNECTED)
     peaks = np.concatenate([[-np.inf], labelled_maxima(probabilities, labels, n)])
     return labels, peaks, np.bincount(labels.ravel(), minlength=n + 1)

@@ -6,7 +6,6 @@ from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from deadtree.runtime.session import cpu_threads
 from deadtree.tiling import TRIM_MULTIPLE
@@ -50,6 +49,8 @@ def _resized(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
     6x slower (2.7 s a 1024 px tile); in parallel because on a GPU the resampling, not the model, sets the cost
     (--scales 1.5 took 8.8 s against 2.8 s for a 4096 px scene on an H100 with the planes one after another).
     Pillow's resize was 2.5x faster still, but its other alignment scored 0.003 lower on validation."""
+    from scipy import ndimage  # imported where used: scipy is a quarter second of every command's start
+
     out = np.empty(a.shape[:-2] + (rows, cols), dtype=np.float32)
     factors = (rows / a.shape[-2], cols / a.shape[-1])
 

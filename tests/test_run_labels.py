@@ -56,3 +56,37 @@ def test_label_mask_picks_runs_for_sparse_masks_and_the_scan_for_full_ones():
     full = np.random.default_rng(0).random((100, 100)) < 3 * DENSE_SHARE
     assert isinstance(label_mask(sparse), RunLabels)
     assert isinstance(label_mask(full), DenseLabels)
+
+
+def test_long_snakes_and_spirals_join_into_the_right_components():
+    # chains of runs many rows long: the joining must not stop before every touching pair shares a root
+    snake = np.zeros((60, 40), bool)
+    snake[::2] = True
+    for r in range(1, 60, 2):
+        snake[r, -1 if (r // 2) % 2 == 0 else 0] = True
+    spiral = np.zeros((41, 41), bool)
+    r0, c0, r1, c1 = 0, 0, 40, 40
+    while r0 <= r1 and c0 <= c1:
+        spiral[r0, c0:c1 + 1] = spiral[r0:r1 + 1, c1] = True
+        if r1 - r0 >= 2:
+            spiral[r1, c0:c1 + 1] = True
+        if c1 - c0 >= 2:
+            spiral[r0 + 2:r1 + 1, c0] = True
+        r0, c0, r1, c1 = r0 + 2, c0 + 2, r1 - 2, c1 - 2
+    for mask in (snake, spiral, snake[::-1, ::-1]):
+        assert_like_ndimage(RunLabels(mask.shape, np.flatnonzero(mask)), mask)
+
+
+def test_segment_imports_no_scipy_for_a_scene_without_fill(tmp_path, toy_models):
+    # scipy's import is a quarter second of every command's start; a plain scene needs none of it
+    import subprocess
+    import sys
+
+    from tests.scenes import write_scene
+
+    write_scene(tmp_path / "s.tif")
+    code = ("import sys\nfrom deadtree.pipeline import SegmentOptions, segment_scene\n"
+            f"segment_scene({str(tmp_path / 's.tif')!r}, SegmentOptions(output={str(tmp_path / 'o.geojson')!r}))\n"
+            "print('scipy' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
