@@ -5,6 +5,12 @@ import pytest
 from tests.scenes import GEOTIFF_DIR, USA_DIR, toy_model
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Each test starts with an empty deadtree cache of its own, never the user's (~/.cache/deadtree)."""
+    monkeypatch.setenv("DEADTREE_CACHE_DIR", str(tmp_path_factory.mktemp("deadtree-cache")))
+
+
 @pytest.fixture
 def toy_models(tmp_path, monkeypatch):
     """A model folder with toy RGB+NIR and RGB segmenters, used instead of the shipped models."""

@@ -1,0 +1,72 @@
+"""Tidied graphs kept on disk: a later process opens the checked outcome instead of working it out again."""
+import numpy as np
+import pytest
+
+from deadtree.runtime import channels_last, tidied_cache
+from deadtree.runtime.registry import resolve_model
+from deadtree.runtime.session import OnnxModel
+
+
+@pytest.fixture
+def int8(monkeypatch):
+    monkeypatch.setattr(channels_last, "_OUTCOMES", {})
+    monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "tidied")
+    return resolve_model("deadtree-rgbn-int8", "segmenter")
+
+
+def new_process(monkeypatch):
+    """What a new process has: nothing in memory, and no way to tidy (it must not need to)."""
+    monkeypatch.setattr(channels_last, "_OUTCOMES", {})
+
+    def no_tidying(model):
+        raise AssertionError("tidied again although the outcome was on disk")
+
+    monkeypatch.setattr(channels_last, "tidy", no_tidying)
+
+
+def test_a_later_process_opens_the_saved_tidied_graph(int8, monkeypatch):
+    tile = np.random.default_rng(3).random((1, 4, 256, 192), dtype=np.float32)
+    first = OnnxModel(int8, "cpu")
+    assert channels_last.runs_tidied(first.session)
+    assert len(list(tidied_cache.cache_folder().glob("*.onnx"))) == 1
+    new_process(monkeypatch)
+    later = OnnxModel(int8, "cpu")
+    assert channels_last.runs_tidied(later.session)
+    assert np.array_equal(later.run(tile), first.run(tile))
+
+
+def test_a_refusal_is_kept_too(int8, monkeypatch):
+    real = channels_last.tidy
+
+    def wrong(model):  # right sizes, wrong pixels: the check refuses it
+        count = real(model)
+        for node in model.graph.node:
+            if node.output[0].endswith("/copies_columns"):
+                node.attribute[0].i = 1
+        return count
+
+    monkeypatch.setattr(channels_last, "tidy", wrong)
+    assert not channels_last.runs_tidied(OnnxModel(int8, "cpu").session)
+    assert len(list(tidied_cache.cache_folder().glob("*.refused"))) == 1
+    new_process(monkeypatch)
+    assert not channels_last.runs_tidied(OnnxModel(int8, "cpu").session)
+
+
+def test_no_cache_folder_or_one_that_cannot_be_written_is_no_error(int8, monkeypatch, tmp_path):
+    monkeypatch.setenv(tidied_cache.ENV_CACHE_DIR, "")
+    assert tidied_cache.cache_folder() is None
+    assert channels_last.runs_tidied(OnnxModel(int8, "cpu").session)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv(tidied_cache.ENV_CACHE_DIR, str(blocked))
+    monkeypatch.setattr(channels_last, "_OUTCOMES", {})
+    assert channels_last.runs_tidied(OnnxModel(int8, "cpu").session)
+
+
+def test_the_name_changes_with_the_cpu_and_the_rewriting_code(monkeypatch):
+    key = ("model.onnx", 1, 2, "1.32.0", ())
+    base = tidied_cache._name(key)
+    monkeypatch.setattr("deadtree.machine.vector_extensions", lambda: "AVX2")
+    other_cpu = tidied_cache._name(key)
+    monkeypatch.setattr(tidied_cache, "_rewriting_code", lambda: "edited")
+    assert len({base, other_cpu, tidied_cache._name(key)}) == 3
