@@ -207,16 +207,10 @@ def test_a_rewrite_that_changes_the_answers_is_not_used(monkeypatch):
     from deadtree.runtime.registry import resolve_model
     from deadtree.runtime.session import OnnxModel
 
-    real_rewrite = channels_last.tidy
+    from tests.rewrites import answer_changing
 
-    def wrong(model):  # doubles the rows where the columns should be doubled: the right sizes, wrong pixels
-        count = real_rewrite(model)
-        for node in model.graph.node:
-            if node.output[0].endswith("/copies_columns"):
-                node.attribute[0].i = 1
-        return count
-
-    monkeypatch.setattr(channels_last, "tidy", wrong)
+    # doubles the rows where the columns should be doubled: the right sizes, wrong pixels
+    monkeypatch.setattr(channels_last, "tidy", answer_changing(channels_last.tidy))
     monkeypatch.setattr(channels_last, "_OUTCOMES", {})
     monkeypatch.setenv("DEADTREE_GRAPH_OPTIMIZATION", "tidied")
     int8 = resolve_model("deadtree-rgbn-int8", "segmenter")

@@ -5,6 +5,7 @@ import pytest
 from deadtree.runtime import channels_last, tidied_cache
 from deadtree.runtime.registry import resolve_model
 from deadtree.runtime.session import OnnxModel
+from tests.rewrites import answer_changing
 
 
 @pytest.fixture
@@ -36,16 +37,7 @@ def test_a_later_process_opens_the_saved_tidied_graph(int8, monkeypatch):
 
 
 def test_a_refusal_is_kept_too(int8, monkeypatch):
-    real = channels_last.tidy
-
-    def wrong(model):  # right sizes, wrong pixels: the check refuses it
-        count = real(model)
-        for node in model.graph.node:
-            if node.output[0].endswith("/copies_columns"):
-                node.attribute[0].i = 1
-        return count
-
-    monkeypatch.setattr(channels_last, "tidy", wrong)
+    monkeypatch.setattr(channels_last, "tidy", answer_changing(channels_last.tidy))  # the check refuses it
     assert not channels_last.runs_tidied(OnnxModel(int8, "cpu").session)
     assert len(list(tidied_cache.cache_folder().glob("*.refused"))) == 1
     new_process(monkeypatch)
