@@ -2,8 +2,8 @@
 
 Each strip is labelled (4-connected, as GDAL polygonises; deadtree.vector.run_labels) and outlined
 (deadtree.vector.trace). Components that touch a strip's last row stay open; the first row of the next strip
-says which of its components continue them (vertical neighbours), and those are merged. A component is emitted as soon as it can grow no further, so
-memory holds one strip plus the open components.
+says which of its components continue them (vertical neighbours), and those are merged. A component is
+emitted as soon as it can grow no further, so memory holds one strip plus the open components.
 """
 from __future__ import annotations
 
