@@ -8,17 +8,19 @@ from affine import Affine
 
 import deadtree.raster.resident as resident
 from deadtree.pipeline import SegmentOptions, segment_scene
-from deadtree.raster.resident import nearest_decimation, read_resident
+from deadtree.raster.resident import nearest_decimation, read_resident, swept_decimation
 from deadtree.raster.scene import decimated_shape, open_scene, read_decimated
 from tests.scenes import Disc, write_scene
 
 
-def random_file(path, height, width, interleave="pixel", tiled=True):
+def random_file(path, height, width, interleave="pixel", tiled=True, strip_rows=None):
     data = np.random.default_rng(height * width).integers(0, 256, (4, height, width), dtype=np.uint8)
     profile = dict(driver="GTiff", height=height, width=width, count=4, dtype="uint8", crs="EPSG:32633",
                    transform=Affine(0.6, 0, 500000, 0, -0.6, 6700000), interleave=interleave, compress="deflate")
     if tiled:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
+    elif strip_rows:
+        profile.update(blockysize=strip_rows)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return data
@@ -36,6 +38,60 @@ def test_decimation_picks_the_pixels_gdal_picks(tmp_path, height, width, interle
         scene.close()
     assert by_gdal.shape[1:] == decimated_shape(width, height)
     assert np.array_equal(nearest_decimation(data, *by_gdal.shape[1:]), by_gdal)
+
+
+@pytest.mark.parametrize("height,width,interleave,tiled,band_rows", [
+    (3000, 700, "pixel", True, 256), (2500, 2100, "band", True, 512), (1500, 1100, "pixel", False, 100),
+    (5000, 300, "pixel", True, 256)])
+def test_a_sweep_in_bands_picks_the_pixels_gdal_picks(tmp_path, monkeypatch, height, width, interleave, tiled,
+                                                      band_rows):
+    # bands of a few block rows, some holding no picked row at all (5000 rows decimated to 1024, bands of 256)
+    random_file(tmp_path / "s.tif", height, width, interleave, tiled)
+    monkeypatch.setattr(resident, "SWEEP_BYTES", band_rows * width * 4)
+    scene = open_scene(tmp_path / "s.tif")
+    try:
+        by_gdal = read_decimated(scene, tuple(scene.band_index))
+        swept = swept_decimation(scene, [1, 2, 3, 4], *by_gdal.shape[1:], threads=2)
+    finally:
+        scene.close()
+    assert swept.alpha is None
+    assert np.array_equal(swept.pixels, by_gdal)
+
+
+def test_bands_without_a_picked_row_are_not_read(tmp_path, monkeypatch):
+    random_file(tmp_path / "s.tif", 4100, 60, tiled=False, strip_rows=1)  # 4100 rows -> 1024: every 4th row
+    monkeypatch.setattr(resident, "SWEEP_BYTES", 2 * 60 * 4)  # bands of two one-row strips
+    scene = open_scene(tmp_path / "s.tif")
+    reads = []
+    real_open = rasterio.open
+
+    def counting_open(*args, **kwargs):
+        handle = real_open(*args, **kwargs)
+        real_read = handle.read
+        handle.read = lambda *a, **k: reads.append(k["window"]) or real_read(*a, **k)
+        return handle
+
+    monkeypatch.setattr(resident.rasterio, "open", counting_open)
+    try:
+        swept = swept_decimation(scene, [1, 2, 3, 4], *decimated_shape(60, 4100), threads=2)
+        by_gdal = read_decimated(scene, tuple(scene.band_index))
+    finally:
+        scene.close()
+    assert np.array_equal(swept.pixels, by_gdal)
+    assert len(reads) < 4100 // 2 * 0.6 and all(w.height == 1 for w in reads)  # only the picked rows' bands
+
+
+def test_a_swept_alpha_band_is_kept_apart(tmp_path, monkeypatch):
+    path = tmp_path / "alpha.tif"
+    write_scene(path, height=1500, width=1300, bands=3, alpha_mask=True, tiled=True)
+    monkeypatch.setattr(resident, "SWEEP_BYTES", 128 * 1300 * 4)
+    scene = open_scene(path)
+    try:
+        swept = swept_decimation(scene, [1, 2, 3], *decimated_shape(1300, 1500), threads=2)
+        assert np.array_equal(swept.pixels, read_decimated(scene, ("R", "G", "B")))
+        assert np.array_equal(swept.alpha, nearest_decimation(scene.dataset.read(4), *decimated_shape(1300, 1500)))
+    finally:
+        scene.close()
 
 
 def test_the_threaded_read_is_the_plain_read_with_its_alpha_apart(tmp_path):

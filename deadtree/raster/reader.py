@@ -7,7 +7,8 @@ from rasterio.errors import RasterioError
 
 from deadtree.errors import InputError
 from deadtree.raster.grid import ModelGrid
-from deadtree.raster.resident import ResidentScene, nearest_decimation
+from deadtree.machine import usable_cores
+from deadtree.raster.resident import ResidentScene, nearest_decimation, small_enough, swept_decimation
 from deadtree.raster.scene import Scene, decimated_shape, read_decimated
 from deadtree.raster.validity import (EdgeFillMap, all_valid, declared_invalid, fill_values, image_validity,
                                       may_declare_invalid, solid_fill)
@@ -99,21 +100,28 @@ def _either(invalid: np.ndarray | None, more: np.ndarray) -> np.ndarray:
     return invalid
 
 
-def overview(scene: Scene, bands: tuple[str, ...],
-             resident: ResidentScene | None = None) -> tuple[np.ndarray, np.ndarray, EdgeFillMap]:
-    """Decimated pixels, their validity, and the edge-connected fill map, from one small read (picked from
-    `resident`, the scene decoded, where given and the file has no overviews for GDAL to read instead)."""
+def overview(scene: Scene, bands: tuple[str, ...], resident: ResidentScene | None = None,
+             threads: int | None = None) -> tuple[np.ndarray, np.ndarray, EdgeFillMap]:
+    """Decimated pixels, their validity, and the edge-connected fill map. GDAL reads them where the file has
+    overviews (it reads a small one then), and where a scene small enough to hold is not held (its decoded
+    blocks then stay in GDAL's cache for the tiles, deadtree.pipeline.tile_cache_bytes). Otherwise they are
+    picked from `resident` (the scene decoded), or from one sweep over a large scene on `threads` cores
+    (default: all this process may use)."""
     ds = scene.dataset
-    picked = resident is not None and not ds.overviews(1)
-    if picked:
-        pixels = nearest_decimation(resident.pixels, *decimated_shape(scene.width, scene.height))
-    else:
+    shape = decimated_shape(scene.width, scene.height)
+    if ds.overviews(1) or (resident is None and small_enough(scene, scene.indexes(bands))):
         pixels = read_decimated(scene, bands)
+        alpha = ds.read(scene.alpha_index, out_shape=shape, resampling=Resampling.nearest) \
+            if scene.alpha_index else None
+    else:
+        if resident is not None:
+            picked = ResidentScene(nearest_decimation(resident.pixels, *shape),
+                                   None if resident.alpha is None else nearest_decimation(resident.alpha, *shape))
+        else:
+            picked = swept_decimation(scene, scene.indexes(bands), *shape, threads or usable_cores())
+        pixels, alpha = picked.pixels, picked.alpha
     invalid = declared_invalid(pixels, scene.nodata)
-    shape = pixels.shape[1:]
-    if scene.alpha_index:
-        alpha = nearest_decimation(resident.alpha, *shape) if picked else \
-            ds.read(scene.alpha_index, out_shape=shape, resampling=Resampling.nearest)
+    if alpha is not None:
         invalid |= alpha == 0
     if scene.dataset_mask:
         invalid |= ds.read_masks(1, out_shape=shape, resampling=Resampling.nearest) == 0

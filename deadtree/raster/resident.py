@@ -1,12 +1,13 @@
-"""A scene small enough to hold decoded: read once on every core, then cut into tiles from memory.
+"""Scenes read at full resolution on every core: held decoded when small, swept once for their statistics when not.
 
 The statistics that scale a scene come from a decimated read of all of it, and the model cannot start before
 they are known. GDAL decodes the blocks of a decimated read one at a time on one core: 0.23-0.26 s for a
-deflate-compressed 4096 x 4096 x 4 scene, with the second core idle in the meantime. A full-resolution read of
-the whole scene decodes its blocks on all cores (GDAL_NUM_THREADS) in 0.14-0.17 s on the 2-core host. So a
-scene whose pixels fit in RESIDENT_BYTES is read that way; the decimated pixels are picked from it where GDAL's
-nearest-neighbour decimation picks them, and tiles are copied out of it instead of going through GDAL's block
-cache. Larger scenes stream as before (deadtree.raster.reader).
+deflate-compressed 4096 x 4096 x 4 scene, and 20.8 s for a 20000 x 20000 x 4 one, with the second core idle
+meanwhile. A full-resolution read decodes its blocks on all cores (GDAL_NUM_THREADS): 0.14-0.17 s for the
+whole 4096 x 4096 scene on the 2-core host. So a scene whose pixels fit in RESIDENT_BYTES is read whole that
+way, and its tiles are then copied out of memory instead of going through GDAL's block cache; a larger one is
+read that way in bands of block rows, kept only long enough to pick the decimated pixels from them. Either
+way the decimated pixels are the ones GDAL's nearest-neighbour decimation picks (tested against it).
 """
 from __future__ import annotations
 
@@ -15,12 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
+from rasterio.windows import Window
 
 from deadtree.raster.scene import Scene, unreadable
 
 # The scene's pixels held decoded; under the 25-megapixel scene of the memory benchmark (100 MB for four
 # bytes a pixel), and a 7000 x 7000 x 3 scene (147 MB).
 RESIDENT_BYTES = 160 * 1024 * 1024
+# The band of block rows decoded at a time when sweeping a larger scene: memory for one band, and enough blocks
+# in it to keep every core decoding.
+SWEEP_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
@@ -32,10 +37,8 @@ class ResidentScene:
 def read_resident(scene: Scene, indexes: list[int], threads: int) -> ResidentScene | None:
     """The whole scene decoded, or None where it is too large to hold or has an internal mask (read window by
     window, as GDAL resolves it)."""
-    ds = scene.dataset
-    planes = [*indexes, *([scene.alpha_index] if scene.alpha_index else [])]
-    size = ds.width * ds.height * len(planes) * np.dtype(ds.dtypes[0]).itemsize
-    if scene.dataset_mask or size > RESIDENT_BYTES:
+    planes = _planes(scene, indexes)
+    if scene.dataset_mask or not small_enough(scene, indexes):
         return None
     try:
         # GDAL reads the option when a dataset is opened: a handle of its own, for this one read
@@ -47,11 +50,51 @@ def read_resident(scene: Scene, indexes: list[int], threads: int) -> ResidentSce
     return ResidentScene(decoded[:len(indexes)], alpha)
 
 
+def small_enough(scene: Scene, indexes: list[int]) -> bool:
+    """Whether the scene's `indexes` (and its alpha band) fit in RESIDENT_BYTES decoded."""
+    ds = scene.dataset
+    return ds.width * ds.height * len(_planes(scene, indexes)) * np.dtype(ds.dtypes[0]).itemsize <= RESIDENT_BYTES
+
+
+def _planes(scene: Scene, indexes: list[int]) -> list[int]:
+    return [*indexes, *([scene.alpha_index] if scene.alpha_index else [])]
+
+
 def nearest_decimation(pixels: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """(..., rows, cols) picked from (..., height, width) as GDAL's nearest-neighbour RasterIO picks them: the
-    source pixel under each output pixel's centre."""
+    """(..., rows, cols) picked from (..., height, width) as GDAL's nearest-neighbour RasterIO picks them."""
     height, width = pixels.shape[-2:]
-    picked_rows = np.floor((np.arange(rows) + 0.5) * (height / rows)).astype(np.intp)
-    picked_cols = np.floor((np.arange(cols) + 0.5) * (width / cols)).astype(np.intp)
     # rows, then columns of the rows taken: 5.5 against 18 ms for one gather of both (4 x 4096 x 4096 -> 1024)
-    return np.take(np.take(pixels, picked_rows, axis=-2), picked_cols, axis=-1)
+    return np.take(np.take(pixels, _picks(height, rows), axis=-2), _picks(width, cols), axis=-1)
+
+
+def swept_decimation(scene: Scene, indexes: list[int], rows: int, cols: int, threads: int) -> ResidentScene:
+    """The decimated pixels (and alpha) of a scene too large to hold, from one full-resolution pass over it in
+    bands of block rows decoded on every core; bands holding no picked row are not read."""
+    ds = scene.dataset
+    planes = _planes(scene, indexes)
+    picked_rows, picked_cols = _picks(ds.height, rows), _picks(ds.width, cols)
+    block_rows = max(1, ds.block_shapes[0][0])
+    row_bytes = ds.width * len(planes) * np.dtype(ds.dtypes[0]).itemsize
+    band = max(block_rows, SWEEP_BYTES // row_bytes // block_rows * block_rows)
+    out = np.empty((len(planes), rows, cols), dtype=ds.dtypes[0])
+    buffer = np.empty((len(planes), min(band, ds.height), ds.width), dtype=ds.dtypes[0])
+    try:
+        with rasterio.Env(GDAL_NUM_THREADS=str(max(1, threads))), rasterio.open(scene.path) as threaded:
+            for top in range(0, ds.height, band):
+                height = min(band, ds.height - top)
+                wanted = np.flatnonzero((picked_rows >= top) & (picked_rows < top + height))
+                if len(wanted) == 0:
+                    continue
+                # from the first to the last picked row of the band: blocks outside them are not decoded
+                first, last = picked_rows[wanted[0]], picked_rows[wanted[-1]]
+                part = buffer[:, :last - first + 1]
+                threaded.read(planes, window=Window(0, first, ds.width, last - first + 1), out=part)
+                out[:, wanted] = np.take(part[:, picked_rows[wanted] - first], picked_cols, axis=-1)
+    except RasterioError as exc:
+        raise unreadable(scene.path, exc) from exc
+    return ResidentScene(out[:len(indexes)], out[-1] if scene.alpha_index else None)
+
+
+def _picks(size: int, count: int) -> np.ndarray:
+    """The source index under each of `count` output cells' centres along an axis of `size` pixels."""
+    return np.floor((np.arange(count) + 0.5) * (size / count)).astype(np.intp)
