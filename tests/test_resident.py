@@ -40,14 +40,16 @@ def test_decimation_picks_the_pixels_gdal_picks(tmp_path, height, width, interle
     assert np.array_equal(nearest_decimation(data, *by_gdal.shape[1:]), by_gdal)
 
 
-@pytest.mark.parametrize("height,width,interleave,tiled,band_rows", [
-    (3000, 700, "pixel", True, 256), (2500, 2100, "band", True, 512), (1500, 1100, "pixel", False, 100),
-    (5000, 300, "pixel", True, 256)])
-def test_a_sweep_in_bands_picks_the_pixels_gdal_picks(tmp_path, monkeypatch, height, width, interleave, tiled,
-                                                      band_rows):
-    # bands of a few block rows, some holding no picked row at all (5000 rows decimated to 1024, bands of 256)
+@pytest.mark.parametrize("height,width,interleave,tiled,sweep_bytes", [
+    (3000, 700, "pixel", True, 256 * 700 * 4), (2500, 2100, "band", True, 512 * 2100 * 4),
+    (1500, 1100, "pixel", False, 100 * 1100 * 4), (5000, 300, "pixel", True, 256 * 300 * 4),
+    (1500, 1300, "pixel", True, 2 * 256 * 256 * 4)])
+def test_a_sweep_in_pieces_picks_the_pixels_gdal_picks(tmp_path, monkeypatch, height, width, interleave, tiled,
+                                                       sweep_bytes):
+    # bands of a few block rows; the last budget holds less than one block row of the full width, so its bands
+    # are cut across into pieces of two 256 px blocks
     random_file(tmp_path / "s.tif", height, width, interleave, tiled)
-    monkeypatch.setattr(resident, "SWEEP_BYTES", band_rows * width * 4)
+    monkeypatch.setattr(resident, "SWEEP_BYTES", sweep_bytes)
     scene = open_scene(tmp_path / "s.tif")
     try:
         by_gdal = read_decimated(scene, tuple(scene.band_index))

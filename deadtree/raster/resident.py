@@ -69,30 +69,40 @@ def nearest_decimation(pixels: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 def swept_decimation(scene: Scene, indexes: list[int], rows: int, cols: int, threads: int) -> ResidentScene:
     """The decimated pixels (and alpha) of a scene too large to hold, from one full-resolution pass over it in
-    bands of block rows decoded on every core; bands holding no picked row are not read."""
+    pieces of whole blocks decoded on every core: bands of block rows, cut across too where one band of the
+    full width would pass SWEEP_BYTES. Pieces holding no picked pixel are not read."""
     ds = scene.dataset
     planes = _planes(scene, indexes)
     picked_rows, picked_cols = _picks(ds.height, rows), _picks(ds.width, cols)
-    block_rows = max(1, ds.block_shapes[0][0])
-    row_bytes = ds.width * len(planes) * np.dtype(ds.dtypes[0]).itemsize
-    band = max(block_rows, SWEEP_BYTES // row_bytes // block_rows * block_rows)
+    block_rows, block_cols = (max(1, side) for side in ds.block_shapes[0])
+    pixel_bytes = len(planes) * np.dtype(ds.dtypes[0]).itemsize
+    band = max(block_rows, SWEEP_BYTES // (ds.width * pixel_bytes) // block_rows * block_rows)
+    span = max(block_cols, SWEEP_BYTES // (band * pixel_bytes) // block_cols * block_cols)
     out = np.empty((len(planes), rows, cols), dtype=ds.dtypes[0])
-    buffer = np.empty((len(planes), min(band, ds.height), ds.width), dtype=ds.dtypes[0])
+    buffer = np.empty(len(planes) * min(band, ds.height) * min(span, ds.width), dtype=ds.dtypes[0])
     try:
         with rasterio.Env(GDAL_NUM_THREADS=str(max(1, threads))), rasterio.open(scene.path) as threaded:
             for top in range(0, ds.height, band):
-                height = min(band, ds.height - top)
-                wanted = np.flatnonzero((picked_rows >= top) & (picked_rows < top + height))
-                if len(wanted) == 0:
-                    continue
-                # from the first to the last picked row of the band: blocks outside them are not decoded
-                first, last = picked_rows[wanted[0]], picked_rows[wanted[-1]]
-                part = buffer[:, :last - first + 1]
-                threaded.read(planes, window=Window(0, first, ds.width, last - first + 1), out=part)
-                out[:, wanted] = np.take(part[:, picked_rows[wanted] - first], picked_cols, axis=-1)
+                in_rows = _within(picked_rows, top, band)
+                for left in range(0, ds.width, span):
+                    in_cols = _within(picked_cols, left, span)
+                    if len(in_rows) == 0 or len(in_cols) == 0:
+                        continue
+                    # from the first to the last picked pixel of the piece: blocks beyond them are not decoded
+                    r0, r1 = picked_rows[in_rows[0]], picked_rows[in_rows[-1]] + 1
+                    c0, c1 = picked_cols[in_cols[0]], picked_cols[in_cols[-1]] + 1
+                    part = buffer[:len(planes) * (r1 - r0) * (c1 - c0)].reshape(len(planes), r1 - r0, c1 - c0)
+                    threaded.read(planes, window=Window(c0, r0, c1 - c0, r1 - r0), out=part)
+                    taken = np.take(part[:, picked_rows[in_rows] - r0], picked_cols[in_cols] - c0, axis=-1)
+                    out[:, in_rows[0]:in_rows[-1] + 1, in_cols[0]:in_cols[-1] + 1] = taken
     except RasterioError as exc:
         raise unreadable(scene.path, exc) from exc
     return ResidentScene(out[:len(indexes)], out[-1] if scene.alpha_index else None)
+
+
+def _within(picks: np.ndarray, start: int, size: int) -> np.ndarray:
+    """Positions of the picks in [start, start + size): consecutive, since picks increase."""
+    return np.flatnonzero((picks >= start) & (picks < start + size))
 
 
 def _picks(size: int, count: int) -> np.ndarray:
