@@ -100,6 +100,9 @@ def model_alone_seconds(result, batch_size: int | None, side: int, device: str =
 
 
 def _row(side: int, result, alone: float) -> dict:
+    """One run's figures. The overhead over the model alone splits into the time before the first model call,
+    the model's own slowdown inside the pipeline (its calls against the same calls alone), the gaps between its
+    calls, and the time after the last one: they add up to total_s - model_alone_s."""
     mp = side * side / 1e6
     inside = result.timings["model"]
     return {
@@ -108,6 +111,8 @@ def _row(side: int, result, alone: float) -> dict:
         "model_alone_s": alone, "model_in_pipeline_s": inside,
         "MP_per_s": mp / result.seconds, "model_alone_MP_per_s": mp / alone,
         "overhead_pct_of_model": 100 * (result.seconds - alone) / alone,
+        "before_model_s": result.timings["before_model"], "model_slowdown_s": inside - alone,
+        "between_model_calls_s": result.timings["between_model_calls"], "after_model_s": result.timings["after_model"],
     }
 
 

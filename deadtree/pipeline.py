@@ -189,7 +189,7 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
                   on_progress: Callable[[float], None] | None = None) -> SegmentResult:
     options = options or SegmentOptions()
     bound_heap_growth()
-    started = time.monotonic()
+    started = time.perf_counter()
     scene_path = Path(scene_path)
     output = Path(options.output) if options.output else default_output(scene_path)
     outputs = {"geojson": output}
@@ -208,7 +208,13 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
 
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         result = _segment(scene_path, options, outputs, output, on_progress)
-    result.seconds = time.monotonic() - started
+    ended = time.perf_counter()
+    result.seconds = ended - started
+    if "first_model_call" in result.timings:
+        # where a run's time beside the model went: before the first model call, between calls, after the last
+        first, last = result.timings.pop("first_model_call"), result.timings.pop("last_model_return")
+        between = last - first - result.timings["model"]
+        result.timings.update(before_model=first - started, between_model_calls=between, after_model=ended - last)
     return result
 
 
@@ -358,8 +364,12 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         if raster is not None:
             raster.close()
         bar.close()
-    timings = {"model": sum(m.seconds for m in (segmenter, translator, *members) if m is not None),
-               "tiles": time.monotonic() - tiles_started}
+    models = [m for m in (segmenter, translator, *members) if m is not None]
+    timings = {"model": sum(m.seconds for m in models), "tiles": time.monotonic() - tiles_started}
+    calls = [(m.first_call, m.last_return) for m in models if m.first_call is not None]
+    if calls:  # perf_counter() stamps, made relative to the whole run by segment_scene
+        timings["first_model_call"] = min(first for first, _ in calls)
+        timings["last_model_return"] = max(last for _, last in calls)
     if grid.resampled:
         _resample_to_scene(grid_path, scene_prob, scene, read_bands, grid, edge_fill)
         strips = ((row, *strip_layers(codes, threshold)) for row, codes in read_strips(scene_prob, strip_limit))

@@ -459,3 +459,15 @@ def test_concurrent_runs_answer_as_sequential_ones(tmp_path, toy_models):
     for thread in threads:
         thread.join()
     assert together == alone and all(len(features) >= 3 for features in alone)
+
+
+def test_the_run_says_how_its_time_splits_around_the_model(tmp_path, toy_models):
+    scene = tmp_path / "scene.tif"
+    write_scene(scene)
+    for _ in range(2):  # a second run in the process starts its own clocks
+        result = run(tmp_path, scene)
+        t = result.timings
+        parts = [t["before_model"], t["model"], t["between_model_calls"], t["after_model"]]
+        assert all(p >= 0 for p in parts) and t["before_model"] > 0 and t["after_model"] > 0
+        assert sum(parts) == pytest.approx(result.seconds)
+        assert t["before_model"] + t["after_model"] < result.seconds
