@@ -142,8 +142,9 @@ def test_held_and_streamed_scenes_give_the_same_outputs(tmp_path, toy_models, mo
     answers, held = [], []
 
     def spied(*args, **kwargs):
-        held.append(read_resident(*args, **kwargs) is not None)
-        return read_resident(*args, **kwargs)
+        found = read_resident(*args, **kwargs)
+        held.append(found is not None)
+        return found
 
     monkeypatch.setattr("deadtree.pipeline.read_resident", spied)
     for limit in (resident.RESIDENT_BYTES, 0):

@@ -164,7 +164,7 @@ def blended(height, width, tile, overlap, offset, trim, solo, holes):
     rng = np.random.default_rng(tile + offset)
     weights = blend_window(tile, overlap)
     acc = StripAccumulator(height, width, tile, solo=solo)
-    rows, out = [], np.zeros((height, width), np.float32)
+    out = np.zeros((height, width), np.float32)
     for row in tile_rows(height, width, tile, overlap, offset, trim=trim):
         for t in row:
             for first, values, valid in acc.flush_chunks(t.row, 7):

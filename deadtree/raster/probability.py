@@ -39,7 +39,7 @@ def dead_mask(codes: np.ndarray, threshold: float, out: np.ndarray | None = None
     """Codes at or above the threshold's, NODATA excluded; into `out` (bool) using `scratch` (uint8), both of
     codes' shape, where given."""
     t = threshold_code(threshold)
-    if t > PROB_SCALE:  # a threshold of 1: nothing reaches it
+    if t > PROB_SCALE:  # a threshold above 1 (a model's metadata): nothing reaches it, nor would t fit a uint8
         none = np.empty(codes.shape, dtype=bool) if out is None else out
         none.fill(False)
         return none

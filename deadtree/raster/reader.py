@@ -8,7 +8,7 @@ from rasterio.errors import RasterioError
 from deadtree.errors import InputError
 from deadtree.raster.grid import ModelGrid
 from deadtree.machine import usable_cores
-from deadtree.raster.resident import ResidentScene, nearest_decimation, small_enough, swept_decimation
+from deadtree.raster.resident import ScenePixels, nearest_decimation, small_enough, swept_decimation
 from deadtree.raster.scene import Scene, decimated_shape, read_decimated
 from deadtree.raster.validity import (EdgeFillMap, all_valid, declared_invalid, fill_values, image_validity,
                                       may_declare_invalid, solid_fill)
@@ -28,7 +28,7 @@ def window_resampling(grid: ModelGrid) -> Resampling:
 
 class WindowReader:
     def __init__(self, scene: Scene, bands: tuple[str, ...], grid: ModelGrid, edge_fill: EdgeFillMap | None,
-                 resident: ResidentScene | None = None):
+                 resident: ScenePixels | None = None):
         """`resident`: the scene's `bands` decoded (deadtree.raster.resident), to copy windows of a grid at the
         scene's own resolution from."""
         self.scene = scene
@@ -100,7 +100,7 @@ def _either(invalid: np.ndarray | None, more: np.ndarray) -> np.ndarray:
     return invalid
 
 
-def overview(scene: Scene, bands: tuple[str, ...], resident: ResidentScene | None = None,
+def overview(scene: Scene, bands: tuple[str, ...], resident: ScenePixels | None = None,
              threads: int | None = None) -> tuple[np.ndarray, np.ndarray, EdgeFillMap]:
     """Decimated pixels, their validity, and the edge-connected fill map. GDAL reads them where the file has
     overviews (it reads a small one then), and where a scene small enough to hold is not held (its decoded
@@ -115,7 +115,7 @@ def overview(scene: Scene, bands: tuple[str, ...], resident: ResidentScene | Non
             if scene.alpha_index else None
     else:
         if resident is not None:
-            picked = ResidentScene(nearest_decimation(resident.pixels, *shape),
+            picked = ScenePixels(nearest_decimation(resident.pixels, *shape),
                                    None if resident.alpha is None else nearest_decimation(resident.alpha, *shape))
         else:
             picked = swept_decimation(scene, scene.indexes(bands), *shape, threads or usable_cores())

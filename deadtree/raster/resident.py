@@ -11,6 +11,7 @@ way the decimated pixels are the ones GDAL's nearest-neighbour decimation picks 
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,25 +30,24 @@ SWEEP_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
-class ResidentScene:
+class ScenePixels:
+    """A scene's read bands and its alpha band, decoded: the whole scene (read_resident) or its decimated
+    pixels (swept_decimation)."""
+
     pixels: np.ndarray  # (bands, rows, cols): the read bands, in the order asked for
     alpha: np.ndarray | None  # (rows, cols) of the alpha band, where the scene has one
 
 
-def read_resident(scene: Scene, indexes: list[int], threads: int) -> ResidentScene | None:
+def read_resident(scene: Scene, indexes: list[int], threads: int) -> ScenePixels | None:
     """The whole scene decoded, or None where it is too large to hold or has an internal mask (read window by
     window, as GDAL resolves it)."""
     planes = _planes(scene, indexes)
     if scene.dataset_mask or not small_enough(scene, indexes):
         return None
-    try:
-        # GDAL reads the option when a dataset is opened: a handle of its own, for this one read
-        with rasterio.Env(GDAL_NUM_THREADS=str(max(1, threads))), rasterio.open(scene.path) as threaded:
-            decoded = threaded.read(planes)
-    except RasterioError as exc:
-        raise unreadable(scene.path, exc) from exc
+    with _decoding_on(scene, threads) as threaded:
+        decoded = threaded.read(planes)
     alpha = decoded[-1] if scene.alpha_index else None
-    return ResidentScene(decoded[:len(indexes)], alpha)
+    return ScenePixels(decoded[:len(indexes)], alpha)
 
 
 def small_enough(scene: Scene, indexes: list[int]) -> bool:
@@ -67,7 +67,7 @@ def nearest_decimation(pixels: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return np.take(np.take(pixels, _picks(height, rows), axis=-2), _picks(width, cols), axis=-1)
 
 
-def swept_decimation(scene: Scene, indexes: list[int], rows: int, cols: int, threads: int) -> ResidentScene:
+def swept_decimation(scene: Scene, indexes: list[int], rows: int, cols: int, threads: int) -> ScenePixels:
     """The decimated pixels (and alpha) of a scene too large to hold, from one full-resolution pass over it in
     pieces of whole blocks decoded on every core: bands of block rows, cut across too where one band of the
     full width would pass SWEEP_BYTES. Pieces holding no picked pixel are not read."""
@@ -80,24 +80,32 @@ def swept_decimation(scene: Scene, indexes: list[int], rows: int, cols: int, thr
     span = max(block_cols, SWEEP_BYTES // (band * pixel_bytes) // block_cols * block_cols)
     out = np.empty((len(planes), rows, cols), dtype=ds.dtypes[0])
     buffer = np.empty(len(planes) * min(band, ds.height) * min(span, ds.width), dtype=ds.dtypes[0])
+    with _decoding_on(scene, threads) as threaded:
+        for top in range(0, ds.height, band):
+            in_rows = _within(picked_rows, top, band)
+            for left in range(0, ds.width, span):
+                in_cols = _within(picked_cols, left, span)
+                if len(in_rows) == 0 or len(in_cols) == 0:
+                    continue
+                # from the first to the last picked pixel of the piece: blocks beyond them are not decoded
+                r0, r1 = picked_rows[in_rows[0]], picked_rows[in_rows[-1]] + 1
+                c0, c1 = picked_cols[in_cols[0]], picked_cols[in_cols[-1]] + 1
+                part = buffer[:len(planes) * (r1 - r0) * (c1 - c0)].reshape(len(planes), r1 - r0, c1 - c0)
+                threaded.read(planes, window=Window(c0, r0, c1 - c0, r1 - r0), out=part)
+                taken = np.take(part[:, picked_rows[in_rows] - r0], picked_cols[in_cols] - c0, axis=-1)
+                out[:, in_rows[0]:in_rows[-1] + 1, in_cols[0]:in_cols[-1] + 1] = taken
+    return ScenePixels(out[:len(indexes)], out[-1] if scene.alpha_index else None)
+
+
+@contextmanager
+def _decoding_on(scene: Scene, threads: int):
+    """A handle of the scene's own whose blocks GDAL decodes on `threads` cores (GDAL reads the option when a
+    dataset is opened); a read that fails is the user's damaged file, reported as such."""
     try:
-        with rasterio.Env(GDAL_NUM_THREADS=str(max(1, threads))), rasterio.open(scene.path) as threaded:
-            for top in range(0, ds.height, band):
-                in_rows = _within(picked_rows, top, band)
-                for left in range(0, ds.width, span):
-                    in_cols = _within(picked_cols, left, span)
-                    if len(in_rows) == 0 or len(in_cols) == 0:
-                        continue
-                    # from the first to the last picked pixel of the piece: blocks beyond them are not decoded
-                    r0, r1 = picked_rows[in_rows[0]], picked_rows[in_rows[-1]] + 1
-                    c0, c1 = picked_cols[in_cols[0]], picked_cols[in_cols[-1]] + 1
-                    part = buffer[:len(planes) * (r1 - r0) * (c1 - c0)].reshape(len(planes), r1 - r0, c1 - c0)
-                    threaded.read(planes, window=Window(c0, r0, c1 - c0, r1 - r0), out=part)
-                    taken = np.take(part[:, picked_rows[in_rows] - r0], picked_cols[in_cols] - c0, axis=-1)
-                    out[:, in_rows[0]:in_rows[-1] + 1, in_cols[0]:in_cols[-1] + 1] = taken
+        with rasterio.Env(GDAL_NUM_THREADS=str(max(1, threads))), rasterio.open(scene.path) as handle:
+            yield handle
     except RasterioError as exc:
         raise unreadable(scene.path, exc) from exc
-    return ResidentScene(out[:len(indexes)], out[-1] if scene.alpha_index else None)
 
 
 def _within(picks: np.ndarray, start: int, size: int) -> np.ndarray:

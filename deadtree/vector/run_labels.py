@@ -70,9 +70,9 @@ class RunLabels:
     def at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Labels at (row, col) positions inside the array; 0 outside the mask."""
         wanted = np.asarray(rows, dtype=np.int64) * self.shape[1] + np.asarray(cols, dtype=np.int64)
-        found = np.minimum(np.searchsorted(self.flat, wanted), max(len(self.flat) - 1, 0))
         if len(self.flat) == 0:
             return np.zeros(wanted.shape, dtype=np.int64)
+        found = np.minimum(np.searchsorted(self.flat, wanted), len(self.flat) - 1)
         return np.where(self.flat[found] == wanted, self.pixel_labels[found], 0)
 
     def row(self, r: int) -> np.ndarray:
