@@ -61,6 +61,16 @@ def mosaic(path: Path, side: int, compress: str = "deflate", height: int | None 
     return path
 
 
+def segment_as_a_command(scene, options):
+    """`segment_scene` as one `deadtree segment` command runs it: with sessions of its own, not ones an earlier
+    run in this process handed back (deadtree.runtime.idle_sessions), so every repeat pays what a command pays."""
+    from deadtree.pipeline import segment_scene
+    from deadtree.runtime.idle_sessions import IDLE_SESSIONS
+
+    IDLE_SESSIONS.clear()
+    return segment_scene(scene, options)
+
+
 def report(name: str, rows: list[dict], notes: dict | None = None) -> None:
     """Print a table and save the figures with the machine and the command that produced them."""
     # every column any row has, in the order met: rows may differ (floor.py's model without a throughput record)

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-from common import mosaic, report
+from common import mosaic, report, segment_as_a_command
 
 from deadtree.nets.segmenter import build_segmenter
-from deadtree.pipeline import SegmentOptions, segment_scene
+from deadtree.pipeline import SegmentOptions
 from deadtree.raster.normalise import band_percentiles
 from deadtree.runtime.metadata import ModelInfo, read_model_info
 from deadtree.runtime.registry import default_segmenter, precision_variant
@@ -81,7 +81,7 @@ def main() -> None:
     scene_mp = args.side * args.side / 1e6
 
     def pipeline():
-        return segment_scene(scene, SegmentOptions(output=tmp / "o.geojson"))  # the shipped default, as users run it
+        return segment_as_a_command(scene, SegmentOptions(output=tmp / "o.geojson"))  # the default, as users run it
 
     def naive():
         # what users write: the whole scene in memory, a per-tile stretch, one tile at a time, no overlap

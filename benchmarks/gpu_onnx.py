@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import mosaic  # noqa: E402  (also puts the checkout on sys.path)
+from common import mosaic, segment_as_a_command  # noqa: E402  (also puts the checkout on sys.path)
 from throughput import model_alone_seconds  # noqa: E402
 
 from deadtree.errors import ModelError  # noqa: E402
@@ -106,7 +106,7 @@ def end_to_end(runs: list[dict], device: str) -> list[dict]:
         with tempfile.TemporaryDirectory() as tmp:
             options = SegmentOptions(output=Path(tmp) / "o.geojson", device=device, precision=run["precision"],
                                      batch_size=run.get("batch"), tile_size=run.get("tile"))
-            result = segment_scene(scene, options)
+            result = segment_as_a_command(scene, options)
         alone = model_alone_seconds(result, run.get("batch"), side, device=device)
         mp = side * side / 1e6
         rows.append({**run, "model": result.model, "provider": result.provider, "tile_px": result.tile_size,

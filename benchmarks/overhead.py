@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
-from common import mosaic, report
+from common import mosaic, report, segment_as_a_command
 from throughput import model_alone_seconds
 
 from deadtree.pipeline import SegmentOptions, segment_scene
@@ -51,7 +51,7 @@ def replayed_run(scene: Path, options: dict, outputs: list) -> tuple[float, floa
 
     with tempfile.TemporaryDirectory() as tmp, mock.patch.object(OnnxModel, "run", replay):
         wall, cpu = time.perf_counter(), time.process_time()
-        result = segment_scene(scene, SegmentOptions(output=Path(tmp) / "o.geojson", **options))
+        result = segment_as_a_command(scene, SegmentOptions(output=Path(tmp) / "o.geojson", **options))
         return time.perf_counter() - wall, time.process_time() - cpu, result
 
 

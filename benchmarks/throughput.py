@@ -19,7 +19,7 @@ from unittest import mock
 
 import numpy as np
 
-from common import RESULTS, mosaic, report
+from common import RESULTS, mosaic, report, segment_as_a_command
 
 from deadtree.pipeline import SegmentOptions, segment_scene
 from deadtree.runtime.session import ENV_GRAPH_OPTIMIZATION, GRAPH_OPTIMIZATIONS
@@ -59,7 +59,7 @@ def main() -> None:
                     tempfile.TemporaryDirectory() as tmp:
                 options = SegmentOptions(output=Path(tmp) / "o.geojson", model=name, batch_size=args.batch_size,
                                          precision=precision, tile_size=tile)
-                result = segment_scene(scene, options)
+                result = segment_as_a_command(scene, options)
                 row = _row(args.side, result, model_alone_seconds(result, args.batch_size, args.side))
             if args.graph:
                 row["graph"] = graph

@@ -12,29 +12,42 @@ import numpy as np
 
 
 class BufferPool:
-    """Arrays by shape and dtype, shared between threads. At most `keep` of each kind wait for reuse."""
+    """Tile arrays shared between threads, handed out as views of byte blocks and reused by size: a block
+    serves any later array of any shape and dtype that fits in it, so the edge tiles of a grid (narrower or
+    shorter than the rest) take blocks that full tiles gave back instead of fresh memory. At most `keep` blocks
+    wait for reuse."""
 
-    def __init__(self, keep: int = 4):
+    def __init__(self, keep: int = 6):
         self.keep = keep
-        self._free: dict[tuple, list[np.ndarray]] = {}
+        self._free: list[np.ndarray] = []  # byte blocks, smallest first
+        self._ours: dict[int, np.ndarray] = {}  # id -> block, for every block handed out and not yet dropped
         self._lock = threading.Lock()
 
     def take(self, shape: tuple[int, ...], dtype) -> np.ndarray:
-        """An array of that shape and dtype with undefined contents."""
-        key = (tuple(shape), np.dtype(dtype).str)
+        """A C-contiguous array of that shape and dtype with undefined contents."""
+        dtype = np.dtype(dtype)
+        size = int(np.prod(shape)) * dtype.itemsize
         with self._lock:
-            free = self._free.get(key)
-            if free:
-                return free.pop()
-        return np.empty(shape, dtype)
+            at = next((i for i, b in enumerate(self._free) if b.size >= size), None)
+            block = None if at is None else self._free.pop(at)
+        if block is None:
+            block = np.empty(max(size, 1), dtype=np.uint8)
+            with self._lock:
+                self._ours[id(block)] = block
+        return block[:size].view(dtype).reshape(shape)
 
     def give_back(self, array: np.ndarray) -> None:
-        """Hand an array from take() back; the caller must hold no view of it any more."""
-        key = (array.shape, array.dtype.str)
+        """Hand an array from take() back; the caller must hold no view of it any more. Arrays that did not
+        come from this pool are left alone."""
+        block = array.base
         with self._lock:
-            free = self._free.setdefault(key, [])
-            if len(free) < self.keep and not any(a is array for a in free):
-                free.append(array)
+            if block is None or self._ours.get(id(block)) is not block or any(b is block for b in self._free):
+                return
+            self._free.append(block)
+            self._free.sort(key=lambda b: b.size)
+            if len(self._free) > self.keep:
+                dropped = self._free.pop(0)  # the smallest: the large ones serve every shape
+                del self._ours[id(dropped)]
 
 
 class Scratch:

@@ -370,6 +370,8 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
     if calls:  # perf_counter() stamps, made relative to the whole run by segment_scene
         timings["first_model_call"] = min(first for first, _ in calls)
         timings["last_model_return"] = max(last for _, last in calls)
+    for m in models:  # for the next run in this process (deadtree.runtime.idle_sessions); a failed run's are dropped
+        m.release()
     if grid.resampled:
         _resample_to_scene(grid_path, scene_prob, scene, read_bands, grid, edge_fill)
         strips = ((row, *strip_layers(codes, threshold)) for row, codes in read_strips(scene_prob, strip_limit))

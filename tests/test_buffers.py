@@ -5,25 +5,48 @@ import numpy as np
 from deadtree.buffers import BufferPool, Scratch
 
 
-def test_a_returned_array_is_handed_out_again_for_its_shape_and_dtype_only():
+def test_a_returned_block_serves_any_later_array_that_fits_in_it():
     pool = BufferPool()
-    first = pool.take((2, 3), np.float32)
+    first = pool.take((4, 8, 8), np.float32)
     pool.give_back(first)
-    assert pool.take((2, 4), np.float32) is not first
-    assert pool.take((2, 3), np.float64) is not first
-    assert pool.take((2, 3), np.float32) is first
-    assert pool.take((2, 3), np.float32) is not first  # taken already: a new one
+    narrower = pool.take((4, 8, 5), np.float32)  # an edge tile: fits in the full tile's block
+    assert narrower.shape == (4, 8, 5) and narrower.dtype == np.float32 and narrower.flags.c_contiguous
+    assert np.shares_memory(narrower, first)
+    assert not np.shares_memory(pool.take((4, 8, 8), np.float32), first)  # the block is taken: a new one
+    pool.give_back(narrower)
+    as_bytes = pool.take((4, 8, 8), np.uint8)
+    assert np.shares_memory(as_bytes, first)
+    pool.give_back(as_bytes)
+    larger = pool.take((4, 8, 9), np.float32)  # does not fit
+    assert not np.shares_memory(larger, first)
 
 
-def test_the_pool_keeps_at_most_its_limit_and_never_one_array_twice():
+def test_the_smallest_block_that_fits_is_handed_out():
+    pool = BufferPool()
+    big, small = pool.take((100,), np.uint8), pool.take((10,), np.uint8)
+    pool.give_back(big)
+    pool.give_back(small)
+    assert np.shares_memory(pool.take((8,), np.uint8), small)
+    assert np.shares_memory(pool.take((8,), np.uint8), big)
+
+
+def test_the_pool_keeps_at_most_its_limit_and_never_one_block_twice():
     pool = BufferPool(keep=2)
     arrays = [pool.take((4,), np.uint8) for _ in range(3)]
     for a in arrays:
         pool.give_back(a)
-    pool.give_back(arrays[0])
+    pool.give_back(arrays[0])  # twice: kept once
     held = [pool.take((4,), np.uint8) for _ in range(3)]
-    assert sum(any(h is a for a in arrays) for h in held) == 2
-    assert len({id(h) for h in held}) == 3
+    assert sum(any(np.shares_memory(h, a) for a in arrays) for h in held) == 2
+    assert not any(np.shares_memory(h, k) for i, h in enumerate(held) for k in held[i + 1:])
+
+
+def test_arrays_the_pool_did_not_hand_out_are_not_taken_in():
+    pool = BufferPool()
+    foreign = np.zeros(64, np.uint8)
+    pool.give_back(foreign)
+    pool.give_back(foreign[:32])  # a view of memory the caller still owns
+    assert not np.shares_memory(pool.take((16,), np.uint8), foreign)
 
 
 def test_threads_never_share_an_array_they_hold():
@@ -33,11 +56,11 @@ def test_threads_never_share_an_array_they_hold():
         for _ in range(200):
             a = pool.take((8,), np.float32)
             with lock:
-                if id(a) in held:  # ids are unique among arrays alive at once, and held ones are alive
+                if a.base is None or id(a.base) in held:  # ids are unique among blocks alive at once
                     clashes.append(a)
-                held.add(id(a))
+                held.add(id(a.base))
             with lock:
-                held.remove(id(a))
+                held.remove(id(a.base))
             pool.give_back(a)
 
     threads = [threading.Thread(target=work) for _ in range(4)]

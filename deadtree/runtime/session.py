@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from deadtree.errors import ModelError
+from deadtree.runtime.idle_sessions import IDLE_SESSIONS, OpenedSession
 from deadtree.runtime.metadata import ModelInfo, read_model_info
 
 log = logging.getLogger("deadtree")
@@ -172,62 +173,83 @@ def open_session(ort, model, options, providers: list, plan: Plan):
                                 disabled_optimizers=list(plan.disabled))
 
 
+def session_key(path: Path, device: str, threads: int, spin: bool) -> tuple:
+    """What a session depends on: the model file as it is now (a rewritten file is a new model), the device
+    asked for, the threads, spinning, and the environment's overrides of graph optimisation and cuDNN search."""
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, device, threads, spin,
+            os.environ.get(ENV_GRAPH_OPTIMIZATION), os.environ.get(ENV_CUDNN_SEARCH))
+
+
+def _open(path: Path, info: ModelInfo, device: str, threads: int, spin: bool) -> OpenedSession:
+    import onnxruntime as ort
+
+    providers = choose_providers(device, ort.get_available_providers())
+    wanted = providers[0] if providers else None
+    if wanted in GPU_PROVIDERS:
+        preload_gpu_libraries(ort)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    plan = graph_optimization(ort, info.quantized, wanted not in GPU_PROVIDERS)
+    if not spin:
+        # Idle ONNX Runtime threads otherwise spin for a while after each batch, taking the cores that the
+        # read and finish stages of the pipeline need in exactly those moments.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # keep provider probing quiet on machines without a GPU
+    specs = [(p, cuda_options()) if p == PROVIDERS["cuda"] else p for p in providers]
+    try:
+        session = open_session(ort, str(path), options, specs, plan)
+    except Exception as exc:  # ORT raises its own opaque types
+        raise ModelError(f"could not load {path.name} on {device}: {exc}") from exc
+    provider = session.get_providers()[0]
+    if device != "auto" and provider != PROVIDERS[device]:
+        raise ModelError(f"--device {device}: ONNX Runtime could not start {PROVIDERS[device]} and fell back to "
+                         f"{provider}; its CUDA, cuDNN (or TensorRT) libraries are missing or do not match "
+                         "this onnxruntime-gpu (ONNX Runtime's own message, if any, is above)")
+    if wanted in GPU_PROVIDERS and provider not in GPU_PROVIDERS:
+        # ONNX Runtime falls back to the CPU when the GPU's libraries do not load; say so, and how to find out
+        log.warning("ONNX Runtime offers %s but could not start it (CUDA or cuDNN libraries missing or "
+                    "mismatched?): running on %s", wanted, provider)
+    return OpenedSession(session, provider, plan, session.get_inputs()[0].name, session.get_outputs()[0].name)
+
+
 class OnnxModel:
-    """One model: its metadata and a session that runs batches of tiles."""
+    """One model for one run: its metadata and a session that runs batches of tiles. The session comes from
+    IDLE_SESSIONS where an earlier run in this process handed one back (release())."""
 
     def __init__(self, path: Path, device: str = "auto", threads: int | None = None,
                  io_binding: bool | None = None, spin: bool = False):
-        import onnxruntime as ort
-
         self.path = Path(path)
         self.info: ModelInfo = read_model_info(self.path)
-        providers = choose_providers(device, ort.get_available_providers())
-        wanted = providers[0] if providers else None
-        if wanted in GPU_PROVIDERS:
-            preload_gpu_libraries(ort)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or cpu_threads()
-        self.graph_optimization = graph_optimization(ort, self.info.quantized, wanted not in GPU_PROVIDERS)
-        if not spin:
-            # Idle ONNX Runtime threads otherwise spin for a while after each batch, taking the cores that the
-            # read and finish stages of the pipeline need in exactly those moments.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3  # keep provider probing quiet on machines without a GPU
-        specs = [(p, cuda_options()) if p == PROVIDERS["cuda"] else p for p in providers]
-        try:
-            self.session = open_session(ort, str(self.path), options, specs, self.graph_optimization)
-        except Exception as exc:  # ORT raises its own opaque types
-            raise ModelError(f"could not load {self.path.name} on {device}: {exc}") from exc
-        self.provider = self.session.get_providers()[0]
-        if device != "auto" and self.provider != PROVIDERS[device]:
-            raise ModelError(f"--device {device}: ONNX Runtime could not start {PROVIDERS[device]} and fell back to "
-                             f"{self.provider}; its CUDA, cuDNN (or TensorRT) libraries are missing or do not match "
-                             "this onnxruntime-gpu (ONNX Runtime's own message, if any, is above)")
-        if wanted in GPU_PROVIDERS and self.provider not in GPU_PROVIDERS:
-            # ONNX Runtime falls back to the CPU when the GPU's libraries do not load; say so, and how to find out
-            log.warning("ONNX Runtime offers %s but could not start it (CUDA or cuDNN libraries missing or "
-                        "mismatched?): running on %s", wanted, self.provider)
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_name = self.session.get_outputs()[0].name
+        threads = threads or cpu_threads()
+        self._key = session_key(self.path, device, threads, spin)
+        opened = IDLE_SESSIONS.take(self._key)
+        self._opened = opened or _open(self.path, self.info, device, threads, spin)
+        self.session = self._opened.session
+        self.provider = self._opened.provider
+        self.graph_optimization = self._opened.graph_optimization
+        self.input_name = self._opened.input_name
+        self.output_name = self._opened.output_name
         # I/O binding (the input copied into a device buffer kept per batch shape, the output bound to host
         # memory) is offered but not the default: on an H100 it ran 5-15% slower than plain runs in every
         # configuration measured (benchmarks/gpu_onnx.py), since `segment`'s tiles start and end in host memory
         # and ONNX Runtime's own copies already go through its memory arena.
         self.io_binding = bool(io_binding)
         self._device = "cuda" if self.provider in GPU_PROVIDERS else "cpu"
-        self._inputs: dict[tuple[int, ...], object] = {}
+        self._released = False
         if self.provider == "CPUExecutionProvider":
             from deadtree.machine import vector_extensions
 
             from deadtree.runtime.channels_last import runs_tidied
 
             # the same model runs about four times faster with AVX-512 VNNI than with AVX2 alone
-            threads = options.intra_op_num_threads
-            log.info("%s %s runs on %s (%d thread%s; %s%s)", self.info.name, self.info.version, self.provider,
+            log.info("%s %s runs on %s (%d thread%s; %s%s%s)", self.info.name, self.info.version, self.provider,
                      threads, "" if threads == 1 else "s", vector_extensions(),
-                     "; channels-last int8 graph, tidied" if runs_tidied(self.session) else "")
+                     "; channels-last int8 graph, tidied" if runs_tidied(self.session) else "",
+                     "; session of an earlier run" if opened else "")
         else:
-            log.info("%s %s runs on %s", self.info.name, self.info.version, self.provider)
+            log.info("%s %s runs on %s%s", self.info.name, self.info.version, self.provider,
+                     " (session of an earlier run)" if opened else "")
 
         self.seconds = 0.0  # time spent inside ONNX Runtime, for overhead accounting
         # perf_counter() at the start of the first call and at the end of the last: what a run did before and
@@ -235,7 +257,16 @@ class OnnxModel:
         self.first_call: float | None = None
         self.last_return: float | None = None
 
+    def release(self) -> None:
+        """Hand the session to IDLE_SESSIONS for the next run of this model with these settings; this object
+        runs nothing more."""
+        if not self._released:
+            self._released = True
+            IDLE_SESSIONS.give_back(self._key, self._opened)
+
     def run(self, batch: np.ndarray) -> np.ndarray:
+        if self._released:
+            raise RuntimeError(f"{self.path.name}: run() after release()")
         started = time.perf_counter()
         if self.first_call is None:
             self.first_call = started
@@ -253,9 +284,10 @@ class OnnxModel:
 
         # One device buffer per batch shape, refilled in place: allocating a fresh one for every batch cost more
         # than the copy that binding saves (15% slower than plain runs on an H100).
-        value = self._inputs.get(batch.shape)
+        inputs = self._opened.bound_inputs
+        value = inputs.get(batch.shape)
         if value is None:
-            value = self._inputs[batch.shape] = ort.OrtValue.ortvalue_from_numpy(batch, self._device, 0)
+            value = inputs[batch.shape] = ort.OrtValue.ortvalue_from_numpy(batch, self._device, 0)
         else:
             value.update_inplace(batch)
         binding = self.session.io_binding()
