@@ -78,6 +78,11 @@ def model_alone_seconds(result, batch_size: int | None, side: int, device: str =
     reading, blending or tracing on the other threads. Inside `segment` the model shares the cores with those
     stages, so its own clock (model_in_pipeline_s) runs slower than this; the overhead is measured against
     this figure."""
+    return model_alone(result, batch_size, side, device)[0]
+
+
+def model_alone(result, batch_size: int | None, side: int, device: str = "cpu") -> tuple[float, float]:
+    """model_alone_seconds, and the process's CPU seconds in that time (user and system, all threads)."""
     from deadtree.pipeline import BATCH_PIXELS
     from deadtree.runtime.session import OnnxModel
     from deadtree.tiling import TRIM_MULTIPLE, batches_by_shape, tile_rows
@@ -92,11 +97,16 @@ def model_alone_seconds(result, batch_size: int | None, side: int, device: str =
     x = np.random.default_rng(0).random((batch, len(model.info.bands), tile, tile), dtype=np.float32)
     for rows, cols in set(shapes):
         model.run(x[:1, :, :rows, :cols])  # first call of each shape: allocations (and cuDNN's search)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _process_cpu()
     for calls in batches_by_shape(shapes, lambda shape: shape, batch):  # the calls `segment` makes
         rows, cols = calls[0]
         model.run(x[:len(calls), :, :rows, :cols])
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _process_cpu() - cpu
+
+
+def _process_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def _row(side: int, result, alone: float) -> dict:

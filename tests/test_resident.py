@@ -28,7 +28,9 @@ def random_file(path, height, width, interleave="pixel", tiled=True, strip_rows=
 
 @pytest.mark.parametrize("height,width,interleave,tiled", [
     (1500, 1100, "pixel", True), (2049, 1025, "band", True), (1025, 3001, "pixel", False), (4000, 333, "pixel", True),
-    (700, 500, "pixel", True)])
+    (700, 500, "pixel", True),
+    # sides whole multiples of the decimated ones: evenly spaced picks, taken as one strided copy
+    (2048, 1024, "pixel", True), (768, 3072, "band", False)])
 def test_decimation_picks_the_pixels_gdal_picks(tmp_path, height, width, interleave, tiled):
     data = random_file(tmp_path / "s.tif", height, width, interleave, tiled)
     scene = open_scene(tmp_path / "s.tif")

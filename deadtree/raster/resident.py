@@ -63,8 +63,24 @@ def _planes(scene: Scene, indexes: list[int]) -> list[int]:
 def nearest_decimation(pixels: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """(..., rows, cols) picked from (..., height, width) as GDAL's nearest-neighbour RasterIO picks them."""
     height, width = pixels.shape[-2:]
+    row_picks, col_picks = _picks(height, rows), _picks(width, cols)
+    every_row, every_col = _as_step(row_picks), _as_step(col_picks)
+    if every_row and every_col:
+        # Evenly spaced picks (a side a whole multiple of the output's): one strided copy, no 16 MB gather
+        # between the two takes below to fault in (3 against 6-60 ms, 4 x 4096 x 4096 -> 1024).
+        return np.ascontiguousarray(pixels[..., every_row, every_col])
     # rows, then columns of the rows taken: 5.5 against 18 ms for one gather of both (4 x 4096 x 4096 -> 1024)
-    return np.take(np.take(pixels, _picks(height, rows), axis=-2), _picks(width, cols), axis=-1)
+    return np.take(np.take(pixels, row_picks, axis=-2), col_picks, axis=-1)
+
+
+def _as_step(picks: np.ndarray) -> slice | None:
+    """`picks` as a slice where they are evenly spaced, else None."""
+    if len(picks) < 2:
+        return slice(int(picks[0]), int(picks[0]) + 1) if len(picks) else None
+    step = int(picks[1] - picks[0])
+    if step < 1 or not np.array_equal(np.diff(picks), np.full(len(picks) - 1, step)):
+        return None
+    return slice(int(picks[0]), int(picks[-1]) + 1, step)
 
 
 def swept_decimation(scene: Scene, indexes: list[int], rows: int, cols: int, threads: int) -> ScenePixels:
