@@ -61,6 +61,19 @@ def mosaic(path: Path, side: int, compress: str = "deflate", height: int | None 
     return path
 
 
+SCENE_COMPRESSIONS = ("deflate", "none")
+
+
+def bench_scene(side: int, compress: str = "deflate") -> Path:
+    """The benchmark mosaic of that side in the temporary folder, made once: deflate-compressed (the records'
+    scene), or uncompressed as the NAIP tiles it is made of are stored ("none")."""
+    import tempfile
+
+    suffix = "" if compress == "deflate" else f"-{compress}"
+    return mosaic(Path(tempfile.gettempdir()) / f"deadtree-bench-{side}{suffix}.tif", side,
+                  compress=compress.upper() if compress == "none" else compress)
+
+
 def segment_as_a_command(scene, options):
     """`segment_scene` as one `deadtree segment` command runs it: with sessions of its own, not ones an earlier
     run in this process handed back (deadtree.runtime.idle_sessions), so every repeat pays what a command pays."""

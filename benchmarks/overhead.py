@@ -1,6 +1,6 @@
 """Benchmark 1b: the pipeline's own work, measured without the model's noise.
 
-    python benchmarks/overhead.py [--side 4096] [--model NAME] [--precision auto] [--repeat 5]
+    python benchmarks/overhead.py [--side 4096] [--model NAME] [--precision auto] [--repeat 5] [--compress deflate|none]
 
 The throughput benchmark subtracts two long timings of a shared VM whose speed drifts by 10% within minutes,
 which leaves the overhead figure (a few seconds out of 10-30) within that noise. Here `segment` runs once with
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
-from common import mosaic, report, segment_as_a_command
+from common import SCENE_COMPRESSIONS, bench_scene, report, segment_as_a_command
 from throughput import model_alone
 
 from deadtree.machine import usable_cores
@@ -68,9 +68,12 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=4096)
     parser.add_argument("--model", default=None)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--compress", choices=SCENE_COMPRESSIONS, default="deflate",
+                        help="the mosaic's compression: deflate (the records' scene) or none, as the NAIP tiles "
+                        "it is made of are stored")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    scene = mosaic(Path(tempfile.gettempdir()) / f"deadtree-bench-{args.side}.tif", args.side)
+    scene = bench_scene(args.side, args.compress)
     options = {"model": args.model, "precision": args.precision}
     outputs, real = recorded_outputs(scene, options)
     replayed_run(scene, options, outputs)  # first use: imports and caches
@@ -93,7 +96,7 @@ def main() -> None:
 
     alone, cpu = median("alone"), median("cpu")
     row = {
-        "scene": f"{args.side}x{args.side}x4", "model": real.model, "tile_px": real.tile_size, "tiles": real.tiles,
+        "scene": f"{args.side}x{args.side}x4", "scene_compression": args.compress, "model": real.model, "tile_px": real.tile_size, "tiles": real.tiles,
         "polygons": real.polygons, "pipeline_wall_s": median("wall"), "pipeline_cpu_s": cpu,
         "pipeline_cpu_s_per_MP": cpu / mp, "model_alone_s": alone,
         "implied_overhead_pct": 100 * cpu / alone,
@@ -101,7 +104,7 @@ def main() -> None:
         "model_alone_idle_cpu_s": median("alone_idle_cpu"), "packed_floor_pct": median("floor_pct"),
         "cpu_s_all_runs": [round(r["cpu"], 2) for r in sorted(runs, key=lambda r: r["cpu"])],
     }
-    report("overhead", [row], {
+    report("overhead" if args.compress == "deflate" else f"overhead-{args.compress}", [row], {
         "how": "segment with the model's outputs replayed (no model work) against the model alone on the same "
                "tiles; medians of the repeats",
         "packed_floor_pct": "the overhead this work implies if it were packed perfectly around the model: the "

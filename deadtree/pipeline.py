@@ -47,9 +47,16 @@ from deadtree.vector.writers import GPKG_LAYER, GeoJSONWriter, GeoPackageWriter
 
 log = logging.getLogger("deadtree")
 STRIP_PIXELS = 2_000_000  # pixels per strip when mapping back and vectorising: memory independent of scene width
-# The reading and finishing stages' nice value above the model's, on a CPU: at 10 or 19 (or SCHED_IDLE) `segment`
-# ran 6-7% faster on the 2-core VNNI host; 10 still leaves them a tenth of a core when other processes load it.
+# The reading and finishing stages' nice values above the model's, on a CPU. Both at 10, `segment` ran 6-7% faster
+# on the 2-core VNNI host than at the model's own priority. The finishing stage (blending, writing, vectorising)
+# is off the model's critical path: at 19 it took the cores from the model about half as much again (its
+# slowdown inside `segment` 0.10-0.15 against 0.21-0.34 s), given a deeper queue of predicted batches to work
+# through, so that the model does not wait on it. The reading stage is on that path and stays at 10 (at the
+# model's priority it slowed the model most). SCHED_IDLE for the finishing stage did no better than 19, and it
+# would never run beside another process keeping the cores busy (docs/performance.md).
 STAGE_NICENESS = 10
+FINISH_NICENESS = 19
+PREDICTED_QUEUE = 8  # predicted batches that may wait for the finishing stage beside a CPU model (2 beside a GPU)
 BATCH_PIXELS = 8 * 256 * 256  # tile pixels per model call: model memory independent of tile size
 
 
@@ -351,15 +358,18 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         cache = MIN_TILE_CACHE_BYTES if resident is not None else tile_cache_bytes(scene, tile * grid.scale_y)
         # Beside a model on the CPU the other stages yield the cores to it (deadtree.stages); beside a GPU
         # they are what sets the pace, and keep their priority.
-        lower = STAGE_NICENESS if segmenter.provider == "CPUExecutionProvider" else 0
+        on_cpu = segmenter.provider == "CPUExecutionProvider"
+        lower, lower_finish = (STAGE_NICENESS, FINISH_NICENESS) if on_cpu else (0, 0)
         with rasterio.Env(GDAL_CACHEMAX=cache), StageChain() as chain:
             batches = chain.add(read_batches(reader, grid, tiles, predictor), name="deadtree-read", lower=lower)
-            predicted = chain.add((predictor.predict(batch) for batch in batches), name="deadtree-model")
+            predicted = chain.add((predictor.predict(batch) for batch in batches), name="deadtree-model",
+                                  depth=PREDICTED_QUEUE if on_cpu else 2)
             if grid.resampled:
-                chain.call(lambda: sum(1 for _ in finished_strips()), lower=lower)
+                chain.call(lambda: sum(1 for _ in finished_strips()), lower=lower_finish)
             else:
                 polygons, area, faint = chain.call(
-                    lambda: _vectorise(scene, finished_strips(), options, outputs, tmp, metadata), lower=lower)
+                    lambda: _vectorise(scene, finished_strips(), options, outputs, tmp, metadata),
+                    lower=lower_finish)
     finally:
         if raster is not None:
             raster.close()

@@ -139,3 +139,34 @@ def test_a_stage_stopped_early_is_not_taken_for_the_end_of_its_data():
             raise KeyboardInterrupt
     worker.join(5)
     assert "stopped" in seen and "ended" not in seen
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_beside_a_cpu_model_the_finishing_stage_yields_more_than_the_reading_one(tmp_path, toy_models, monkeypatch):
+    import deadtree.pipeline as pipeline
+    from deadtree.raster.reader import WindowReader
+    from tests.scenes import write_scene
+
+    seen = {}
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    real_read, real_vectorise = WindowReader.read, pipeline._vectorise
+
+    def read(self, *args, **kwargs):
+        seen.setdefault("read", nice())
+        return real_read(self, *args, **kwargs)
+
+    def vectorise(*args, **kwargs):
+        seen["finish"] = nice()
+        return real_vectorise(*args, **kwargs)
+
+    monkeypatch.setattr(WindowReader, "read", read)
+    monkeypatch.setattr(pipeline, "_vectorise", vectorise)
+    write_scene(tmp_path / "scene.tif")
+    mine = nice()
+    pipeline.segment_scene(tmp_path / "scene.tif", pipeline.SegmentOptions(output=tmp_path / "o.geojson", device="cpu"))
+    assert seen == {"read": min(19, mine + pipeline.STAGE_NICENESS), "finish": min(19, mine + pipeline.FINISH_NICENESS)}
+    assert seen["finish"] > seen["read"] or mine + pipeline.STAGE_NICENESS >= 19
+    assert nice() == mine
