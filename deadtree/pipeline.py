@@ -49,9 +49,9 @@ log = logging.getLogger("deadtree")
 STRIP_PIXELS = 2_000_000  # pixels per strip when mapping back and vectorising: memory independent of scene width
 # The reading and finishing stages' nice values above the model's, on a CPU. Both at 10, `segment` ran 6-7% faster
 # on the 2-core VNNI host than at the model's own priority. The finishing stage (blending, writing, vectorising)
-# is off the model's critical path: at 19 it took the cores from the model about half as much again (its
-# slowdown inside `segment` 0.10-0.15 against 0.21-0.34 s), given a deeper queue of predicted batches to work
-# through, so that the model does not wait on it. The reading stage is on that path and stays at 10 (at the
+# is off the model's critical path: at 19 it slowed the model about half as much as at 10 (the model's slowdown
+# inside `segment` 0.10-0.15 against 0.21-0.34 s), given a deeper queue of predicted batches to work through, so
+# that the model does not wait on it. The reading stage is on that path and stays at 10 (at the
 # model's priority it slowed the model most). SCHED_IDLE for the finishing stage did no better than 19, and it
 # would never run beside another process keeping the cores busy (docs/performance.md).
 STAGE_NICENESS = 10

@@ -3,9 +3,9 @@
 `validate` runs `segment` on 80 frames, the service and `segment-many` on scene after scene, each with the
 same model. Opening a session (0.045 s for a tidied int8 graph from the disk cache, much longer on a GPU) and
 growing ONNX Runtime's memory arena on its first calls (some 70,000 page faults for a 1024 px tile) were paid
-again for every one: `validate` took 11.0 s instead of 8.8 on the VNNI host. A finished run hands its session
-back here, and the next run with the same model and settings takes it. Each session serves one run at a
-time, so concurrent jobs still get sessions of their own, as before.
+again for every one: the 80 validation frames took 10.6-11.0 s through `segment` instead of 8.6-8.9 on the
+VNNI host. A finished run hands its session back here, and the next run with the same model and settings
+takes it. Each session serves one run at a time, so concurrent jobs still get sessions of their own.
 
 An idle session keeps its arena: about 275 MB after a 1024 px tile run of `deadtree-rgbn-int8`. At most
 IDLE_LIMIT wait, the least recently used going first; a `segment` command exits after its one run anyway.
