@@ -30,6 +30,17 @@ def test_one_session_waits_per_key_and_the_least_recently_returned_goes_first():
     assert idle.take(("a",)) is None and idle.take(("b",)) is b and idle.take(("c",)) is c
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX's")
+def test_a_forked_child_starts_without_the_parent_s_sessions():
+    IDLE_SESSIONS.give_back(("a",), object())
+    child = os.fork()
+    if child == 0:  # the child: its exit code says what it found
+        os._exit(0 if len(IDLE_SESSIONS) == 0 and IDLE_SESSIONS.take(("a",)) is None else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(IDLE_SESSIONS) == 1  # the parent keeps its own
+
+
 @pytest.fixture
 def model_file(tmp_path):
     path = tmp_path / "toy.onnx"

@@ -12,6 +12,7 @@ IDLE_LIMIT wait, the least recently used going first; a `segment` command exits 
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -35,6 +36,14 @@ class IdleSessions:
     def __init__(self, limit: int = IDLE_LIMIT):
         self.limit = limit
         self._idle: OrderedDict[tuple, OpenedSession] = OrderedDict()
+        self._lock = threading.Lock()
+        self._orphans: list[OrderedDict] = []
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the sessions it inherited lack the ONNX Runtime threads they were built with, so
+        they are neither handed out nor destroyed (a destructor would wait for those threads), only left behind."""
+        self._orphans.append(self._idle)
+        self._idle = OrderedDict()
         self._lock = threading.Lock()
 
     def take(self, key: tuple) -> OpenedSession | None:
@@ -61,3 +70,5 @@ class IdleSessions:
 
 
 IDLE_SESSIONS = IdleSessions()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=IDLE_SESSIONS.forget_after_fork)
