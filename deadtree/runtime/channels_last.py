@@ -40,6 +40,7 @@ from deadtree.runtime.graph_rewrites import (cancel_transpose_pairs, channels_la
                                              pool_channels_last, read_shapes_before_dequantizing, replace_resizes,
                                              requantize_before_upsampling, sort_nodes, split_requantizing_concats,
                                              widen_narrow_convs)
+from deadtree.runtime.metadata import file_version
 from deadtree.runtime.tidied_cache import MISSING, save_outcome, saved_outcome
 
 log = logging.getLogger("deadtree")
@@ -165,8 +166,7 @@ def _tidied_graph(ort, model: str | bytes, options, providers: list, disabled: t
 def _outcome_key(ort, model: str | bytes, disabled: tuple) -> tuple | None:
     if isinstance(model, bytes):
         return None
-    stat = Path(model).stat()
-    return str(Path(model).resolve()), stat.st_size, stat.st_mtime_ns, ort.__version__, tuple(disabled)
+    return (*file_version(model), ort.__version__, tuple(disabled))
 
 
 def same_answers(reference, candidate) -> bool:

@@ -53,6 +53,13 @@ class ModelInfo:
             raise ModelError(f"{source} carries unreadable deadtree metadata: {exc}") from exc
 
 
+def file_version(path: str | Path) -> tuple[str, int, int]:
+    """A model file as it is now: its resolved path, size and modification time. Whatever is kept for a model
+    (a session, a tidied graph) is kept under this, so a file written again is a new model."""
+    stat = Path(path).stat()
+    return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
+
+
 def read_model_info(path: Path) -> ModelInfo:
     """Read the metadata without building an inference session (cheap enough for listing models).
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from deadtree.errors import ModelError
 from deadtree.runtime.idle_sessions import IDLE_SESSIONS, OpenedSession
-from deadtree.runtime.metadata import ModelInfo, read_model_info
+from deadtree.runtime.metadata import ModelInfo, file_version, read_model_info
 
 log = logging.getLogger("deadtree")
 
@@ -176,8 +176,7 @@ def open_session(ort, model, options, providers: list, plan: Plan):
 def session_key(path: Path, device: str, threads: int, spin: bool) -> tuple:
     """What a session depends on: the model file as it is now (a rewritten file is a new model), the device
     asked for, the threads, spinning, and the environment's overrides of graph optimisation and cuDNN search."""
-    stat = path.stat()
-    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, device, threads, spin,
+    return (*file_version(path), device, threads, spin,
             os.environ.get(ENV_GRAPH_OPTIMIZATION), os.environ.get(ENV_CUDNN_SEARCH))
 
 
