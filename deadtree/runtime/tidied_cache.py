@@ -1,4 +1,4 @@
-"""Tidied int8 graphs kept on disk between processes, so a new `deadtree segment` opens one session, not three.
+"""Tidied graphs (int8, and float) kept on disk between processes, so a new `deadtree segment` opens one session, not three.
 
 Tidying a model (deadtree.runtime.channels_last) opens ONNX Runtime's own session of it, saves and rewrites its
 optimised graph, opens the result and checks it against the first on a test tile: 0.13 s of a command's start
@@ -35,10 +35,10 @@ def cache_folder() -> Path | None:
 
 @functools.lru_cache(maxsize=1)
 def _rewriting_code() -> str:
-    from deadtree.runtime import channels_last, graph_rewrites
+    from deadtree.runtime import blocked_float, channels_last, graph_rewrites
 
     digest = hashlib.sha256()
-    for module in (channels_last, graph_rewrites):
+    for module in (blocked_float, channels_last, graph_rewrites):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()
 

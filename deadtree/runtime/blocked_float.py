@@ -1,0 +1,150 @@
+"""A float U-Net's graph rewritten so that ONNX Runtime keeps its decoder in the CPU's blocked layout.
+
+On a CPU ONNX Runtime runs float convolutions in a channels-blocked layout (NCHWc, 16 channels a block with
+AVX-512) and converts a tensor back to plain NCHW wherever the next operator cannot take the blocked one. In
+the exported U-Net two things force that in every decoder block (benchmarks/op_profile.py; docs/performance.md):
+
+- the upsampling is a Resize whose output size is read from the skip connection's shape at run time. ONNX
+  Runtime's blocked Upsample takes constant integer scales only, so each Resize, the concatenation after it
+  and the skip connection it joins run channels-first, behind reorders out of and back into the blocked layout.
+  In a U-Net each upsampling doubles the sides exactly wherever they are multiples of 32 (the five halvings of
+  the encoder undone), which is what constant scales of 2 compute;
+- the skip connection is concatenated to the upsampled tensor and the next convolution reads the two. A
+  convolution of a concatenation along the channels is the sum of two convolutions, one over each part with
+  its share of the filters, so the concatenation's copy of both tensors goes. Sums are rounded in another order,
+  so answers move by about 1e-7.
+
+Together 1.06-1.13x on 256 px tiles of the default network (docs/performance.md). A rewritten graph is used
+only where it answers a test tile within FLOAT_TOLERANCE of ONNX Runtime's own session of the model
+(deadtree.runtime.channels_last.open_tidied, which also keeps the outcome, and hands sides that are not
+multiples of 32 to the model's own graph).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from deadtree.runtime.graph_rewrites import _attribute, _producers, _readers, _set_nodes, drop_unread_nodes
+
+FLOAT_TOLERANCE = 1e-5  # on probabilities; the rewritten sums differ by about 1e-7
+DOUBLING = "deadtree_doubling_scales"
+
+
+def rewrite_float(model) -> int:
+    """Rewrite a float ModelProto (as exported, before ONNX Runtime optimises it) in place; returns how many
+    places changed (0: nothing to do)."""
+    done = constant_scale_upsampling(model.graph) + split_concatenated_convs(model)
+    if done:
+        drop_unread_nodes(model.graph)
+    return done
+
+
+def constant_scale_upsampling(graph) -> int:
+    """Each nearest-neighbour Resize (asymmetric coordinates, floor rounding: the form ONNX Runtime's blocked
+    Upsample runs) whose output size is computed at run time takes constant scales of 2 instead; returns how
+    many."""
+    from onnx import numpy_helper
+
+    changed = 0
+    for node in graph.node:
+        if (node.op_type != "Resize" or len(node.input) < 4 or not node.input[3]
+                or _attribute(node, "mode", b"nearest") != b"nearest"
+                or _attribute(node, "coordinate_transformation_mode") != b"asymmetric"
+                or _attribute(node, "nearest_mode", b"round_prefer_floor") != b"floor"):
+            continue
+        del node.input[3]
+        while len(node.input) < 3:
+            node.input.append("")
+        node.input[2] = DOUBLING
+        changed += 1
+    if changed:
+        graph.initializer.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), DOUBLING))
+    return changed
+
+
+def split_concatenated_convs(model) -> int:
+    """Each plain convolution that alone reads a concatenation along the channels becomes one convolution per
+    concatenated tensor (the bias with the first) and their sum; returns how many."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    channels = _channel_counts(model)
+    weights = {t.name: t for t in graph.initializer}
+    producers, readers = _producers(graph), _readers(graph)
+    nodes, split = [], 0
+    for node in graph.node:
+        concat = producers.get(node.input[0]) if node.op_type == "Conv" and node.input else None
+        parts = _concatenated_parts(concat, readers, channels)
+        if parts is None or node.input[1] not in weights or _attribute(node, "group", 1) != 1:
+            nodes.append(node)
+            continue
+        kernel = numpy_helper.to_array(weights[node.input[1]])
+        if kernel.shape[1] != sum(channels[p] for p in parts):
+            nodes.append(node)
+            continue
+        out, start, summed = node.output[0], 0, None
+        for i, part in enumerate(parts):
+            share = f"{node.input[1]}/part{i}"
+            graph.initializer.append(numpy_helper.from_array(kernel[:, start:start + channels[part]].copy(), share))
+            start += channels[part]
+            bias = list(node.input[2:3]) if i == 0 else []
+            conv = helper.make_node("Conv", [part, share, *bias], [f"{out}/part{i}"], name=f"{node.name}/part{i}")
+            conv.attribute.extend(node.attribute)
+            nodes.append(conv)
+            if summed is not None:
+                total = out if i == len(parts) - 1 else f"{out}/sum{i}"
+                nodes.append(helper.make_node("Add", [summed, f"{out}/part{i}"], [total], name=f"{node.name}/sum{i}"))
+                summed = total
+            else:
+                summed = f"{out}/part{i}"
+        split += 1
+    _set_nodes(graph, nodes)
+    return split
+
+
+def _concatenated_parts(concat, readers: dict, channels: dict) -> list[str] | None:
+    """The tensors a Concat joins along the channels, where one convolution alone reads it and every part's
+    channel count is known; else None."""
+    if (concat is None or concat.op_type != "Concat" or _attribute(concat, "axis") != 1
+            or len(concat.input) < 2 or len(readers.get(concat.output[0], [])) != 1):
+        return None
+    parts = list(concat.input)
+    return parts if all(channels.get(p) for p in parts) else None
+
+
+def _channel_counts(model) -> dict[str, int]:
+    """Each 4-D tensor's channel count, where ONNX shape inference can tell it."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    counts = {}
+    for value in [*inferred.value_info, *inferred.input]:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].dim_value > 0:
+            counts[value.name] = dims[1].dim_value
+    return counts
+
+
+def blocked_float_graph(ort, model: str | bytes, options, providers: list, disabled: tuple, session) -> tuple | None:
+    """The serialised rewritten graph and a session of it, if it answers a test tile within FLOAT_TOLERANCE
+    of `session` (ONNX Runtime's own of the model, same options)."""
+    import logging
+
+    import onnx
+
+    from deadtree.runtime.channels_last import same_answers
+
+    log = logging.getLogger("deadtree")
+    try:
+        rewritten = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load(model)
+        if not rewrite_float(rewritten):
+            return None
+        graph = rewritten.SerializeToString()
+        candidate = ort.InferenceSession(graph, sess_options=options, providers=providers,
+                                         disabled_optimizers=list(disabled))
+        if not same_answers(session, candidate, FLOAT_TOLERANCE):
+            log.debug("the blocked float graph changed the answers: kept ONNX Runtime's own")
+            return None
+    except Exception as exc:  # a graph of another shape than the U-Nets this knows: its own session is fine
+        log.debug("the float graph could not be rewritten (%s): kept ONNX Runtime's own", exc)
+        return None
+    return graph, candidate
