@@ -74,7 +74,8 @@ def split_concatenated_convs(model) -> int:
     for node in graph.node:
         concat = producers.get(node.input[0]) if node.op_type == "Conv" and node.input else None
         parts = _concatenated_parts(concat, readers, channels)
-        if parts is None or node.input[1] not in weights or _attribute(node, "group", 1) != 1:
+        if (parts is None or node.input[1] not in weights or len(readers[node.input[1]]) != 1
+                or _attribute(node, "group", 1) != 1):
             nodes.append(node)
             continue
         kernel = numpy_helper.to_array(weights[node.input[1]])
