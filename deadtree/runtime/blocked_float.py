@@ -21,12 +21,16 @@ multiples of 32 to the model's own graph).
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from deadtree.runtime.graph_rewrites import _attribute, _producers, _readers, _set_nodes, drop_unread_nodes
 
 FLOAT_TOLERANCE = 1e-5  # on probabilities; the rewritten sums differ by about 1e-7
 DOUBLING = "deadtree_doubling_scales"
+
+log = logging.getLogger("deadtree")
 
 
 def rewrite_float(model) -> int:
@@ -128,13 +132,10 @@ def _channel_counts(model) -> dict[str, int]:
 def blocked_float_graph(ort, model: str | bytes, options, providers: list, disabled: tuple, session) -> tuple | None:
     """The serialised rewritten graph and a session of it, if it answers a test tile within FLOAT_TOLERANCE
     of `session` (ONNX Runtime's own of the model, same options)."""
-    import logging
-
     import onnx
 
     from deadtree.runtime.channels_last import same_answers
 
-    log = logging.getLogger("deadtree")
     try:
         rewritten = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load(model)
         if not rewrite_float(rewritten):

@@ -88,7 +88,9 @@ def runs_tidied(session) -> bool:
 
 def open_tidied(ort, model: str | bytes, options, providers: list, disabled: tuple):
     """A session of `model` with its channels-last int8 graph tidied, where that answers exactly as ONNX
-    Runtime's own session of it (same options) does; ONNX Runtime's own otherwise."""
+    Runtime's own session of it (same options) does, or, for a float model, its graph rewritten to keep the
+    blocked layout (deadtree.runtime.blocked_float), where that answers within that module's tolerance; ONNX
+    Runtime's own otherwise."""
     def own():
         return ort.InferenceSession(model, sess_options=options, providers=providers,
                                     disabled_optimizers=list(disabled))

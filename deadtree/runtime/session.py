@@ -119,8 +119,8 @@ GRAPH_OPTIMIZATIONS = ("auto", "all", "tidied", "extended", "keep-layout")
 
 
 class Plan(NamedTuple):
-    """How ONNX Runtime optimises a graph: its level, the optimisers left out, and whether an int8 graph made
-    channels-last is then tidied (deadtree.runtime.channels_last)."""
+    """How ONNX Runtime optimises a graph: its level, the optimisers left out, and whether the graph is tidied
+    for this CPU (int8: deadtree.runtime.channels_last; float: deadtree.runtime.blocked_float)."""
 
     level: object
     disabled: tuple[str, ...] = ()

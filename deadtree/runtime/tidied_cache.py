@@ -1,13 +1,14 @@
-"""Tidied graphs (int8, and float) kept on disk between processes, so a new `deadtree segment` opens one session, not three.
+"""Tidied graphs (int8 and float) kept on disk between processes, so a new `deadtree segment` opens one session.
 
 Tidying a model (deadtree.runtime.channels_last) opens ONNX Runtime's own session of it, saves and rewrites its
 optimised graph, opens the result and checks it against the first on a test tile: 0.13 s of a command's start
 on the 2-core VNNI host, where one session of the saved result takes 0.015 s, and it sits on the path to the
-first tile. The outcome (the tidied graph, or the refusal when the check failed) is kept under the user's
-cache folder, named by everything it depends on: the model file (path, size, modification time), ONNX
-Runtime's version, the optimisers left out, the CPU's vector extensions, and the source of the rewriting code.
-Any change to one of them is a new name, so nothing stale is ever read. A folder that cannot be written is
-no error: the outcome is then simply worked out again next time.
+first tile (a float model's rewrite, deadtree.runtime.blocked_float, 0.06-0.24 s). The outcome (the tidied
+graph, or the refusal when the check failed) is kept under the user's cache folder, named by everything it
+depends on: the model file (path, size, modification time), ONNX Runtime's version, the optimisers left out,
+the CPU's vector extensions, and the source of the rewriting code. Any change to one of them is a new name, so
+nothing stale is ever read. A folder that cannot be written is no error: the outcome is then simply worked out
+again next time.
 """
 from __future__ import annotations
 
