@@ -62,3 +62,29 @@ def test_the_name_changes_with_the_cpu_and_the_rewriting_code(monkeypatch):
     other_cpu = tidied_cache._name(key)
     monkeypatch.setattr(tidied_cache, "_rewriting_code", lambda: "edited")
     assert len({base, other_cpu, tidied_cache._name(key)}) == 3
+
+
+def test_the_folder_is_trimmed_to_its_limit_least_recently_used_first(int8, monkeypatch):
+    import os
+
+    def key(model):
+        return (model, 1, 2, "1.32.0", ())
+
+    folder = tidied_cache.cache_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    for age, name in enumerate(("newer", "older")):
+        stale = folder / f"{name}.onnx"
+        stale.write_bytes(b"x" * 1000)
+        os.utime(stale, (1_000_000 - age, 1_000_000 - age))
+    monkeypatch.setattr(tidied_cache, "CACHE_LIMIT_BYTES", 1500)
+    tidied_cache.save_outcome(key("a.onnx"), None)  # a refusal: an empty file
+    refusal = f"{tidied_cache._name(key('a.onnx'))}.refused"
+    assert sorted(p.name for p in folder.glob("*")) == sorted(["newer.onnx", refusal])
+    # an outcome that is read counts as used: it outlives an older one that was not
+    tidied_cache.save_outcome(key("b.onnx"), b"g" * 400)
+    os.utime(folder / "newer.onnx", (1, 1))
+    assert tidied_cache.saved_outcome(key("b.onnx")) == b"g" * 400
+    monkeypatch.setattr(tidied_cache, "CACHE_LIMIT_BYTES", 500)
+    tidied_cache.save_outcome(key("c.onnx"), None)
+    assert not (folder / "newer.onnx").exists()
+    assert tidied_cache.saved_outcome(key("b.onnx")) == b"g" * 400

@@ -23,6 +23,9 @@ log = logging.getLogger("deadtree")
 
 ENV_CACHE_DIR = "DEADTREE_CACHE_DIR"  # where deadtree keeps its cache; empty: keep nothing on disk
 MISSING = object()  # no outcome saved for this key (None is a saved refusal)
+# A float model's outcome is the size of the model (8-18 MB for the shipped ones), and every upgrade of deadtree
+# or ONNX Runtime names new outcomes: past this, the least recently used go.
+CACHE_LIMIT_BYTES = 256 * 1024 * 1024
 
 
 def cache_folder() -> Path | None:
@@ -59,7 +62,10 @@ def saved_outcome(key: tuple):
     try:
         if (folder / f"{name}.refused").exists():
             return None
-        return (folder / f"{name}.onnx").read_bytes()
+        path = folder / f"{name}.onnx"
+        graph = path.read_bytes()
+        os.utime(path)  # used now: the last to go when the folder is trimmed
+        return graph
     except OSError:
         return MISSING
 
@@ -77,5 +83,23 @@ def save_outcome(key: tuple, tidied: bytes | None) -> None:
         with os.fdopen(handle, "wb") as out:
             out.write(tidied or b"")
         os.replace(partial, target)
+        _trim(folder, CACHE_LIMIT_BYTES)
     except OSError as exc:
         log.debug("could not keep the tidied graph in %s: %s", folder, exc)
+
+
+def _trim(folder: Path, limit: int) -> None:
+    """Delete the least recently used outcomes until the folder holds at most `limit` bytes."""
+    entries = []
+    for path in folder.glob("*"):
+        try:
+            stat = path.stat()
+        except OSError:  # another process trimming at the same time
+            continue
+        entries.append((stat.st_mtime, stat.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= limit:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
