@@ -103,3 +103,53 @@ def test_a_later_process_opens_the_saved_float_graph(fp32, monkeypatch):
     assert channels_last.runs_tidied(later.session)
     tile = np.random.default_rng(3).random((1, 4, 256, 192), dtype=np.float32)
     assert np.array_equal(later.run(tile), first.run(tile))
+
+
+def _small_unet() -> onnx.ModelProto:
+    """A one-level U-Net as exporters write it: the upsampling's size read from the skip connection at run
+    time, an Identity between the concatenation and its convolution, and that convolution's weights stored as
+    float16 behind a Cast (deadtree.training.half_weights)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+
+    def weights(name, *shape, dtype=np.float32):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(dtype), name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w_skip"], ["skip_conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["skip_conv"], ["skip"]),
+        helper.make_node("MaxPool", ["skip"], ["down"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["down", "w_deep"], ["deep_conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["deep_conv"], ["deep"]),
+        helper.make_node("Shape", ["skip"], ["skip_shape"]),
+        helper.make_node("Resize", ["deep", "", "", "skip_shape"], ["up"], mode="nearest",
+                         coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        helper.make_node("Concat", ["up", "skip"], ["joined"], axis=1),
+        helper.make_node("Identity", ["joined"], ["attended"]),
+        helper.make_node("Cast", ["w_out_half"], ["w_out"], to=TensorProto.FLOAT),
+        helper.make_node("Conv", ["attended", "w_out", "b_out"], ["logit"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["logit"], ["probability"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "small-unet",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, "rows", "cols"])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["batch", 1, "rows", "cols"])],
+        [weights("w_skip", 16, 4, 3, 3), weights("w_deep", 16, 16, 3, 3),
+         weights("w_out_half", 1, 32, 3, 3, dtype=np.float16), weights("b_out", 1)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_weights_behind_casts_and_identities_are_split_too():
+    import onnxruntime as ort
+
+    model = _small_unet()
+    original = model.SerializeToString()
+    assert blocked_float.rewrite_float(model) == 2  # the upsampling, and the convolution over the concatenation
+    ops = collections.Counter(n.op_type for n in model.graph.node)
+    assert ops["Concat"] == 0 and ops["Identity"] == 0 and ops["Conv"] == 4 and ops["Add"] == 1
+    onnx.checker.check_model(model)
+    tile = np.random.default_rng(6).random((2, 4, 64, 96), dtype=np.float32)
+    answers = [ort.InferenceSession(m, providers=["CPUExecutionProvider"]).run(None, {"x": tile})[0]
+               for m in (original, model.SerializeToString())]
+    assert np.abs(answers[0] - answers[1]).max() <= blocked_float.FLOAT_TOLERANCE

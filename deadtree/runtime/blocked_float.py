@@ -72,23 +72,23 @@ def split_concatenated_convs(model) -> int:
 
     graph = model.graph
     channels = _channel_counts(model)
-    weights = {t.name: t for t in graph.initializer}
     producers, readers = _producers(graph), _readers(graph)
+    constants = _constant_tensors(graph)
     nodes, split = [], 0
     for node in graph.node:
-        concat = producers.get(node.input[0]) if node.op_type == "Conv" and node.input else None
+        concat = _source(node.input[0], producers, readers) if node.op_type == "Conv" and node.input else None
         parts = _concatenated_parts(concat, readers, channels)
-        if (parts is None or node.input[1] not in weights or len(readers[node.input[1]]) != 1
-                or _attribute(node, "group", 1) != 1):
+        kernel = constants.get(node.input[1]) if parts is not None else None
+        if kernel is None or _attribute(node, "group", 1) != 1:
             nodes.append(node)
             continue
-        kernel = numpy_helper.to_array(weights[node.input[1]])
-        if kernel.shape[1] != sum(channels[p] for p in parts):
+        kernel = numpy_helper.to_array(kernel)
+        if kernel.ndim != 4 or kernel.shape[1] != sum(channels[p] for p in parts):
             nodes.append(node)
             continue
         out, start, summed = node.output[0], 0, None
         for i, part in enumerate(parts):
-            share = f"{node.input[1]}/part{i}"
+            share = f"{out}/kernel{i}"
             graph.initializer.append(numpy_helper.from_array(kernel[:, start:start + channels[part]].copy(), share))
             start += channels[part]
             bias = list(node.input[2:3]) if i == 0 else []
@@ -104,6 +104,34 @@ def split_concatenated_convs(model) -> int:
         split += 1
     _set_nodes(graph, nodes)
     return split
+
+
+def _source(name: str, producers: dict, readers: dict):
+    """The node that computes `name`, looking through Identity nodes read by nothing else (segmentation-models-
+    pytorch exports its decoders' absent attention as one between each concatenation and its convolution)."""
+    node = producers.get(name)
+    while node is not None and node.op_type == "Identity" and len(readers.get(node.output[0], [])) == 1:
+        node = producers.get(node.input[0])
+    return node
+
+
+def _constant_tensors(graph) -> dict:
+    """TensorProtos by name: the initializers, and what Constant nodes, and Identity and Cast nodes of
+    constants, give. Exports pass weights through such nodes (deadtree.training.half_weights stores large
+    models' weights as float16 behind a Cast; torch's exporter adds Identity nodes); ONNX Runtime folds them."""
+    from onnx import helper, numpy_helper
+
+    found = {t.name: t for t in graph.initializer}
+    for node in graph.node:  # in order: a node's constant inputs are known before it
+        source = found.get(node.input[0]) if node.input else None
+        if node.op_type == "Constant" and _attribute(node, "value") is not None:
+            found[node.output[0]] = _attribute(node, "value")
+        elif node.op_type == "Identity" and source is not None:
+            found[node.output[0]] = source
+        elif node.op_type == "Cast" and source is not None:
+            dtype = helper.tensor_dtype_to_np_dtype(_attribute(node, "to"))
+            found[node.output[0]] = numpy_helper.from_array(numpy_helper.to_array(source).astype(dtype))
+    return found
 
 
 def _concatenated_parts(concat, readers: dict, channels: dict) -> list[str] | None:
