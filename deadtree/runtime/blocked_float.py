@@ -21,16 +21,12 @@ multiples of 32 to the model's own graph).
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from deadtree.runtime.graph_rewrites import _attribute, _producers, _readers, _set_nodes, drop_unread_nodes
 
 FLOAT_TOLERANCE = 1e-5  # on probabilities; the rewritten sums differ by about 1e-7
 DOUBLING = "deadtree_doubling_scales"
-
-log = logging.getLogger("deadtree")
 
 
 def rewrite_float(model) -> int:
@@ -157,24 +153,9 @@ def _channel_counts(model) -> dict[str, int]:
     return counts
 
 
-def blocked_float_graph(ort, model: str | bytes, options, providers: list, disabled: tuple, session) -> tuple | None:
-    """The serialised rewritten graph and a session of it, if it answers a test tile within FLOAT_TOLERANCE
-    of `session` (ONNX Runtime's own of the model, same options)."""
+def rewritten_float(model: str | bytes) -> bytes | None:
+    """A float model's graph (a path or serialised) rewritten and serialised; None where nothing applies."""
     import onnx
 
-    from deadtree.runtime.channels_last import same_answers
-
-    try:
-        rewritten = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load(model)
-        if not rewrite_float(rewritten):
-            return None
-        graph = rewritten.SerializeToString()
-        candidate = ort.InferenceSession(graph, sess_options=options, providers=providers,
-                                         disabled_optimizers=list(disabled))
-        if not same_answers(session, candidate, FLOAT_TOLERANCE):
-            log.debug("the blocked float graph changed the answers: kept ONNX Runtime's own")
-            return None
-    except Exception as exc:  # a graph of another shape than the U-Nets this knows: its own session is fine
-        log.debug("the float graph could not be rewritten (%s): kept ONNX Runtime's own", exc)
-        return None
-    return graph, candidate
+    graph = onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load(model)
+    return graph.SerializeToString() if rewrite_float(graph) else None

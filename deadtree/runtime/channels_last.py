@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deadtree.runtime.blocked_float import FLOAT_TOLERANCE, rewritten_float
 from deadtree.runtime.graph_rewrites import (cancel_transpose_pairs, channels_last_joins, drop_unread_nodes,
                                              pool_channels_last, read_shapes_before_dequantizing, replace_resizes,
                                              requantize_before_upsampling, sort_nodes, split_requantizing_concats,
@@ -106,8 +107,7 @@ def open_tidied(ort, model: str | bytes, options, providers: list, disabled: tup
                                        disabled_optimizers=list(disabled)) if tidied else own()
     else:
         session = own()
-        checked = (_tidied_graph if is_int8(model) else _blocked_float_graph)(ort, model, options, providers,
-                                                                             disabled, session)
+        checked = _checked(ort, model, options, providers, disabled, session)
         tidied, session = checked or (None, session)  # the checked session is the one to run: not opened again
         if key is not None:
             _OUTCOMES[key] = tidied
@@ -138,32 +138,41 @@ class TidiedSession:
         return getattr(self._tidied, name)
 
 
-def _tidied_graph(ort, model: str | bytes, options, providers: list, disabled: tuple, session) -> tuple | None:
-    """The serialised tidied graph and a session of it, if it answers a test tile exactly as `session` does."""
+def _checked(ort, model: str | bytes, options, providers: list, disabled: tuple, session) -> tuple | None:
+    """The graph rewritten for this CPU (an int8 model's channels-last graph tidied, a float model's decoder
+    kept blocked) and a session of it, where that answers a test tile as `session` does: bit for bit for int8,
+    within blocked_float.FLOAT_TOLERANCE for float. None otherwise."""
+    int8 = is_int8(model)
+    kind = "tidied channels-last" if int8 else "blocked float"
+    try:
+        graph = _tidied_bytes(ort, model, options, providers, disabled) if int8 else rewritten_float(model)
+        if graph is None:
+            return None
+        candidate = ort.InferenceSession(graph, sess_options=options, providers=providers,
+                                         disabled_optimizers=list(disabled))
+        if not same_answers(session, candidate, 0.0 if int8 else FLOAT_TOLERANCE):
+            log.debug("the %s graph changed the answers: kept ONNX Runtime's own", kind)
+            return None
+    except Exception as exc:  # a graph that looks otherwise (another ONNX Runtime, another network): its own is fine
+        log.debug("the %s graph could not be made (%s): kept ONNX Runtime's own", kind, exc)
+        return None
+    return graph, candidate
+
+
+def _tidied_bytes(ort, model: str | bytes, options, providers: list, disabled: tuple) -> bytes | None:
+    """ONNX Runtime's optimised graph of an int8 model, tidied and serialised; None where nothing was tidied."""
     import onnx
 
-    try:
-        with tempfile.TemporaryDirectory(prefix="deadtree-ort-") as tmp:
-            saved = Path(tmp) / "optimised.onnx"
-            options.optimized_model_filepath = str(saved)
-            try:
-                ort.InferenceSession(model, sess_options=options, providers=providers,
-                                     disabled_optimizers=[*disabled, NCHWC_PASS])
-            finally:
-                options.optimized_model_filepath = ""
-            optimised = onnx.load(saved)
-        if not tidy(optimised):
-            return None
-        tidied = optimised.SerializeToString()
-        candidate = ort.InferenceSession(tidied, sess_options=options, providers=providers,
-                                         disabled_optimizers=list(disabled))
-        if not same_answers(session, candidate):
-            log.debug("the tidied channels-last graph changed the answers: kept ONNX Runtime's own")
-            return None
-    except Exception as exc:  # an ONNX Runtime whose optimised graph looks otherwise: its own session is fine
-        log.debug("the channels-last graph could not be tidied (%s): kept ONNX Runtime's own", exc)
-        return None
-    return tidied, candidate
+    with tempfile.TemporaryDirectory(prefix="deadtree-ort-") as tmp:
+        saved = Path(tmp) / "optimised.onnx"
+        options.optimized_model_filepath = str(saved)
+        try:
+            ort.InferenceSession(model, sess_options=options, providers=providers,
+                                 disabled_optimizers=[*disabled, NCHWC_PASS])
+        finally:
+            options.optimized_model_filepath = ""
+        optimised = onnx.load(saved)
+    return optimised.SerializeToString() if tidy(optimised) else None
 
 
 def _outcome_key(ort, model: str | bytes, disabled: tuple) -> tuple | None:
@@ -172,20 +181,14 @@ def _outcome_key(ort, model: str | bytes, disabled: tuple) -> tuple | None:
     return (*file_version(model), ort.__version__, tuple(disabled))
 
 
-def _blocked_float_graph(*args) -> tuple | None:
-    from deadtree.runtime.blocked_float import blocked_float_graph
-
-    return blocked_float_graph(*args)
-
-
 def same_answers(reference, candidate, tolerance: float = 0.0) -> bool:
     """Whether `candidate` answers a random test tile as `reference` does: bit for bit, or within `tolerance`."""
+    import onnxruntime as ort
+
     spec = reference.get_inputs()[0]
     bands = spec.shape[1] if isinstance(spec.shape[1], int) else 3
     tile = np.random.default_rng(0).random((1, bands, CHECK_SIDE, CHECK_SIDE), dtype=np.float32)
     expected = reference.run(None, {spec.name: tile})[0]
-    import onnxruntime as ort
-
     quiet = ort.RunOptions()
     quiet.log_severity_level = 4  # a candidate that fails is refused here, not reported to the user
     got = candidate.run(None, {candidate.get_inputs()[0].name: tile}, quiet)[0]
