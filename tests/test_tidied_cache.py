@@ -76,10 +76,13 @@ def test_the_folder_is_trimmed_to_its_limit_least_recently_used_first(int8, monk
         stale = folder / f"{name}.onnx"
         stale.write_bytes(b"x" * 1000)
         os.utime(stale, (1_000_000 - age, 1_000_000 - age))
+    writing = folder / ".partial-another-process"  # an outcome another process is writing: never trimmed
+    writing.write_bytes(b"p" * 5000)
+    os.utime(writing, (1, 1))
     monkeypatch.setattr(tidied_cache, "CACHE_LIMIT_BYTES", 1500)
     tidied_cache.save_outcome(key("a.onnx"), None)  # a refusal: an empty file
     refusal = f"{tidied_cache._name(key('a.onnx'))}.refused"
-    assert sorted(p.name for p in folder.glob("*")) == sorted(["newer.onnx", refusal])
+    assert sorted(p.name for p in folder.glob("*")) == sorted([writing.name, "newer.onnx", refusal])
     # an outcome that is read counts as used: it outlives an older one that was not
     tidied_cache.save_outcome(key("b.onnx"), b"g" * 400)
     os.utime(folder / "newer.onnx", (1, 1))

@@ -89,9 +89,10 @@ def save_outcome(key: tuple, tidied: bytes | None) -> None:
 
 
 def _trim(folder: Path, limit: int) -> None:
-    """Delete the least recently used outcomes until the folder holds at most `limit` bytes."""
+    """Delete the least recently used outcomes until the folder holds at most `limit` bytes (outcomes only: a
+    `.partial-` file is another process's outcome being written)."""
     entries = []
-    for path in folder.glob("*"):
+    for path in [*folder.glob("*.onnx"), *folder.glob("*.refused")]:
         try:
             stat = path.stat()
         except OSError:  # another process trimming at the same time
