@@ -96,7 +96,8 @@ def main() -> None:
 
     alone, cpu = median("alone"), median("cpu")
     row = {
-        "scene": f"{args.side}x{args.side}x4", "scene_compression": args.compress, "model": real.model, "tile_px": real.tile_size, "tiles": real.tiles,
+        "scene": f"{args.side}x{args.side}x4", "scene_compression": args.compress, "model": real.model,
+        "tile_px": real.tile_size, "tiles": real.tiles,
         "polygons": real.polygons, "pipeline_wall_s": median("wall"), "pipeline_cpu_s": cpu,
         "pipeline_cpu_s_per_MP": cpu / mp, "model_alone_s": alone,
         "implied_overhead_pct": 100 * cpu / alone,

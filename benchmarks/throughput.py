@@ -74,7 +74,8 @@ def main() -> None:
         row = ordered[len(ordered) // 2]
         row["overhead_pct_all_runs"] = [round(r["overhead_pct_of_model"], 1) for r in ordered]
         rows.append(row)
-    report("throughput" if args.compress == "deflate" else f"throughput-{args.compress}", rows, {"target": "overhead <= 10% of model time; >= 4 MP/s end to end"})
+    report("throughput" if args.compress == "deflate" else f"throughput-{args.compress}", rows,
+           {"target": "overhead <= 10% of model time; >= 4 MP/s end to end"})
 
 
 def model_alone_seconds(result, batch_size: int | None, side: int, device: str = "cpu") -> float:

@@ -14,6 +14,7 @@ strip 2.5% covered; 10.1 against 8.1 ms at 9.6%).
 from __future__ import annotations
 
 import numpy as np
+
 from deadtree.components import FOUR_CONNECTED
 
 DENSE_SHARE = 0.06
