@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-from common import mosaic, report, segment_as_a_command
+from common import bench_scene, report, segment_as_a_command
 
 from deadtree.nets.segmenter import build_segmenter
 from deadtree.pipeline import SegmentOptions
@@ -110,7 +110,7 @@ def main() -> None:
                      "vs_torch_eager": statistics.median(ratios),
                      "vs_torch_eager_rounds": f"{min(ratios):.2f}-{max(ratios):.2f}"})
 
-    scene = mosaic(Path(tempfile.gettempdir()) / f"deadtree-bench-{args.side}.tif", args.side)
+    scene = bench_scene(args.side)
     scene_mp = args.side * args.side / 1e6
 
     def pipeline():

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import mosaic, segment_as_a_command  # noqa: E402  (also puts the checkout on sys.path)
+from common import bench_scene, mosaic, segment_as_a_command  # noqa: E402  (also puts the checkout on sys.path)
 from throughput import model_alone_seconds  # noqa: E402
 
 from deadtree.errors import ModelError  # noqa: E402
@@ -101,7 +101,7 @@ def end_to_end(runs: list[dict], device: str) -> list[dict]:
     rows = []
     for run in runs:
         side = run["side"]
-        scene = mosaic(Path(tempfile.gettempdir()) / f"deadtree-bench-{side}.tif", side)
+        scene = bench_scene(side)
         os.environ[ENV_CUDNN_SEARCH] = run.get("cudnn", "HEURISTIC")
         with tempfile.TemporaryDirectory() as tmp:
             options = SegmentOptions(output=Path(tmp) / "o.geojson", device=device, precision=run["precision"],

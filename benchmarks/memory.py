@@ -13,9 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-from common import mosaic, report
+from common import bench_scene, report
 
 
 def main() -> None:
@@ -25,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for side in args.sides:
-        scene = mosaic(Path(tempfile.gettempdir()) / f"deadtree-bench-{side}.tif", side)
+        scene = bench_scene(side)
         with tempfile.TemporaryDirectory() as tmp:
             code = (
                 "import resource, sys, json\n"
