@@ -17,7 +17,7 @@ import rasterio
 from deadtree import __version__
 from deadtree.buffers import Scratch
 from deadtree.errors import InputError
-from deadtree.heap import bound_heap_growth
+from deadtree.heap import bounded_heap
 from deadtree.machine import usable_cores
 from deadtree.model_choice import choose_models, open_models
 from deadtree.outputs import check_outputs, discard, publish, workspace
@@ -195,7 +195,6 @@ def check_scales(scales: Sequence[float]) -> None:
 def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
                   on_progress: Callable[[float], None] | None = None) -> SegmentResult:
     options = options or SegmentOptions()
-    bound_heap_growth()
     started = time.perf_counter()
     scene_path = Path(scene_path)
     output = Path(options.output) if options.output else default_output(scene_path)
@@ -213,7 +212,7 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
     check_tiling_options(options.tile_size, options.overlap, options.batch_size)
     check_scales(options.scales)
 
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+    with bounded_heap(), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         result = _segment(scene_path, options, outputs, output, on_progress)
     ended = time.perf_counter()
     result.seconds = ended - started

@@ -294,14 +294,41 @@ def test_precision_auto_runs_the_int8_variant_on_a_cpu(tmp_path, toy_models):
     assert run(tmp_path, scene, model="toy-rgb").model == "toy-rgb"
 
 
-def test_heap_settings_apply_once_on_glibc():
-    import platform
+HEAP_PROBE = """
+import resource
+import numpy as np
+from deadtree.heap import bounded_heap
 
-    from deadtree.heap import bound_heap_growth
+def faults_of_fresh_arrays():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        np.ones(1 << 20)  # 8 MB, made and freed
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+outer = bounded_heap()
+outer.__enter__()
+with bounded_heap():
+    pass
+inside = faults_of_fresh_arrays()  # another run has ended, this one has not
+outer.__exit__(None, None, None)
+faults_of_fresh_arrays()
+print(inside, faults_of_fresh_arrays())
+"""
+
+
+def test_the_heap_settings_hold_while_any_run_is_inside_and_are_relaxed_after_the_last():
+    """Inside a run every large array comes fresh from the kernel (bounded growth); after the last run the
+    process reuses freed memory again, so that torch eager, say, is not slowed by a finished run."""
+    import platform
+    import subprocess
+    import sys
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
-    assert bound_heap_growth() is True and bound_heap_growth() is True
+    out = subprocess.run([sys.executable, "-c", HEAP_PROBE], capture_output=True, text=True, check=True).stdout
+    inside, after = map(int, out.split())
+    assert inside > 20 * 100  # each 8 MB array faulted in anew (2,048 pages; the kernel may map a few at once)
+    assert after * 10 < inside  # the same arrays served from memory freed before
 
 
 def test_model_metadata_is_parsed_once_per_file_version(tmp_path, monkeypatch):
