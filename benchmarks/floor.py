@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -59,6 +60,18 @@ def count_macs(path: Path, bands: int, tile: int) -> int:
 def matmul_gflops(n: int = 2048, repeat: int = 10, int8: bool = False) -> float:
     """ONNX Runtime's own matrix-multiply rate on this CPU: fp32 MatMul, or uint8 x int8 MatMulInteger (what
     the int8 model's convolutions become; AVX-512 VNNI where the CPU has it)."""
+    run, flops = matmul_run(n, int8)
+    run()
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return flops / best / 1e9
+
+
+def matmul_run(n: int = 2048, int8: bool = False) -> tuple[Callable[[], object], int]:
+    """One n x n x n matrix multiply in ONNX Runtime, as a call, and the operations (2 n^3) it does."""
     import onnxruntime as ort
 
     if int8:
@@ -77,13 +90,7 @@ def matmul_gflops(n: int = 2048, repeat: int = 10, int8: bool = False) -> float:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    session.run(None, {"a": a, "b": b})
-    best = float("inf")
-    for _ in range(repeat):
-        started = time.perf_counter()
-        session.run(None, {"a": a, "b": b})
-        best = min(best, time.perf_counter() - started)
-    return 2 * n**3 / best / 1e9
+    return (lambda: session.run(None, {"a": a, "b": b})), 2 * n**3
 
 
 def floor_row(path: Path, gflops: float, gops_int8: float) -> dict:

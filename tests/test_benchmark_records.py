@@ -85,3 +85,31 @@ def test_a_table_whose_rows_differ_prints_every_column(tmp_path, monkeypatch, ca
     assert header.split() == ["model", "floor", "measured"]
     assert first.split() == ["a", "1.000"] and second.split() == ["b", "2.000", "0.500"]
     assert json.loads((tmp_path / "demo.json").read_text())["rows"][0] == {"model": "a", "floor": 1.0}
+
+
+def test_engine_rows_pool_every_process_s_rounds_against_torch_eager_in_the_same_round():
+    import engines
+
+    def worker(eager, ort, ceiling):
+        return {"seconds": {"ORT": ort, "int8": [0.5, 0.5], "torch eager": eager, engines.CEILING: ceiling},
+                "flops": 2e9, "int8_engine": "int8"}
+
+    # the second process's torch eager is slower: its rounds' speed-ups are larger
+    workers = [worker([2.0, 2.0], [1.0, 1.0], [1.0, 1.0]), worker([3.0, 3.3], [1.0, 1.1], [0.9, 1.0])]
+    rows = {r["engine"]: r for r in engines.engine_rows(workers, tiles=8, same_net_int8=False)}
+    ort = rows["ORT"]
+    assert ort["vs_torch_eager"] == 2.5  # median of 2, 2, 3, 3
+    assert ort["vs_torch_eager_rounds"] == "2.00-3.00" and ort["vs_torch_eager_processes"] == "2.00 3.00"
+    assert abs(ort["GFLOP_per_s"] - 2.0) < 1e-9  # 2e9 operations in the median round of 1.0 s
+    assert abs(ort["of_matmul_rate"] - (1 + 1 / 1.1) / 2) < 1e-9  # the ceiling's seconds over its own: 1 1 0.9 0.91
+    assert abs(rows["torch eager"]["MP_per_s"] - 8 * 65536 / 1e6 / 2.5) < 1e-9
+    assert "GFLOP_per_s" not in rows["int8"]  # the shipped int8 model is another network here
+
+
+def test_the_matmul_call_does_the_operations_it_claims():
+    import floor
+
+    run, flops = floor.matmul_run(64)
+    (product,) = run()
+    assert flops == 2 * 64**3 and product.shape == (64, 64)
+    assert floor.matmul_gflops(64, repeat=2) > 0
