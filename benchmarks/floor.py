@@ -43,7 +43,10 @@ def count_macs(path: Path, bands: int, tile: int) -> int:
                 raise ValueError(f"the shape of {node.output[0]} could not be inferred: its multiply-adds are unknown")
             # Conv weights are (out, in / groups, kh, kw), ConvTranspose ones (in, out / groups, kh, kw): w[1] is
             # already divided by the groups, and counts the MACs per output (Conv) or input (ConvTranspose) value.
-            w = weights[node.input[1]]
+            # a fresh export may pass the weights through an Identity or Cast node: their shape is inferred
+            w = weights.get(node.input[1]) or shapes.get(node.input[1])
+            if not w or not all(w):
+                raise ValueError(f"the weights of {node.name or node.output[0]} have no known shape")
             if node.op_type == "Conv":
                 out = shapes[node.output[0]]
                 macs += int(np.prod(out)) * w[1] * w[2] * w[3]

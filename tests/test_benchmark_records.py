@@ -113,3 +113,21 @@ def test_the_matmul_call_does_the_operations_it_claims():
     (product,) = run()
     assert flops == 2 * 64**3 and product.shape == (64, 64)
     assert floor.matmul_gflops(64, repeat=2) > 0
+
+
+def test_multiply_adds_are_counted_through_weights_behind_an_identity(tmp_path):
+    """Fresh exports pass convolution weights through Identity nodes; their shape is then an inferred one."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    import floor
+
+    weight = numpy_helper.from_array(np.ones((8, 4, 3, 3), np.float32), "w")
+    nodes = [helper.make_node("Identity", ["w"], ["w_out"]),
+             helper.make_node("Conv", ["x", "w_out"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8, "h", "w"])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "m.onnx")
+    assert floor.count_macs(tmp_path / "m.onnx", 4, 16) == 16 * 16 * 8 * 4 * 3 * 3
