@@ -98,7 +98,8 @@ def compare_engines(arch: str, tiles: int, rounds: int, shipped: Path, tmp: Path
         "torch eager channels_last": lambda: net_cl(xcl),
     }
     # The ceiling: the network's multiply-adds done at ONNX Runtime's own matrix-multiply rate, timed in the same
-    # rounds. No engine doing the same multiply-adds in fp32 can beat torch eager by more than this.
+    # rounds. That rate is about the CPU's fp32 peak, so an engine doing the same multiply-adds beats torch eager
+    # by little more than this (convolutions can run a few per cent above a 2048^3 MatMul).
     flops = 2 * count_macs(tmp / "bench.onnx", 4, 256) * tiles
     matmul, matmul_flops = matmul_run()
     matmul_calls = max(1, round(flops / matmul_flops))
@@ -182,8 +183,8 @@ def main() -> None:
                     probs[r:r + 256, c:c + 256] = net(torch.from_numpy(scaled[None]))[0, 0].numpy()
         return probs
 
-    # The naive loop first: a `segment` run fixes glibc's mmap threshold for the rest of the process
-    # (deadtree.heap), after which torch's activations come fresh from the kernel at every call, twice as slow.
+    # The naive loop before `segment`, so that nothing a run leaves in the process can slow torch (its heap
+    # settings once did, by half: deadtree.heap).
     with torch.inference_mode():
         net(torch.from_numpy(np.zeros((1, 4, 256, 256), np.float32)))  # its first call: kernels chosen
     t_naive = timed(naive)
@@ -206,7 +207,8 @@ def main() -> None:
                 "median, beside it). GFLOP_per_s: the network's multiply-adds (x2) a second; of_matmul_rate: "
                 "that as a share of ONNX Runtime's 2048^3 fp32 MatMul rate in the same round (int8: above 1, it "
                 "runs integer arithmetic). The ceiling row: those multiply-adds done at that rate, timed in the "
-                "same rounds: no fp32 engine doing the same arithmetic outruns torch eager by more. Rows after "
+                "same rounds, about the CPU's fp32 peak: an engine doing the same arithmetic outruns torch eager by "
+                "little more. Rows after "
                 "it: whole scene; vs_torch_eager there = speed-up of the pipeline over the naive loop.",
     })
 
