@@ -151,7 +151,12 @@ def main() -> None:
     shipped = default_segmenter({"R", "G", "B", "NIR"})
     shipped_arch = read_model_info(shipped).extra["architecture"]
     args.arch = args.arch or shipped_arch
-    tmp = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory() as tmp:  # the exported network, the workers' rounds, the outputs
+        run_benchmark(args, shipped, shipped_arch, Path(tmp))
+
+
+def run_benchmark(args, shipped: Path, shipped_arch: str, tmp: Path) -> None:
+    """A worker's rounds, or the whole benchmark: the rounds in fresh processes, then the scene rows."""
     if args.worker:
         args.worker.write_text(json.dumps(compare_engines(args.arch, args.tiles, args.rounds, shipped, tmp)))
         return
