@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pyogrio
@@ -329,6 +330,25 @@ def test_the_heap_settings_hold_while_any_run_is_inside_and_are_relaxed_after_th
     inside, after = map(int, out.split())
     assert inside > 20 * 100  # each 8 MB array faulted in anew (2,048 pages; the kernel may map a few at once)
     assert after * 10 < inside  # the same arrays served from memory freed before
+
+
+def test_a_finished_segment_run_leaves_large_arrays_to_be_reused(tmp_path):
+    """What torch eager needs after `segment` in the same process (it ran at half speed when the run's heap
+    settings outlived it)."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    scene = Path(__file__).resolve().parents[1] / "examples" / "naip_eureka_2020_0.tif"
+    probe = HEAP_PROBE.split("outer = bounded_heap()")[0] + (
+        "from deadtree.pipeline import SegmentOptions, segment_scene\n"
+        f"segment_scene({str(scene)!r}, SegmentOptions(output={str(tmp_path / 'o.geojson')!r}, progress=False))\n"
+        "faults_of_fresh_arrays()\n"
+        "print(faults_of_fresh_arrays())\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert int(out.split()[-1]) < 20 * 100  # 20 arrays of 8 MB, not faulted in anew
 
 
 def test_model_metadata_is_parsed_once_per_file_version(tmp_path, monkeypatch):
