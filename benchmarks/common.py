@@ -64,6 +64,18 @@ def mosaic(path: Path, side: int, compress: str = "deflate", height: int | None 
 SCENE_COMPRESSIONS = ("deflate", "none")
 
 
+def add_compress_option(parser) -> None:
+    """The --compress option of the benchmarks that time `segment` on the mosaic."""
+    parser.add_argument("--compress", choices=SCENE_COMPRESSIONS, default="deflate",
+                        help="the mosaic's compression: deflate (the records' scene) or none, as the NAIP tiles "
+                        "it is made of are stored")
+
+
+def record_name(name: str, compress: str) -> str:
+    """A benchmark's record name for the mosaic's compression: the deflate scene's record keeps the plain name."""
+    return name if compress == "deflate" else f"{name}-{compress}"
+
+
 def bench_scene(side: int, compress: str = "deflate") -> Path:
     """The benchmark mosaic of that side in the temporary folder, made once: deflate-compressed (the records'
     scene), or uncompressed as the NAIP tiles it is made of are stored ("none")."""

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import rasterio
@@ -61,15 +62,8 @@ def rounds_of(engines: dict, rounds: int) -> dict[str, list[float]]:
 
 def own_graph_model(path: Path) -> OnnxModel:
     """The model opened with ONNX Runtime's own full optimisation, not the graph deadtree tidies for this CPU."""
-    previous = os.environ.get(ENV_GRAPH_OPTIMIZATION)
-    os.environ[ENV_GRAPH_OPTIMIZATION] = "all"
-    try:
+    with mock.patch.dict(os.environ, {ENV_GRAPH_OPTIMIZATION: "all"}):
         return OnnxModel(path, "cpu")
-    finally:
-        if previous is None:
-            os.environ.pop(ENV_GRAPH_OPTIMIZATION)
-        else:
-            os.environ[ENV_GRAPH_OPTIMIZATION] = previous
 
 
 def compare_engines(arch: str, tiles: int, rounds: int, shipped: Path, tmp: Path) -> dict:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
-from common import SCENE_COMPRESSIONS, bench_scene, report, segment_as_a_command
+from common import add_compress_option, bench_scene, record_name, report, segment_as_a_command
 from throughput import model_alone
 
 from deadtree.machine import usable_cores
@@ -68,9 +68,7 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=4096)
     parser.add_argument("--model", default=None)
     parser.add_argument("--precision", default="auto")
-    parser.add_argument("--compress", choices=SCENE_COMPRESSIONS, default="deflate",
-                        help="the mosaic's compression: deflate (the records' scene) or none, as the NAIP tiles "
-                        "it is made of are stored")
+    add_compress_option(parser)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     scene = bench_scene(args.side, args.compress)
@@ -105,7 +103,7 @@ def main() -> None:
         "model_alone_idle_cpu_s": median("alone_idle_cpu"), "packed_floor_pct": median("floor_pct"),
         "cpu_s_all_runs": [round(r["cpu"], 2) for r in sorted(runs, key=lambda r: r["cpu"])],
     }
-    report("overhead" if args.compress == "deflate" else f"overhead-{args.compress}", [row], {
+    report(record_name("overhead", args.compress), [row], {
         "how": "segment with the model's outputs replayed (no model work) against the model alone on the same "
                "tiles; medians of the repeats",
         "packed_floor_pct": "the overhead this work implies if it were packed perfectly around the model: the "

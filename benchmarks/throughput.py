@@ -19,7 +19,7 @@ from unittest import mock
 
 import numpy as np
 
-from common import RESULTS, SCENE_COMPRESSIONS, bench_scene, mosaic, report, segment_as_a_command
+from common import RESULTS, add_compress_option, bench_scene, mosaic, record_name, report, segment_as_a_command
 
 from deadtree.pipeline import SegmentOptions, segment_scene
 from deadtree.runtime.session import ENV_GRAPH_OPTIMIZATION, GRAPH_OPTIMIZATIONS
@@ -38,9 +38,7 @@ def main() -> None:
     parser.add_argument("--graph", action="append", default=None, choices=GRAPH_OPTIMIZATIONS,
                         help="how ONNX Runtime optimises the graph (as DEADTREE_GRAPH_OPTIMIZATION); repeat to "
                         "compare, e.g. --graph tidied --graph keep-layout (default: auto, the rule for this CPU)")
-    parser.add_argument("--compress", choices=SCENE_COMPRESSIONS, default="deflate",
-                        help="the mosaic's compression: deflate (the records' scene) or none, as the NAIP tiles "
-                        "it is made of are stored")
+    add_compress_option(parser)
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of each configuration, each followed by its model-alone run; the row is the "
                         "run with the median overhead (a shared VM's speed drifts by 10%% within minutes)")
@@ -74,7 +72,7 @@ def main() -> None:
         row = ordered[len(ordered) // 2]
         row["overhead_pct_all_runs"] = [round(r["overhead_pct_of_model"], 1) for r in ordered]
         rows.append(row)
-    report("throughput" if args.compress == "deflate" else f"throughput-{args.compress}", rows,
+    report(record_name("throughput", args.compress), rows,
            {"target": "overhead <= 10% of model time; >= 4 MP/s end to end"})
 
 
@@ -102,16 +100,11 @@ def model_alone(result, batch_size: int | None, side: int, device: str = "cpu") 
     x = np.random.default_rng(0).random((batch, len(model.info.bands), tile, tile), dtype=np.float32)
     for rows, cols in set(shapes):
         model.run(x[:1, :, :rows, :cols])  # first call of each shape: allocations (and cuDNN's search)
-    started, cpu = time.perf_counter(), _process_cpu()
+    started, cpu = time.perf_counter(), time.process_time()
     for calls in batches_by_shape(shapes, lambda shape: shape, batch):  # the calls `segment` makes
         rows, cols = calls[0]
         model.run(x[:len(calls), :, :rows, :cols])
-    return time.perf_counter() - started, _process_cpu() - cpu
-
-
-def _process_cpu() -> float:
-    times = os.times()
-    return times.user + times.system
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def _row(side: int, result, alone: float) -> dict:
