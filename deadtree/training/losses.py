@@ -13,17 +13,22 @@ _lovasz_hinge = LovaszLoss("binary", per_image=False)  # pooled over the batch, 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """Dice pooled over the whole batch, like the pooled IoU we are scored on (per-image Dice punishes
-    empty frames erratically)."""
+    empty frames erratically). Pixels whose target is negative are left out."""
     probs = torch.sigmoid(logits)
+    counted = target >= 0
+    probs, target = probs * counted, target.clamp(min=0)
     inter = (probs * target).sum()
     return 1 - (2 * inter + eps) / (probs.sum() + target.sum() + eps)
 
 
 def focal_bce(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, alpha: float = 0.75) -> torch.Tensor:
-    """Focal loss: down-weights the easy background pixels that dominate plain BCE at 2% positives."""
+    """Focal loss: down-weights the easy background pixels that dominate plain BCE at 2% positives. Pixels
+    whose target is negative are left out (the mean is still over all pixels, so a crop's weight stays fixed)."""
+    counted = (target >= 0).to(logits.dtype)
+    target = target.clamp(min=0)
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     p_t = torch.exp(-bce)
-    weight = alpha * target + (1 - alpha) * (1 - target)
+    weight = (alpha * target + (1 - alpha) * (1 - target)) * counted
     return (weight * (1 - p_t) ** gamma * bce).mean()
 
 

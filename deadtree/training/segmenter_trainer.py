@@ -26,6 +26,7 @@ from deadtree.training.frames import (FRAMES_PREPARED, Frame, as_scene, frame_in
                                       parse_prefixes)
 from deadtree.training.losses import check_loss, segmentation_loss
 from deadtree.training.mimic import LogitMimic
+from deadtree.training.negatives import load_negative_tiles
 from deadtree.training.prune import narrow_decoder
 from deadtree.training.devices import training_device, training_machine
 from deadtree.training.sampling import CropBatches, CropSampler
@@ -70,6 +71,11 @@ class SegmenterConfig:
     loss: str = "dice-focal"  # or "lovasz-focal" (deadtree/training/losses.py)
     mimic: str = ""  # checkpoint whose logits the decoder learns, on its encoder, frozen (deadtree/training/mimic.py)
     mimic_encoder: bool = False  # with mimic: the encoder, started as the teacher's, learns too
+    imagenet: bool = False  # start the encoder from the ImageNet weights of an installed package (nets/imagenet.py)
+    encoder_lr_scale: float = 0.25  # with imagenet: the encoder learns at this share of --lr (discriminative)
+    negatives: str = ""  # a folder of hard-negative town tiles (training/negatives.py), e.g. ../shared/data/naip_urban
+    negative_share: float = 0.25  # share of the crops drawn from the negatives
+    negative_exclude: list[str] = field(default_factory=lambda: ["palm_springs"])  # cities kept out for false alarms
 
 
 def check_config(config: SegmenterConfig) -> None:
@@ -91,6 +97,17 @@ def check_config(config: SegmenterConfig) -> None:
         raise InputError("--val-every, --workers, --max-minutes and --fit-minutes cannot be negative")
     if config.mimic and config.teachers:
         raise InputError("--mimic and --teacher are two ways of learning from trained networks: use one")
+    if config.negatives and (config.teachers or config.mimic or config.loss != "dice-focal"):
+        raise InputError("--negatives trains with the dice-focal loss on masks: it cannot be combined with "
+                         "--teacher, --mimic or --loss lovasz-focal")
+    if not 0 <= config.negative_share < 1 or not 0 < config.encoder_lr_scale <= 1:
+        raise InputError("--negative-share must be in [0, 1) and --encoder-lr-scale in (0, 1]")
+    if config.imagenet:
+        from deadtree.nets.segmenter import imagenet_encoder
+
+        if imagenet_encoder(config.arch) is None:
+            raise InputError(f"--imagenet: no ImageNet weights ship for {config.arch}; use "
+                             f"{' or '.join(a for a in ARCHITECTURES if imagenet_encoder(a))}")
     if config.mimic_encoder and not config.mimic:
         raise InputError("--mimic-encoder lets the encoder learn a --mimic teacher's logits: name the teacher with --mimic")
 
@@ -125,13 +142,14 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
     }
     (out / "split.json").write_text(json.dumps(split, indent=2))
 
-    model = build_segmenter(config.arch, len(config.bands)).to(device, memory_format=torch.channels_last)
+    starts_from_imagenet = config.imagenet and not (resume and (out / "last.pt").exists())
+    model = build_segmenter(config.arch, len(config.bands), imagenet=starts_from_imagenet)
+    model = model.to(device, memory_format=torch.channels_last)
     if config.init_from and not (resume and (out / "last.pt").exists()):
         _warm_start(model, Path(config.init_from), config, train_frames)
     mimic = _logit_mimic(config, model, val_groups, device)
     ema = WeightAverage(model, config.ema_decay)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(_parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
     # Read from config.steps at every step, so that a resumed run may lengthen or shorten its schedule.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, config.steps))
     state = {"step": 0, "history": [], "best": None, "train_seconds": 0.0, "machine": training_machine(device),
@@ -149,14 +167,21 @@ def train_segmenter(config: SegmenterConfig, resume: bool = False) -> dict:
         np_state = None
 
     targets = _distilled_targets(config, train_frames, val_groups, device) if config.teachers else None
+    negatives = (load_negative_tiles(config.negatives, tuple(config.bands), exclude=tuple(config.negative_exclude))
+                 if config.negatives else [])
+    if negatives:
+        split["negatives"] = {"folder": config.negatives, "tiles": len(negatives),
+                              "cities": sorted({f.group for f in negatives}),
+                              "kept_out": list(config.negative_exclude), "share_of_crops": config.negative_share}
+        (out / "split.json").write_text(json.dumps(split, indent=2))
     # With worker processes the crops come from their own seeded streams: no sampler in this process.
     sampler = None if config.workers else CropSampler(train_frames, config.crop, config.positive_fraction,
                                                       training_augmentation(config.augmentation), config.seed,
-                                                      targets)
+                                                      targets, negatives, config.negative_share)
     if np_state is not None and sampler is not None:
         sampler.restore(np_state)
 
-    next_batch = _batch_source(config, train_frames, sampler, state["step"], device, targets)
+    next_batch = _batch_source(config, train_frames, sampler, state["step"], device, targets, negatives)
     started = time.monotonic()
     run_seconds_at_start = state["train_seconds"]
     steps_at_start = state["step"]
@@ -265,8 +290,19 @@ def _distilled_targets(config: SegmenterConfig, frames: list[Frame], val_groups:
     return [blended_target(f.mask, soft[f.sample_id], config.distill_weight) for f in frames]
 
 
+def _parameter_groups(model, config: SegmenterConfig) -> list[dict]:
+    """One group, or with ImageNet weights two: the pretrained encoder at encoder_lr_scale of the rate, so that
+    the untrained decoder's first large gradients do not wash out what it knows."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not config.imagenet:
+        return [{"params": trainable}]
+    encoder = {id(p) for p in model.encoder.parameters()}
+    return [{"params": [p for p in trainable if id(p) not in encoder]},
+            {"params": [p for p in trainable if id(p) in encoder], "lr": config.lr * config.encoder_lr_scale}]
+
+
 def _batch_source(config: SegmenterConfig, frames: list[Frame], sampler: CropSampler | None, step: int, device,
-                  targets: list[np.ndarray] | None = None):
+                  targets: list[np.ndarray] | None = None, negatives: list[Frame] = ()):
     """A function that returns the next (images, masks) batch as CPU tensors."""
     if not config.workers:
         return lambda: tuple(torch.from_numpy(a) for a in sampler.sample(config.batch_size))
@@ -274,7 +310,7 @@ def _batch_source(config: SegmenterConfig, frames: list[Frame], sampler: CropSam
 
     # Worker streams are seeded from the step, so a resumed run draws new crops instead of repeating old ones.
     stream = CropBatches(frames, config.crop, config.positive_fraction, config.batch_size, [config.seed, step],
-                         config.augmentation, targets)
+                         config.augmentation, targets, negatives, config.negative_share)
     batches = iter(DataLoader(stream, batch_size=None, num_workers=config.workers,
                               pin_memory=device.type == "cuda", prefetch_factor=2))
     return lambda: next(batches)
