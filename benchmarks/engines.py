@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import rasterio
@@ -31,10 +29,9 @@ from floor import count_macs, matmul_run
 from deadtree.nets.segmenter import build_segmenter
 from deadtree.pipeline import SegmentOptions
 from deadtree.raster.normalise import band_percentiles
-from deadtree.runtime.channels_last import runs_tidied
 from deadtree.runtime.metadata import ModelInfo, read_model_info
 from deadtree.runtime.registry import default_segmenter, precision_variant
-from deadtree.runtime.session import ENV_GRAPH_OPTIMIZATION, OnnxModel, cpu_threads
+from deadtree.runtime.session import OnnxModel, cpu_threads
 from deadtree.training.export import WithSigmoid, export_onnx
 
 
@@ -60,12 +57,6 @@ def rounds_of(engines: dict, rounds: int) -> dict[str, list[float]]:
     return seconds
 
 
-def own_graph_model(path: Path) -> OnnxModel:
-    """The model opened with ONNX Runtime's own full optimisation, not the graph deadtree tidies for this CPU."""
-    with mock.patch.dict(os.environ, {ENV_GRAPH_OPTIMIZATION: "all"}):
-        return OnnxModel(path, "cpu")
-
-
 def compare_engines(arch: str, tiles: int, rounds: int, shipped: Path, tmp: Path) -> dict:
     """Each engine's seconds for the same batches in each round, the engines taking turns; the network's
     operations; the name of the int8 engine."""
@@ -77,16 +68,13 @@ def compare_engines(arch: str, tiles: int, rounds: int, shipped: Path, tmp: Path
     batch = np.random.default_rng(0).random((8, 4, 256, 256), dtype=np.float32)
     n_batches = tiles // 8
     ort_model = OnnxModel(tmp / "bench.onnx", "cpu")
-    ort_own = own_graph_model(tmp / "bench.onnx")
-    tidied = ", decoder kept blocked" if runs_tidied(ort_model.session) else ""
     int8_model = OnnxModel(shipped_int8, "cpu")
     x = torch.from_numpy(batch)
     xcl = x.contiguous(memory_format=torch.channels_last)
     net_cl = WithSigmoid(build_segmenter(arch, 4)).eval().to(memory_format=torch.channels_last)
     int8_name = f"ONNX Runtime int8 ({Path(shipped_int8).stem})"
     engines = {
-        f"ONNX Runtime fp32 ({arch}{tidied})": lambda: ort_model.run(batch),
-        "ONNX Runtime fp32, its own graph": lambda: ort_own.run(batch),
+        f"ONNX Runtime fp32 ({arch})": lambda: ort_model.run(batch),
         int8_name: lambda: int8_model.run(batch),
         "torch eager": lambda: net(x),
         "torch eager channels_last": lambda: net_cl(xcl),

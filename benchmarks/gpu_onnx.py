@@ -59,10 +59,9 @@ def provider_choice(path: Path) -> dict:
 
 def model_throughput(path: Path, shapes: list[tuple[int, int]], seconds: float, overlap: int,
                      device: str) -> list[dict]:
-    """Tile megapixels per second of the model alone, with and without I/O binding."""
+    """Tile megapixels per second of the model alone."""
     rows = []
-    for io_binding in (True, False):
-        model = OnnxModel(path, device, io_binding=io_binding)
+    for model in (OnnxModel(path, device),):
         for tile, batch in shapes:  # smallest first: the arena only grows, so its size after a row is that row's
             x = np.random.default_rng(0).random((batch, len(model.info.bands), tile, tile), dtype=np.float32)
             for _ in range(3):
@@ -73,7 +72,7 @@ def model_throughput(path: Path, shapes: list[tuple[int, int]], seconds: float, 
                 calls += 1
             elapsed = time.perf_counter() - start
             tile_mps = batch * tile * tile * calls / elapsed / 1e6
-            rows.append({"model": model.info.name, "io_binding": io_binding, "tile": tile, "batch": batch,
+            rows.append({"model": model.info.name, "tile": tile, "batch": batch,
                          "gpu_memory_MiB": gpu_memory_mib() if device == "cuda" else None,
                          "tile_MP_per_s": round(tile_mps, 1),
                          "scene_MP_per_s": round(tile_mps * ((tile - overlap) / tile) ** 2, 1)})

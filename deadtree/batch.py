@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Callable
 
 from deadtree.errors import DeadtreeError, InputError
+from deadtree.options import SegmentOptions
 from deadtree.outputs import discard_workspaces
-from deadtree.runtime.registry import PRECISIONS
 from deadtree.vector.merge import MergeSummary, check_merged_target, merge_scene_layers
 
 log = logging.getLogger("deadtree")
@@ -41,24 +41,17 @@ class BatchOptions:
     scheduler: str | None = None  # tcp://host:port of a running cluster; None starts a local one
     workers: int | None = None  # local cluster only; default: one per core
     merged: Path | None = None  # default OUT_DIR/merged.gpkg
-    model: str | None = None
-    threshold: float | None = None
-    min_area: float = 1.0
-    min_peak: float | None = None
-    bands: tuple[str, ...] | None = None
-    precision: str = "auto"
-    flips: bool = False
-    scales: tuple[float, ...] = ()
-    ensemble: tuple[str, ...] = ()
+    segment: SegmentOptions = field(default_factory=SegmentOptions)  # what each scene runs with
     progress: bool = True
 
     def settings(self) -> dict:
-        """What decides a scene's result; a marker made with other settings does not count as done."""
-        model = _portable(self.model)
-        return {"model": model, "threshold": self.threshold, "min_area": self.min_area,
-                "min_peak": self.min_peak,
-                "bands": list(self.bands) if self.bands else None, "precision": self.precision,
-                "flips": self.flips, "scales": list(self.scales), "ensemble": [_portable(m) for m in self.ensemble]}
+        """What decides a scene's result; a marker made with other settings does not count as done. Model
+        files as absolute paths: workers may not share the caller's working folder."""
+        settings = self.segment.settings()
+        settings["model"] = _portable(settings.get("model"))
+        settings["translator"] = _portable(settings.get("translator"))
+        settings["ensemble"] = [_portable(m) for m in settings.get("ensemble") or ()]
+        return settings
 
 
 def _portable(model: str | None) -> str | None:
@@ -170,21 +163,15 @@ def is_done(scene: Path, out_dir: Path, settings: dict) -> bool:
 
 def segment_one(scene: str, out_dir: str, settings: dict) -> SceneOutcome:
     """The Dask task. Every failure comes back as an outcome, so one bad scene never stops the others."""
-    from deadtree.pipeline import SegmentOptions, segment_scene
+    from deadtree.pipeline import segment_scene
 
     scene_path = Path(scene)
     files = scene_outputs(Path(out_dir), scene_path)
     try:
         # An old marker must not outlive outputs this run is about to replace.
         files["marker"].unlink(missing_ok=True)
-        options = SegmentOptions(output=files["geojson"], gpkg=files["gpkg"], model=settings["model"],
-                                 threshold=settings["threshold"], min_area=settings["min_area"],
-                                 min_peak=settings.get("min_peak"),
-                                 bands=tuple(settings["bands"]) if settings["bands"] else None,
-                                 precision=settings["precision"], flips=settings["flips"],
-                                 scales=tuple(settings.get("scales") or ()), ensemble=tuple(settings["ensemble"]),
-                                 # one scene per single-threaded worker: more model threads would oversubscribe
-                                 threads=1)
+        # one scene per single-threaded worker: more model threads would oversubscribe
+        options = SegmentOptions.from_settings(settings, output=files["geojson"], gpkg=files["gpkg"], threads=1)
         result = segment_scene(scene_path, options)
         marker = {**_fingerprint(scene_path), "settings": settings, "polygons": result.polygons,
                   "area_m2": round(result.area_m2, 2), "model": result.model,
@@ -253,11 +240,7 @@ def run_batch(scenes: list[Path], options: BatchOptions,
     if options.workers is not None and options.workers < 1:
         raise InputError("--workers must be at least 1")
     # Checked here too: an option every scene would reject should fail once, before the cluster starts.
-    from deadtree.pipeline import check_mask_options
-
-    check_mask_options(options.threshold, options.min_area, options.min_peak)
-    if options.precision not in PRECISIONS:
-        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    options.segment.check()
     settings = options.settings()
 
     result = BatchResult(len(scenes))

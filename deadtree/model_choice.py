@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from deadtree.errors import InputError, ModelError
 from deadtree.runtime.metadata import ModelInfo, read_model_info
 from deadtree.runtime.registry import default_segmenter, precision_variant, resolve_model
+from deadtree.options import SegmentOptions
 from deadtree.runtime.session import OnnxModel, runs_on_gpu
-
-if TYPE_CHECKING:
-    from deadtree.pipeline import SegmentOptions
 
 
 @dataclass

@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import rasterio
@@ -17,9 +17,9 @@ import rasterio
 from deadtree import __version__
 from deadtree.buffers import Scratch
 from deadtree.errors import InputError
-from deadtree.heap import bounded_heap
 from deadtree.machine import usable_cores
 from deadtree.model_choice import choose_models, open_models
+from deadtree.options import SegmentOptions, check_scales, parse_scales  # noqa: F401 - the API's names
 from deadtree.outputs import check_outputs, discard, publish, workspace
 from deadtree.peak_filter import ensemble_floor
 from deadtree.preview import preview_bands, write_preview
@@ -94,37 +94,6 @@ def tile_cache_bytes(scene: Scene, tile_scene_px: float) -> int:
 
 
 @dataclass
-class SegmentOptions:
-    output: Path | None = None  # GeoJSON; default <scene stem>.deadtrees.geojson in the current folder
-    gpkg: Path | None = None
-    probabilities: Path | None = None
-    model: str | None = None  # name or .onnx path; default: the shipped model for the scene's bands
-    ensemble: tuple[str, ...] = ()  # more segmenters whose probabilities are averaged with the main one's
-    translator: str | None = None
-    bands: tuple[str, ...] | None = None
-    threshold: float | None = None
-    min_area: float = 1.0  # square metres
-    min_peak: float | None = None  # drop polygons whose highest probability is below this; default: the model's
-    simplify: float = 0.75  # pixels; see vector.geometry.clean_outline
-    tile_size: int | None = None
-    overlap: int | None = None
-    batch_size: int | None = None  # tiles per model call; default: BATCH_PIXELS worth of tiles
-    device: str = "auto"
-    precision: str = "auto"  # auto: the shipped int8 variant on a CPU, fp16 on a GPU, else fp32
-    flips: bool = False  # average the model over the tile and its two mirror images (3x the model time)
-    scales: tuple[float, ...] = ()  # also run on each tile magnified by these and average (1.5: 3.25x the time)
-    threads: int | None = None  # CPU threads for the model; default: every core this process may use
-    grid_offset: int = 0  # shifts the tile grid (pixels); for checking that tiling leaves no trace
-    trim_tiles: bool = True  # cut the last tiles of each row and column short at the scene's edge (tiling.py)
-    progress: bool = False
-    max_pixels: float | None = None
-    source_name: str | None = None  # recorded as the source scene (e.g. an upload's original file name)
-    qml: bool = False  # also write the QGIS style as <output stem>.qml, which QGIS applies on opening
-    preview: Path | None = None  # quicklook PNG of the scene with the outlines drawn on it
-    preview_bands: str = "rgb"  # rgb (true colour) or nir (NIR,R,G false colour)
-
-
-@dataclass
 class SegmentResult:
     polygons: int
     area_m2: float
@@ -160,40 +129,11 @@ def default_output(scene_path: Path) -> Path:
     return Path.cwd() / f"{Path(scene_path).stem}.deadtrees.geojson"
 
 
-def check_mask_options(threshold: float | None, min_area: float, min_peak: float | None) -> None:
-    """The options that turn probabilities into polygons, checked before any work starts."""
-    if threshold is not None and not 0 < threshold < 1:
-        raise InputError("--threshold must be between 0 and 1 (exclusive)")
-    if min_area < 0:
-        raise InputError("--min-area cannot be negative")
-    if min_peak is not None and not 0 <= min_peak <= 1:
-        raise InputError("--min-peak must be between 0 and 1")
-
-
-def check_tiling_options(tile_size: int | None, overlap: int | None, batch_size: int | None) -> None:
-    """The tiling options, checked before any work starts (the overlap again once the model's tile is known)."""
-    check_tile(tile_size, overlap)
-    if batch_size is not None and batch_size < 1:
-        raise InputError("--batch-size must be at least 1")
-
-
-def parse_scales(text: str | None) -> tuple[float, ...]:
-    """`--scales 1.5,2` (or the service's `scales` field) as magnifications."""
-    if not text:
-        return ()
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise InputError(f"--scales {text[:40]!r}: give magnifications as numbers, e.g. 1.5 or 1.5,2") from None
-
-
-def check_scales(scales: Sequence[float]) -> None:
-    if any(not 1 < s <= 3 for s in scales):
-        raise InputError("--scales takes magnifications above 1 and at most 3, e.g. --scales 1.5")
-
-
 def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
                   on_progress: Callable[[float], None] | None = None) -> SegmentResult:
+    """Segment one scene file and write the outputs `options` names (all or none of them).
+
+    on_progress: called with the fraction done, 0 to 1, as tiles finish."""
     options = options or SegmentOptions()
     started = time.perf_counter()
     scene_path = Path(scene_path)
@@ -207,12 +147,10 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
         outputs["qml"] = output.with_suffix(".qml")
     if options.preview:
         outputs["preview"] = Path(options.preview)
+    options.check()
     check_outputs(outputs, [scene_path])
-    check_mask_options(options.threshold, options.min_area, options.min_peak)
-    check_tiling_options(options.tile_size, options.overlap, options.batch_size)
-    check_scales(options.scales)
 
-    with bounded_heap(), rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
         result = _segment(scene_path, options, outputs, output, on_progress)
     ended = time.perf_counter()
     result.seconds = ended - started

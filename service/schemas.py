@@ -27,18 +27,26 @@ class ErrorBody(BaseModel):
     }]})
 
 
-class JobOptionsOut(BaseModel):
-    model: str | None
-    translator: str | None
-    threshold: float | None
-    min_area: float
-    min_peak: float | None = None
-    format: Literal["geojson", "gpkg"]
-    bands: list[str] | None
-    precision: str = "auto"
-    flips: bool = False
-    scales: list[float] = []
-    ensemble: list[str] = []
+def _job_options_out() -> type[BaseModel]:
+    """The options a job was made with, as GET /v1/jobs/{id} shows them: the form's fields (deadtree.options)
+    with lists for its comma-separated ones."""
+    import dataclasses
+    from typing import Optional
+
+    from pydantic import create_model
+
+    from deadtree.options import SERVICE, door_fields
+
+    fields = {"format": (Literal["geojson", "gpkg"], "geojson")}
+    for f in door_fields(SERVICE):
+        shown = str(f.type).replace("tuple[", "list[").replace(", ...]", "]")
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        fields[f.name] = (eval(shown, {"Optional": Optional}), default)  # noqa: S307 - deadtree's own annotations
+        assert f.default is not dataclasses.MISSING
+    return create_model("JobOptionsOut", **fields)
+
+
+JobOptionsOut = _job_options_out()
 
 
 class JobResult(BaseModel):
@@ -128,6 +136,27 @@ class Readiness(BaseModel):
         "status": "ready", "checks": {"database": "ok", "workers": "ok", "data_dir": "ok", "models": "ok"}}]})
 
 
+def form_properties() -> dict:
+    """The segment options of the form, from deadtree.options: each field's type, default and help."""
+    import dataclasses
+
+    from deadtree.options import SERVICE, door_fields
+
+    kinds = {"float": "number", "bool": "boolean", "int": "integer"}
+    properties = {}
+    for f in door_fields(SERVICE):
+        declared = str(f.type).replace("Optional[", "").rstrip("]")
+        prop = {"type": kinds.get(declared, "string"), "description": f.metadata["option"].help}
+        if f.name in ("model", "translator"):
+            prop["maxLength"] = MAX_NAME_LENGTH
+        if f.name == "precision":
+            prop["enum"] = list(PRECISIONS)
+        if f.default not in (None, ()) and f.default is not dataclasses.MISSING:
+            prop["default"] = f.default
+        properties[f.name] = prop
+    return properties
+
+
 def upload_request_body(description: str) -> dict:
     """The multipart body, written out by hand: the endpoints stream it themselves instead of letting FastAPI
     read it into memory, so FastAPI cannot derive it from their signatures."""
@@ -142,40 +171,10 @@ def upload_request_body(description: str) -> dict:
                 "properties": {
                     "file": {"type": "string", "format": "binary",
                              "description": "The orthophoto: a GeoTIFF with a CRS, RGB or RGB+NIR."},
-                    "model": {"type": "string", "maxLength": MAX_NAME_LENGTH, "examples": ["deadtree-rgbn"],
-                              "description": "Segmenter name from GET /v1/models. Default: the shipped model "
-                                             "for the scene's bands."},
-                    "translator": {"type": "string", "maxLength": MAX_NAME_LENGTH,
-                                   "description": "Translator name: adapts imagery unlike the training data."},
-                    "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
-                                  "examples": [0.5], "description": "Probability from which a pixel counts as "
-                                                                    "dead tree. Default: the model's own."},
-                    "min_area": {"type": "number", "minimum": 0, "default": SegmentOptions.min_area, "examples": [1.0],
-                                 "description": "Drop polygons and fill holes smaller than this (m²)."},
-                    "min_peak": {"type": "number", "minimum": 0, "maximum": 1, "examples": [0.85],
-                                 "description": "Keep a polygon only where its highest dead-tree probability "
-                                                "reaches this (0 keeps all). Default: the model's own."},
-                    "precision": {"type": "string", "enum": list(PRECISIONS), "default": "auto",
-                                  "description": "auto: the model's int8 variant on a CPU, fp16 on a GPU."},
-                    "flips": {"type": "boolean", "default": False,
-                              "description": "Average the model over each tile and its two mirror images "
-                                             "(3x the model time)."},
-                    "scales": {"type": "string", "examples": ["1.5"],
-                               "description": "Comma-separated magnifications (above 1, at most 3): the model also "
-                                              "runs on each tile enlarged by each and the answers are averaged "
-                                              "(1.5: 3.25x the model time)."},
-                    "ensemble": {"type": "string", "examples": ["deadtree-rgbn-effb0", "deadtree-rgb,deadtree-rgbn-effb0"],
-                                 "description": "Comma-separated segmenter names whose probabilities are averaged "
-                                                "with the main model's (on a 4-band scene, deadtree-rgbn-effb0 "
-                                                "scores best on validation, at about 2.5x the model time on a "
-                                                "CPU)."},
+                    **form_properties(),
                     "format": {"type": "string", "enum": list(FORMATS), "default": "geojson",
                                "description": "geojson: RFC 7946 in WGS 84 lon/lat; gpkg: GeoPackage in the "
                                               "scene's CRS."},
-                    "bands": {"type": "string", "examples": ["R,G,B,NIR"],
-                              "description": "The scene's bands in file order, when its colour tags are "
-                                             "missing or wrong; '-' for a band no model reads, alpha for a "
-                                             "transparency mask."},
                 },
             },
             "encoding": {"file": {"contentType": "image/tiff, application/octet-stream"}},

@@ -138,7 +138,7 @@ def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(
 
     import numpy as np
 
-    from deadtree.runtime import channels_last
+    from deadtree.runtime.vnni_int8 import channels_last
     from deadtree.runtime.registry import resolve_model
     from deadtree.runtime.session import OnnxModel
 
@@ -188,7 +188,7 @@ def test_the_tidied_channels_last_graph_drops_its_waste_and_answers_bit_for_bit(
     assert np.array_equal(tidied.run(odd), plain.run(odd))
     assert channels_last.runs_tidied(tidied.session) and channels_last.runs_tidied(again.session)
     assert not channels_last.runs_tidied(plain.session)
-    # float models are rewritten otherwise (tests/test_blocked_float.py)
+    # float models run ONNX Runtime's own graph
     assert not channels_last.is_int8(str(resolve_model("deadtree-rgbn", "segmenter")))
     assert channels_last.is_int8(str(int8))
 
@@ -202,7 +202,7 @@ def _narrow_convs(graph) -> int:
 def test_a_rewrite_that_changes_the_answers_is_not_used(monkeypatch):
     import numpy as np
 
-    from deadtree.runtime import channels_last
+    from deadtree.runtime.vnni_int8 import channels_last
     from deadtree.runtime.registry import resolve_model
     from deadtree.runtime.session import OnnxModel
 

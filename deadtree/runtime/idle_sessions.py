@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 IDLE_LIMIT = 2
 
@@ -29,7 +29,6 @@ class OpenedSession:
     graph_optimization: object
     input_name: str
     output_name: str
-    bound_inputs: dict = field(default_factory=dict)  # I/O binding's device buffers, by batch shape
 
 
 class IdleSessions:

@@ -119,8 +119,8 @@ GRAPH_OPTIMIZATIONS = ("auto", "all", "tidied", "extended", "keep-layout")
 
 
 class Plan(NamedTuple):
-    """How ONNX Runtime optimises a graph: its level, the optimisers left out, and whether the graph is tidied
-    for this CPU (int8: deadtree.runtime.channels_last; float: deadtree.runtime.blocked_float)."""
+    """How ONNX Runtime optimises a graph: its level, the optimisers left out, and whether an int8 graph is
+    tidied for a VNNI CPU (deadtree.runtime.vnni_int8)."""
 
     level: object
     disabled: tuple[str, ...] = ()
@@ -133,16 +133,13 @@ class Plan(NamedTuple):
 
 
 def graph_optimization(ort, quantized: bool, on_cpu: bool, extensions: str | None = None) -> Plan:
-    """The graph optimisation plan for a model: ONNX Runtime's full optimisation; for float models on an x86
-    CPU (AVX2 or later), the graph rewritten to keep its decoder in ONNX Runtime's channels-blocked layout
-    (deadtree.runtime.blocked_float: 1.06-1.13x on the VNNI host, answers within 1e-5); for int8 models on a CPU:
+    """The graph optimisation plan for a model: ONNX Runtime's full optimisation, except for int8 models on a
+    CPU:
 
-    - with VNNI, ONNX Runtime's channels-last int8 network, tidied (deadtree.runtime.channels_last lists what
-      it rewrites): 211 against ONNX Runtime's own 350 ms of kernel time per 1024 px tile, with the same
-      answers bit for bit (docs/performance.md);
-    - without VNNI, the channels-first layout (the NHWC pass left out). The channels-last network with ONNX
-      Runtime's own Resize was 12-15% slower alone on the AVX2 host, `segment` 12-23%, with bit-identical
-      outputs. The tidied channels-last graph has not been measured there."""
+    - with VNNI, ONNX Runtime's channels-last int8 network, tidied (deadtree.runtime.vnni_int8): 211 against
+      ONNX Runtime's own 350 ms of kernel time per 1024 px tile, with the same answers bit for bit;
+    - without VNNI, the channels-first layout (the NHWC pass left out): the channels-last network was 12-15%
+      slower there alone, `segment` 12-23%, with bit-identical outputs (docs/performance.md)."""
     chosen = os.environ.get(ENV_GRAPH_OPTIMIZATION, "auto").lower()
     if chosen not in GRAPH_OPTIMIZATIONS:
         raise ModelError(f"{ENV_GRAPH_OPTIMIZATION}={chosen}: use {', '.join(GRAPH_OPTIMIZATIONS)}")
@@ -151,10 +148,8 @@ def graph_optimization(ort, quantized: bool, on_cpu: bool, extensions: str | Non
             from deadtree.machine import vector_extensions
 
             extensions = vector_extensions()
-        if not on_cpu:
+        if not on_cpu or not quantized:
             chosen = "all"
-        elif not quantized:
-            chosen = "tidied" if "AVX2" in extensions.split(", ") else "all"
         else:
             chosen = "tidied" if "VNNI" in extensions else "keep-layout"
     level = ort.GraphOptimizationLevel
@@ -170,21 +165,21 @@ def open_session(ort, model, options, providers: list, plan: Plan):
     leaves out travel together, since the level alone would quietly keep the pass the plan removes."""
     options.graph_optimization_level = plan.level
     if plan.tidied and providers == [PROVIDERS["cpu"]]:
-        from deadtree.runtime.channels_last import open_tidied
+        from deadtree.runtime.vnni_int8 import open_tidied
 
         return open_tidied(ort, model, options, providers, plan.disabled)
     return ort.InferenceSession(model, sess_options=options, providers=providers,
                                 disabled_optimizers=list(plan.disabled))
 
 
-def session_key(path: Path, device: str, threads: int, spin: bool) -> tuple:
+def session_key(path: Path, device: str, threads: int) -> tuple:
     """What a session depends on: the model file as it is now (a rewritten file is a new model), the device
-    asked for, the threads, spinning, and the environment's overrides of graph optimisation and cuDNN search."""
-    return (*file_version(path), device, threads, spin,
+    asked for, the threads, and the environment's overrides of graph optimisation and cuDNN search."""
+    return (*file_version(path), device, threads,
             os.environ.get(ENV_GRAPH_OPTIMIZATION), os.environ.get(ENV_CUDNN_SEARCH))
 
 
-def _open(path: Path, info: ModelInfo, device: str, threads: int, spin: bool) -> OpenedSession:
+def _open(path: Path, info: ModelInfo, device: str, threads: int) -> OpenedSession:
     import onnxruntime as ort
 
     providers = choose_providers(device, ort.get_available_providers())
@@ -194,10 +189,9 @@ def _open(path: Path, info: ModelInfo, device: str, threads: int, spin: bool) ->
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     plan = graph_optimization(ort, info.quantized, wanted not in GPU_PROVIDERS)
-    if not spin:
-        # Idle ONNX Runtime threads otherwise spin for a while after each batch, taking the cores that the
-        # read and finish stages of the pipeline need in exactly those moments.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Idle ONNX Runtime threads otherwise spin for a while after each batch, taking the cores that the read
+    # and finish stages of the pipeline need in exactly those moments.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # keep provider probing quiet on machines without a GPU
     specs = [(p, cuda_options()) if p == PROVIDERS["cuda"] else p for p in providers]
     try:
@@ -220,36 +214,28 @@ class OnnxModel:
     """One model for one run: its metadata and a session that runs batches of tiles. The session comes from
     IDLE_SESSIONS where an earlier run in this process handed one back (release())."""
 
-    def __init__(self, path: Path, device: str = "auto", threads: int | None = None,
-                 io_binding: bool | None = None, spin: bool = False):
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None):
         self.path = Path(path)
         self.info: ModelInfo = read_model_info(self.path)
         threads = threads or cpu_threads()
-        self._key = session_key(self.path, device, threads, spin)
+        self._key = session_key(self.path, device, threads)
         opened = IDLE_SESSIONS.take(self._key)
-        self._opened = opened or _open(self.path, self.info, device, threads, spin)
+        self._opened = opened or _open(self.path, self.info, device, threads)
         self.session = self._opened.session
         self.provider = self._opened.provider
         self.graph_optimization = self._opened.graph_optimization
         self.input_name = self._opened.input_name
         self.output_name = self._opened.output_name
-        # I/O binding (the input copied into a device buffer kept per batch shape, the output bound to host
-        # memory) is offered but not the default: on an H100 it ran 5-15% slower than plain runs in every
-        # configuration measured (benchmarks/gpu_onnx.py), since `segment`'s tiles start and end in host memory
-        # and ONNX Runtime's own copies already go through its memory arena.
-        self.io_binding = bool(io_binding)
-        self._device = "cuda" if self.provider in GPU_PROVIDERS else "cpu"
         self._released = False
         if self.provider == "CPUExecutionProvider":
             from deadtree.machine import vector_extensions
 
-            from deadtree.runtime.channels_last import runs_tidied
+            from deadtree.runtime.vnni_int8 import runs_tidied
 
             # the same model runs about four times faster with AVX-512 VNNI than with AVX2 alone
             log.info("%s %s runs on %s (%d thread%s; %s%s%s)", self.info.name, self.info.version, self.provider,
                      threads, "" if threads == 1 else "s", vector_extensions(),
-                     f"; {'channels-last int8' if self.info.quantized else 'blocked float'} graph, tidied"
-                     if runs_tidied(self.session) else "",
+                     "; channels-last int8 graph, tidied" if runs_tidied(self.session) else "",
                      "; session of an earlier run" if opened else "")
         else:
             log.info("%s %s runs on %s%s", self.info.name, self.info.version, self.provider,
@@ -275,27 +261,7 @@ class OnnxModel:
         if self.first_call is None:
             self.first_call = started
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if self.io_binding:
-            out = self._run_bound(batch)
-        else:
-            out = self.session.run(None, {self.input_name: batch})[0]
+        out = self.session.run(None, {self.input_name: batch})[0]
         self.last_return = time.perf_counter()
         self.seconds += self.last_return - started
         return out
-
-    def _run_bound(self, batch: np.ndarray) -> np.ndarray:
-        import onnxruntime as ort
-
-        # One device buffer per batch shape, refilled in place: allocating a fresh one for every batch cost more
-        # than the copy that binding saves (15% slower than plain runs on an H100).
-        inputs = self._opened.bound_inputs
-        value = inputs.get(batch.shape)
-        if value is None:
-            value = inputs[batch.shape] = ort.OrtValue.ortvalue_from_numpy(batch, self._device, 0)
-        else:
-            value.update_inplace(batch)
-        binding = self.session.io_binding()
-        binding.bind_ortvalue_input(self.input_name, value)
-        binding.bind_output(self.output_name, "cpu")
-        self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()[0]

@@ -1,4 +1,4 @@
-"""The rewrites of ONNX Runtime's optimised channels-last int8 graph (deadtree.runtime.channels_last says why),
+"""The rewrites of ONNX Runtime's optimised channels-last int8 graph (channels_last.py beside it says why),
 each a pass over a GraphProto that returns how many places it changed, and the graph bookkeeping they share.
 
 Every pass keeps the arithmetic: it moves data differently, or runs the same integer operation in another

@@ -2,7 +2,7 @@
 
 There ONNX Runtime runs a quantized network channels-last (its NhwcTransformer), and in the U-Net's graph six
 things cost over a third of the model's time for nothing (benchmarks/op_profile.py, docs/performance.md; the
-passes are in deadtree.runtime.graph_rewrites):
+passes are in graph_rewrites.py beside it):
 
 - the decoder's 2x nearest-neighbour Resize falls to a generic kernel that computes a source index for every
   byte: 64 ms of a 358 ms 1024 px tile, against 6 ms channels-first. For a channels-last tensor (N, H, W, C)
@@ -36,13 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from deadtree.runtime.blocked_float import FLOAT_TOLERANCE, rewritten_float
-from deadtree.runtime.graph_rewrites import (cancel_transpose_pairs, channels_last_joins, drop_unread_nodes,
+from deadtree.runtime.vnni_int8.graph_rewrites import (cancel_transpose_pairs, channels_last_joins, drop_unread_nodes,
                                              pool_channels_last, read_shapes_before_dequantizing, replace_resizes,
                                              requantize_before_upsampling, sort_nodes, split_requantizing_concats,
                                              widen_narrow_convs)
 from deadtree.runtime.metadata import file_version
-from deadtree.runtime.tidied_cache import MISSING, save_outcome, saved_outcome
 
 log = logging.getLogger("deadtree")
 
@@ -77,8 +75,8 @@ def tidy(model) -> int:
 
 # (model file, its size and time, ONNX Runtime's version, optimisers left out) -> the tidied graph that passed
 # its check, or None where ONNX Runtime's own is used: later sessions of the same model in this process (the
-# service, `validate`, `segment-many` workers) open the outcome directly, and later processes find it on disk
-# (deadtree.runtime.tidied_cache).
+# service, `validate`, `segment-many` workers) open the outcome directly. Nothing is kept on disk: working it
+# out takes about 0.13 s of a command's start on the 2-core VNNI host.
 _OUTCOMES: dict[tuple, bytes | None] = {}
 
 
@@ -88,19 +86,13 @@ def runs_tidied(session) -> bool:
 
 
 def open_tidied(ort, model: str | bytes, options, providers: list, disabled: tuple):
-    """A session of `model` with its channels-last int8 graph tidied, where that answers exactly as ONNX
-    Runtime's own session of it (same options) does, or, for a float model, its graph rewritten to keep the
-    blocked layout (deadtree.runtime.blocked_float), where that answers within that module's tolerance; ONNX
-    Runtime's own otherwise."""
+    """A session of int8 `model` with its channels-last graph tidied, where that answers exactly as ONNX
+    Runtime's own session of it (same options) does; ONNX Runtime's own otherwise."""
     def own():
         return ort.InferenceSession(model, sess_options=options, providers=providers,
                                     disabled_optimizers=list(disabled))
 
     key = _outcome_key(ort, model, disabled)
-    if key is not None and key not in _OUTCOMES:
-        saved = saved_outcome(key)  # a later process of the same model, ONNX Runtime and CPU
-        if saved is not MISSING:
-            _OUTCOMES[key] = saved
     if key in _OUTCOMES:
         tidied = _OUTCOMES[key]
         session = ort.InferenceSession(tidied, sess_options=options, providers=providers,
@@ -111,7 +103,6 @@ def open_tidied(ort, model: str | bytes, options, providers: list, disabled: tup
         tidied, session = checked or (None, session)  # the checked session is the one to run: not opened again
         if key is not None:
             _OUTCOMES[key] = tidied
-            save_outcome(key, tidied)
     return session if tidied is None else TidiedSession(session, own)
 
 
@@ -139,18 +130,16 @@ class TidiedSession:
 
 
 def _checked(ort, model: str | bytes, options, providers: list, disabled: tuple, session) -> tuple | None:
-    """The graph rewritten for this CPU (an int8 model's channels-last graph tidied, a float model's decoder
-    kept blocked) and a session of it, where that answers a test tile as `session` does: bit for bit for int8,
-    within blocked_float.FLOAT_TOLERANCE for float. None otherwise."""
-    int8 = is_int8(model)
-    kind = "tidied channels-last" if int8 else "blocked float"
+    """The int8 model's channels-last graph tidied and a session of it, where that answers a test tile bit for
+    bit as `session` does. None otherwise (and for a float model)."""
+    kind = "tidied channels-last"
     try:
-        graph = _tidied_bytes(ort, model, options, providers, disabled) if int8 else rewritten_float(model)
+        graph = _tidied_bytes(ort, model, options, providers, disabled) if is_int8(model) else None
         if graph is None:
             return None
         candidate = ort.InferenceSession(graph, sess_options=options, providers=providers,
                                          disabled_optimizers=list(disabled))
-        if not same_answers(session, candidate, 0.0 if int8 else FLOAT_TOLERANCE):
+        if not same_answers(session, candidate):
             log.debug("the %s graph changed the answers: kept ONNX Runtime's own", kind)
             return None
     except Exception as exc:  # a graph that looks otherwise (another ONNX Runtime, another network): its own is fine
