@@ -21,6 +21,7 @@ from deadtree.machine import usable_cores
 from deadtree.model_choice import choose_models, open_models
 from deadtree.options import SegmentOptions, check_scales, parse_scales  # noqa: F401 - the API's names
 from deadtree.outputs import check_outputs, discard, publish, workspace
+from deadtree.runtime.session import OnnxModel
 from deadtree.peak_filter import ensemble_floor
 from deadtree.preview import preview_bands, write_preview
 from deadtree.raster.grid import identity_grid, model_grid
@@ -34,6 +35,8 @@ from deadtree.raster.probability import (
     resample_strip,
     threshold_code,
 )
+from deadtree.raster import read_policy
+from deadtree.raster.read_policy import GDAL_CACHE_BYTES, ReadPolicy
 from deadtree.raster.reader import WindowReader, overview
 from deadtree.raster.resident import read_resident
 from deadtree.raster.scene import Scene, open_scene
@@ -62,36 +65,6 @@ BATCH_PIXELS = 8 * 256 * 256  # tile pixels per model call: model memory indepen
 
 def strip_rows(width: int) -> int:
     return int(min(512, max(16, STRIP_PIXELS // max(width, 1))))
-# GDAL's default block cache (5% of RAM) would dominate the memory of a streamed run. rasterio hands an
-# integer to GDAL as bytes: 256 here would mean 256 bytes, and re-decoded blocks for every row. While tiles
-# are read, the cache is narrowed to what one row of tiles touches (see tile_cache_bytes).
-GDAL_CACHE_BYTES = 256 * 1024 * 1024
-MIN_TILE_CACHE_BYTES = 16 * 1024 * 1024
-# Scenes held decoded (deadtree.raster.resident) need no cache for their tiles. Others whose decoded pixels fit
-# in this (those on a resampled grid, or with an internal mask) stay in the cache from the overview read on:
-# every block is then decoded once per run instead of about 2.6 times (overview, then tiles that share block
-# rows). Decoding a deflate-compressed 4096 x 4096 x 4 scene takes about 0.3 s of CPU here.
-WHOLE_SCENE_CACHE_BYTES = 160 * 1024 * 1024
-
-
-def tile_cache_bytes(scene: Scene, tile_scene_px: float) -> int:
-    """GDAL block cache for reading tiles left to right, top to bottom.
-
-    A scene that fits in WHOLE_SCENE_CACHE_BYTES keeps all its blocks. Beyond that, the file blocks under two
-    tiles: neighbouring tiles in a row share blocks and find them in the cache; a row of tiles shares block
-    rows with the next too, but keeping those would take a cache as wide as the scene, and memory would grow
-    with the scene's width, so they are decoded again (in the read stage, beside the model)."""
-    ds = scene.dataset
-    block_rows, block_cols = max(ds.block_shapes)
-    itemsize = np.dtype(ds.dtypes[0]).itemsize
-    whole = int(scene.width * scene.height * ds.count * itemsize * 1.1)
-    if whole <= WHOLE_SCENE_CACHE_BYTES:
-        return max(MIN_TILE_CACHE_BYTES, whole)
-    rows = tile_scene_px + block_rows
-    cols = min(scene.width, 2 * tile_scene_px + block_cols)
-    needed = int(rows * cols * ds.count * itemsize * 1.1)
-    return int(min(GDAL_CACHE_BYTES, max(MIN_TILE_CACHE_BYTES, needed)))
-
 
 @dataclass
 class SegmentResult:
@@ -176,21 +149,79 @@ def _segment(scene_path: Path, options: SegmentOptions, outputs: dict[str, Path]
     return result
 
 
-def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: Path, on_progress) -> SegmentResult:
-    from tqdm import tqdm
+@dataclass
+class RunPlan:
+    """What a run settled before its first tile: the models, the grid they run on, how the scene is read,
+    how it is scaled, the tiles, and how probabilities become polygons."""
 
+    segmenter: OnnxModel
+    translator: OnnxModel | None
+    members: list  # ensemble members (OnnxModel)
+    read_bands: tuple[str, ...]
+    grid: object  # raster.grid.ModelGrid
+    read: ReadPolicy
+    resident: object  # the scene decoded (raster.resident.ScenePixels), where the read policy holds it
+    edge_fill: object
+    stretch: object
+    neutral: np.ndarray  # each band's typical value, scaled: what nodata pixels are shown as
+    tile: int
+    overlap: int
+    tiles: list  # tiling.Tile, row by row
+    threshold: float
+    min_peak: float
+
+    @property
+    def models(self) -> list:
+        return [m for m in (self.segmenter, self.translator, *self.members) if m is not None]
+
+    @property
+    def first(self) -> OnnxModel:
+        return self.translator or self.segmenter
+
+
+def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: Path, on_progress) -> SegmentResult:
     if "preview" in outputs:
         preview_bands(scene, options.preview_bands)  # fail before the model runs, not after
+    plan = _plan(scene, options)
+    try:
+        metadata = _layer_metadata(scene, options, plan)
+        scene_prob = tmp / (outputs["probabilities"].name if "probabilities" in outputs else "probabilities.tif")
+        tiles_started = time.monotonic()
+        polygons, area, faint, skipped = _stream(scene, options, outputs, tmp, plan, scene_prob, metadata,
+                                                 on_progress)
+        timings = _model_timings(plan.models, time.monotonic() - tiles_started)
+    finally:
+        for m in plan.models:  # for the next run in this process (deadtree.runtime.idle_sessions)
+            m.release()
+    if plan.grid.resampled:
+        polygons, area, faint = _vectorise_resampled(scene, options, outputs, tmp, plan, scene_prob, metadata)
+    if "preview" in outputs:
+        vectors = outputs["gpkg"] if "gpkg" in outputs else outputs["geojson"]  # the GPKG needs no reprojection
+        write_preview(tmp / outputs["preview"].name, scene, tmp / vectors.name, options.preview_bands)
+    if "probabilities" in outputs:
+        _to_cog(scene_prob)
+    if on_progress:
+        on_progress(1.0)
+    info = plan.segmenter.info
+    return SegmentResult(polygons, area, 0.0, outputs, info.name, info.version, plan.segmenter.provider,
+                         len(plan.tiles), skipped, plan.translator.info.name if plan.translator else None, timings,
+                         plan.tile, plan.overlap, [m.info.name for m in plan.members], plan.min_peak, faint,
+                         plan.segmenter.path)
+
+
+def _plan(scene: Scene, options: SegmentOptions) -> RunPlan:
+    """Choose the models and the grid, decide how the scene is read, open the models while the scene's
+    statistics are read (neither waits for the other), and lay out the tiles."""
     choice = choose_models(tuple(scene.band_index), scene.path.name, options)
     read_bands = choice.read_bands
     grid = model_grid(scene.width, scene.height, scene.gsd_m, choice.segmenter_info.gsd_m)
     if grid.resampled:
         log.info("resampling %.3g x %.3g m pixels to the model's %.3g m", *scene.gsd_m, choice.segmenter_info.gsd_m)
-
-    # ONNX Runtime builds its sessions while the scene statistics are read: neither waits for the other.
+    tile_guess = options.tile_size or choice.first.tile_size
+    read = read_policy.decide(scene, scene.indexes(read_bands), grid.resampled, tile_guess * grid.scale_y)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deadtree-load") as pool:
         opening = pool.submit(open_models, choice, options)
-        resident = None if grid.resampled else read_resident(scene, scene.indexes(read_bands), usable_cores())
+        resident = read_resident(scene, scene.indexes(read_bands), usable_cores()) if read.hold else None
         pixels, valid, edge_fill = overview(scene, read_bands, resident)
         if not valid.any():
             raise InputError(f"{scene.path.name} holds no valid pixels: everything is nodata, masked or fill")
@@ -202,7 +233,6 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         neutral = stretch.apply(medians[:, None, None]).ravel()
         segmenter, translator, members = opening.result()
     first = translator or segmenter
-
     tile = options.tile_size or first.info.tile_size
     overlap = first.info.overlap if options.overlap is None else options.overlap
     if translator and tile != translator.info.tile_size:
@@ -220,120 +250,143 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         segmenter.provider != "TensorrtExecutionProvider" else None
     rows_of_tiles = tile_rows(grid.height, grid.width, tile, overlap, options.grid_offset % max(tile - overlap, 1),
                               trim=trim)
-    n_tiles = sum(len(r) for r in rows_of_tiles)
+    if tile != tile_guess:
+        read = read_policy.decide(scene, scene.indexes(read_bands), grid.resampled, tile * grid.scale_y)
+    return RunPlan(segmenter, translator, members, read_bands, grid, read, resident, edge_fill, stretch, neutral,
+                   tile, overlap, [t for row in rows_of_tiles for t in row], threshold, min_peak)
 
-    reader = WindowReader(scene, read_bands, grid, edge_fill, resident)
-    batch_size = options.batch_size or max(1, BATCH_PIXELS // (tile * tile))
-    predictor = TilePredictor(segmenter, translator, stretch, neutral, batch_size, options.flips, members,
-                               read_bands, options.scales)
-    grid_transform = grid.transform(scene.transform)
-    scene_prob = tmp / (outputs["probabilities"].name if "probabilities" in outputs else "probabilities.tif")
-    grid_path = tmp / "grid-probabilities.tif" if grid.resampled else scene_prob
-    # The probability band is only written when asked for, or to be mapped back from a resampled grid: at the
-    # model's own resolution the polygons are traced from the rows as they are finished.
-    keep_band = grid.resampled or "probabilities" in outputs
-    raster = ProbabilityRaster(grid_path, grid.width, grid.height, scene.crs, grid_transform) if keep_band else None
-    accumulator = StripAccumulator(grid.height, grid.width, tile, solo=overlap)  # tiles stepped by tile - overlap
-    weights = blend_window(tile, overlap)
-    tiles = [t for row in rows_of_tiles for t in row]
-    bar = tqdm(total=n_tiles, unit="tile", desc="segmenting", disable=not options.progress, dynamic_ncols=True)
-    progress = {"done": 0, "skipped": 0}
-    strip_limit = strip_rows(scene.width)
 
-    def finished_strips():
-        """Blend predicted tiles, write finished rows, and hand them on as (row, dead mask, scores) strips
-        (on the model grid's own pixels only: a resampled grid is mapped back and vectorised afterwards)."""
-        for batch in predicted:
-            for work in batch:
-                for flushed in accumulator.flush_chunks(work.tile.row, strip_limit, reuse=True):
-                    yield from finish(flushed)
-                if work.probs is not None:
-                    accumulator.add(work.tile, work.probs, weights, work.valid)
-                else:
-                    progress["skipped"] += 1
-                progress["done"] += 1
-                bar.update(1)
-                if on_progress:
-                    on_progress(0.9 * progress["done"] / n_tiles)
-        for flushed in accumulator.flush_chunks(grid.height, strip_limit, reuse=True):
-            yield from finish(flushed)
-
-    # Each strip is written and vectorised before the next is flushed, so its arrays are reused throughout.
-    scratch = Scratch()
-
-    def finish(flushed):
-        first_row, values, ok = flushed
-        codes = scratch.get("codes", values.shape, np.uint8)
-        if grid.resampled:  # zero, not NODATA, where invalid: validity is the scene's own once mapped back
-            values *= ok
-            quantise(values, into=codes)
-        else:
-            quantise(values, ok, into=codes)
-        if raster is not None:
-            raster.write_rows(first_row, codes)
-        if not grid.resampled:
-            yield first_row, *strip_layers(codes, threshold, scratch)
-
-    info = segmenter.info
-    metadata = {
+def _layer_metadata(scene: Scene, options: SegmentOptions, plan: RunPlan) -> dict:
+    """Provenance written into the polygon layers."""
+    info = plan.segmenter.info
+    return {
         "layer": "dead_trees",
         "source": options.source_name or scene.path.name,
         "model": info.name,
         "model_version": info.version,
-        "translator": translator.info.name if translator else None,
-        "ensemble": [m.info.name for m in members] or None,
-        "threshold": threshold,
+        "translator": plan.translator.info.name if plan.translator else None,
+        "ensemble": [m.info.name for m in plan.members] or None,
+        "threshold": plan.threshold,
         "min_area_m2": options.min_area,
-        "min_peak": min_peak,
+        "min_peak": plan.min_peak,
         "deadtree_version": __version__,
         "crs": scene.crs.to_string(),
     }
-    tiles_started = time.monotonic()
+
+
+class StripFinisher:
+    """Blends predicted tiles into rows, writes finished rows to the probability band where one is kept, and
+    hands them on as (first row, dead mask, scores) strips; each strip's arrays are reused for the next."""
+
+    def __init__(self, plan: RunPlan, raster: ProbabilityRaster | None, strip_limit: int, on_tile):
+        grid = plan.grid
+        self.plan, self.raster, self.strip_limit, self.on_tile = plan, raster, strip_limit, on_tile
+        self.accumulator = StripAccumulator(grid.height, grid.width, plan.tile, solo=plan.overlap)
+        self.weights = blend_window(plan.tile, plan.overlap)
+        self.scratch = Scratch()
+        self.skipped = 0
+
+    def strips(self, predicted):
+        """Strips from `predicted` batches of tiles (on the model grid's own pixels only: a resampled grid is
+        mapped back and vectorised afterwards)."""
+        for batch in predicted:
+            for work in batch:
+                for flushed in self.accumulator.flush_chunks(work.tile.row, self.strip_limit, reuse=True):
+                    yield from self._finish(flushed)
+                if work.probs is not None:
+                    self.accumulator.add(work.tile, work.probs, self.weights, work.valid)
+                else:
+                    self.skipped += 1
+                self.on_tile()
+        for flushed in self.accumulator.flush_chunks(self.plan.grid.height, self.strip_limit, reuse=True):
+            yield from self._finish(flushed)
+
+    def _finish(self, flushed):
+        first_row, values, ok = flushed
+        resampled = self.plan.grid.resampled
+        codes = self.scratch.get("codes", values.shape, np.uint8)
+        if resampled:  # zero, not NODATA, where invalid: validity is the scene's own once mapped back
+            values *= ok
+            quantise(values, into=codes)
+        else:
+            quantise(values, ok, into=codes)
+        if self.raster is not None:
+            self.raster.write_rows(first_row, codes)
+        if not resampled:
+            yield first_row, *strip_layers(codes, self.plan.threshold, self.scratch)
+
+
+def _stream(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: Path, plan: RunPlan,
+            scene_prob: Path, metadata: dict, on_progress) -> tuple[int, float, int, int]:
+    """Read, run and finish the tiles in three stages side by side (reading and scaling tiles; the model;
+    blending, writing and vectorising finished rows), so that post-processing hides behind model compute.
+    Returns the polygons, their area and the faint patches left out (zero until a resampled grid is mapped
+    back), and the tiles skipped as all nodata."""
+    from tqdm import tqdm
+
+    grid = plan.grid
+    # The probability band is only written when asked for, or to be mapped back from a resampled grid: at the
+    # model's own resolution the polygons are traced from the rows as they are finished.
+    grid_path = tmp / "grid-probabilities.tif" if grid.resampled else scene_prob
+    keep_band = grid.resampled or "probabilities" in outputs
+    raster = ProbabilityRaster(grid_path, grid.width, grid.height, scene.crs, grid.transform(scene.transform)) \
+        if keep_band else None
+    bar = tqdm(total=len(plan.tiles), unit="tile", desc="segmenting", disable=not options.progress,
+               dynamic_ncols=True)
+    done = [0]
+
+    def on_tile():
+        done[0] += 1
+        bar.update(1)
+        if on_progress:
+            on_progress(0.9 * done[0] / len(plan.tiles))
+
+    finisher = StripFinisher(plan, raster, strip_rows(scene.width), on_tile)
+    reader = WindowReader(scene, plan.read_bands, grid, plan.edge_fill, plan.resident)
+    batch_size = options.batch_size or max(1, BATCH_PIXELS // (plan.tile * plan.tile))
+    predictor = TilePredictor(plan.segmenter, plan.translator, plan.stretch, plan.neutral, batch_size,
+                              options.flips, plan.members, plan.read_bands, options.scales)
+    # Beside a model on the CPU the other stages yield the cores to it (deadtree.stages); beside a GPU they are
+    # what sets the pace, and keep their priority.
+    on_cpu = plan.segmenter.provider == "CPUExecutionProvider"
+    lower, lower_finish = (STAGE_NICENESS, FINISH_NICENESS) if on_cpu else (0, 0)
+    polygons = area = faint = 0
     try:
-        # Three stages side by side: reading and scaling tiles, the model, and (here) blending, writing and
-        # vectorising finished rows, so that post-processing hides behind model compute.
-        cache = MIN_TILE_CACHE_BYTES if resident is not None else tile_cache_bytes(scene, tile * grid.scale_y)
-        # Beside a model on the CPU the other stages yield the cores to it (deadtree.stages); beside a GPU
-        # they are what sets the pace, and keep their priority.
-        on_cpu = segmenter.provider == "CPUExecutionProvider"
-        lower, lower_finish = (STAGE_NICENESS, FINISH_NICENESS) if on_cpu else (0, 0)
-        with rasterio.Env(GDAL_CACHEMAX=cache), StageChain() as chain:
-            batches = chain.add(read_batches(reader, grid, tiles, predictor), name="deadtree-read", lower=lower)
+        with rasterio.Env(GDAL_CACHEMAX=plan.read.tile_cache_bytes), StageChain() as chain:
+            batches = chain.add(read_batches(reader, grid, plan.tiles, predictor), name="deadtree-read",
+                                lower=lower)
             predicted = chain.add((predictor.predict(batch) for batch in batches), name="deadtree-model",
                                   depth=PREDICTED_QUEUE if on_cpu else 2)
+            strips = finisher.strips(predicted)
             if grid.resampled:
-                chain.call(lambda: sum(1 for _ in finished_strips()), lower=lower_finish)
+                chain.call(lambda: sum(1 for _ in strips), lower=lower_finish)
             else:
                 polygons, area, faint = chain.call(
-                    lambda: _vectorise(scene, finished_strips(), options, outputs, tmp, metadata),
-                    lower=lower_finish)
+                    lambda: _vectorise(scene, strips, options, outputs, tmp, metadata), lower=lower_finish)
     finally:
         if raster is not None:
             raster.close()
         bar.close()
-    models = [m for m in (segmenter, translator, *members) if m is not None]
-    timings = {"model": sum(m.seconds for m in models), "tiles": time.monotonic() - tiles_started}
+    return polygons, area, faint, finisher.skipped
+
+
+def _model_timings(models: list, tiles_seconds: float) -> dict:
+    timings = {"model": sum(m.seconds for m in models), "tiles": tiles_seconds}
     calls = [(m.first_call, m.last_return) for m in models if m.first_call is not None]
     if calls:  # perf_counter() stamps, made relative to the whole run by segment_scene
         timings["first_model_call"] = min(first for first, _ in calls)
         timings["last_model_return"] = max(last for _, last in calls)
-    for m in models:  # for the next run in this process (deadtree.runtime.idle_sessions); a failed run's are dropped
-        m.release()
-    if grid.resampled:
-        _resample_to_scene(grid_path, scene_prob, scene, read_bands, grid, edge_fill)
-        strips = ((row, *strip_layers(codes, threshold)) for row, codes in read_strips(scene_prob, strip_limit))
-        polygons, area, faint = _vectorise(scene, strips, options, outputs, tmp, metadata)
-    skipped = progress["skipped"]
-    if "preview" in outputs:
-        vectors = outputs["gpkg"] if "gpkg" in outputs else outputs["geojson"]  # the GPKG needs no reprojection
-        write_preview(tmp / outputs["preview"].name, scene, tmp / vectors.name, options.preview_bands)
-    if "probabilities" in outputs:
-        _to_cog(scene_prob)
-    if on_progress:
-        on_progress(1.0)
-    return SegmentResult(polygons, area, 0.0, outputs, info.name, info.version, segmenter.provider, n_tiles,
-                         skipped, translator.info.name if translator else None, timings, tile, overlap,
-                         [m.info.name for m in members], min_peak, faint, segmenter.path)
+    return timings
+
+
+def _vectorise_resampled(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: Path,
+                         plan: RunPlan, scene_prob: Path, metadata: dict) -> tuple[int, float, int]:
+    """Map a resampled grid's probabilities back onto the scene's pixels, then trace the polygons there."""
+    _resample_to_scene(tmp / "grid-probabilities.tif", scene_prob, scene, plan.read_bands, plan.grid,
+                       plan.edge_fill)
+    strips = ((row, *strip_layers(codes, plan.threshold)) for row, codes in
+              read_strips(scene_prob, strip_rows(scene.width)))
+    return _vectorise(scene, strips, options, outputs, tmp, metadata)
 
 
 def _resample_to_scene(grid_path: Path, scene_path_out: Path, scene: Scene, bands, grid, edge_fill) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deadtree.domain_study import write_frame_scene
-from deadtree.frame_validation import segment_mask
+from deadtree.evaluation.domain_study import write_frame_scene
+from deadtree.evaluation.frame_validation import segment_mask
 from deadtree.metrics import Scores
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model

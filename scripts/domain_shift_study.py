@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deadtree.domain_study import (  # noqa: E402
+from deadtree.evaluation.domain_study import (  # noqa: E402
     HistogramMatcher,
     band_wasserstein,
     dead_tree_contrast,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from deadtree.false_alarms import false_alarms
+from deadtree.evaluation.false_alarms import false_alarms
 from validation_runs import add_result
 
 

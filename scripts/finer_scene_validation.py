@@ -22,9 +22,9 @@ from affine import Affine
 from PIL import Image
 from tqdm import tqdm
 
-from deadtree.domain_study import write_frame_scene
-from deadtree.evaluate import Grid
-from deadtree.frame_validation import segment_mask
+from deadtree.evaluation.domain_study import write_frame_scene
+from deadtree.evaluation.evaluate import Grid
+from deadtree.evaluation.frame_validation import segment_mask
 from deadtree.metrics import Scores
 from deadtree.runtime.metadata import read_model_info
 from deadtree.runtime.registry import resolve_model

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from deadtree.domain_study import write_frame_scene
-from deadtree.frame_validation import segment_mask
+from deadtree.evaluation.domain_study import write_frame_scene
+from deadtree.evaluation.frame_validation import segment_mask
 from deadtree.metrics import Scores
 from deadtree.pipeline import parse_scales
 from deadtree.runtime.metadata import read_model_info

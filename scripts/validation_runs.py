@@ -1,4 +1,4 @@
-"""What the validation scripts share besides deadtree.frame_validation.segment_mask: results added under a
+"""What the validation scripts share besides deadtree.evaluation.frame_validation.segment_mask: results added under a
 label to a JSON file that keeps earlier runs."""
 from __future__ import annotations
 

@@ -252,7 +252,7 @@ def test_an_interrupt_that_a_library_turns_into_its_own_error_still_reads_as_an_
 
 
 def test_interrupted_training_and_evaluation_say_so_in_one_line(tmp_path, monkeypatch):
-    import deadtree.evaluate
+    import deadtree.evaluation.evaluate
     import deadtree.training.segmenter_trainer
 
     def interrupted(*args, **kwargs):
@@ -261,6 +261,6 @@ def test_interrupted_training_and_evaluation_say_so_in_one_line(tmp_path, monkey
     monkeypatch.setattr(deadtree.training.segmenter_trainer, "train_segmenter", interrupted)
     result = runner.invoke(app, ["train", "segmenter", str(tmp_path), "--out-dir", str(tmp_path / "run")])
     assert result.exit_code == 2 and "--resume" in result.output and "Traceback" not in result.output
-    monkeypatch.setattr(deadtree.evaluate, "evaluate", interrupted)
+    monkeypatch.setattr(deadtree.evaluation.evaluate, "evaluate", interrupted)
     result = runner.invoke(app, ["evaluate", str(tmp_path / "p.geojson"), str(tmp_path / "t.tif")])
     assert result.exit_code == 2 and "error: interrupted" in result.output

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from deadtree.domain_study import (
+from deadtree.evaluation.domain_study import (
     HistogramMatcher,
     band_wasserstein,
     dead_tree_contrast,
@@ -40,7 +40,7 @@ def test_frames_are_scored_through_the_pipeline(tmp_path, toy_models):
 
 
 def threshold_of_toy() -> float:
-    from deadtree.domain_study import _threshold_of
+    from deadtree.evaluation.domain_study import _threshold_of
 
     return _threshold_of("toy-rgbn")
 
@@ -88,7 +88,7 @@ def test_dead_tree_contrast_is_the_dead_minus_live_mean_per_band_and_shrinks_whe
 
 
 def test_paired_bootstrap_sees_a_consistent_gain_and_no_gain_in_identical_conditions():
-    from deadtree.domain_study import paired_bootstrap_iou
+    from deadtree.evaluation.domain_study import paired_bootstrap_iou
 
     rng = np.random.default_rng(3)
     base = [(int(t), int(f), int(n)) for t, f, n in rng.integers(5, 50, size=(40, 3))]

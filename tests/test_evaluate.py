@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from deadtree.cli import app
 from deadtree.errors import InputError
-from deadtree.evaluate import evaluate
+from deadtree.evaluation.evaluate import evaluate
 from deadtree.pipeline import SegmentOptions, segment_scene
 from tests.scenes import write_scene
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from deadtree.false_alarms import FalseAlarms, false_alarms, scene_area_m2
+from deadtree.evaluation.false_alarms import FalseAlarms, false_alarms, scene_area_m2
 from tests.scenes import Disc, write_scene
 
 

@@ -2,7 +2,7 @@
 out of the stretch and shown to the model as the valid pixels' median."""
 import numpy as np
 
-from deadtree.domain_study import write_frame_scene
+from deadtree.evaluation.domain_study import write_frame_scene
 from deadtree.raster.reader import overview
 from deadtree.raster.scene import open_scene
 from deadtree.raster.normalise import band_percentiles, stretch_and_medians

@@ -5,7 +5,7 @@ import json
 from typer.testing import CliRunner
 
 from deadtree.cli import app
-from deadtree.frame_validation import county_role
+from deadtree.evaluation.frame_validation import county_role
 from deadtree.runtime.metadata import read_model_info, rewrite_model_info
 from tests.scenes import default_discs, toy_model
 from tests.test_training import write_kaggle_layout

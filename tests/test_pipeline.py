@@ -232,7 +232,7 @@ def test_edge_fill_stays_nodata_when_the_scene_is_resampled(tmp_path, toy_models
 
 
 def test_block_cache_holds_small_scenes_whole_and_two_tiles_of_large_ones(tmp_path):
-    from deadtree.pipeline import GDAL_CACHE_BYTES, MIN_TILE_CACHE_BYTES, WHOLE_SCENE_CACHE_BYTES, tile_cache_bytes
+    from deadtree.raster.read_policy import GDAL_CACHE_BYTES, HOLD_WHOLE_BYTES, MIN_TILE_CACHE_BYTES, tile_cache_bytes
     from deadtree.raster.scene import open_scene
 
     def caches(width, height):
@@ -248,7 +248,7 @@ def test_block_cache_holds_small_scenes_whole_and_two_tiles_of_large_ones(tmp_pa
             scene.close()
 
     small = caches(4096, 4096)  # 67 MB of pixels: decoded once, kept
-    assert set(small.values()) == {int(4096 * 4096 * 4 * 1.1)} and small[512] <= WHOLE_SCENE_CACHE_BYTES
+    assert set(small.values()) == {int(4096 * 4096 * 4 * 1.1)} and small[512] <= HOLD_WHOLE_BYTES
     assert caches(1000, 64)[2048] == MIN_TILE_CACHE_BYTES
     wide, wider = caches(10000, 5000), caches(20000, 5000)  # 200 and 400 MB of pixels
     assert wide == wider  # memory does not grow with the scene's width

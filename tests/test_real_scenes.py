@@ -62,7 +62,7 @@ def test_rgb_scene_at_10cm_runs_the_rgb_model(tmp_path, geotiff_dir, shipped):
 def test_shifting_the_tile_grid_by_half_a_tile_keeps_the_mask(tmp_path, usa_dir, shipped):
     """Real NAIP forest scenes (the validation frames with the most dead trees, written as GeoTIFFs): the mask
     from a grid offset by half a tile matches the unshifted one at pooled pixel IoU >= 0.95."""
-    from deadtree.domain_study import write_frame_scene
+    from deadtree.evaluation.domain_study import write_frame_scene
     from deadtree.training.frames import load_frames
 
     model = shipped["deadtree-rgbn"] if "deadtree-rgbn" in shipped else next(iter(shipped.values()))

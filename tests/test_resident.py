@@ -6,6 +6,7 @@ import pytest
 import rasterio
 from affine import Affine
 
+import deadtree.raster.read_policy as read_policy
 import deadtree.raster.resident as resident
 from deadtree.pipeline import SegmentOptions, segment_scene
 from deadtree.raster.resident import nearest_decimation, read_resident, swept_decimation
@@ -117,9 +118,9 @@ def test_large_scenes_and_internal_masks_are_left_to_stream(tmp_path, monkeypatc
     write_scene(masked)
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(masked, "r+") as ds:
         ds.write_mask(np.full((ds.height, ds.width), 255, np.uint8))
-    for path, limit, held in ((plain, resident.RESIDENT_BYTES, True), (plain, 300 * 260 * 4 - 1, False),
-                              (masked, resident.RESIDENT_BYTES, False)):
-        monkeypatch.setattr(resident, "RESIDENT_BYTES", limit)
+    for path, limit, held in ((plain, read_policy.HOLD_WHOLE_BYTES, True), (plain, 300 * 260 * 4 - 1, False),
+                              (masked, read_policy.HOLD_WHOLE_BYTES, False)):
+        monkeypatch.setattr(read_policy, "HOLD_WHOLE_BYTES", limit)
         scene = open_scene(path)
         try:
             assert (read_resident(scene, [1, 2, 3, 4], threads=2) is not None) == held, (path.name, limit)
@@ -143,14 +144,16 @@ def test_held_and_streamed_scenes_give_the_same_outputs(tmp_path, toy_models, mo
     write_scene(scene, discs=[Disc(60, 60, 6), Disc(150, 120, 8), Disc(250, 200, 5)], **kw)
     answers, held = [], []
 
-    def spied(*args, **kwargs):
-        found = read_resident(*args, **kwargs)
-        held.append(found is not None)
-        return found
+    decide = read_policy.decide
 
-    monkeypatch.setattr("deadtree.pipeline.read_resident", spied)
-    for limit in (resident.RESIDENT_BYTES, 0):
-        monkeypatch.setattr(resident, "RESIDENT_BYTES", limit)
+    def spied(*args, **kwargs):
+        policy = decide(*args, **kwargs)
+        held.append(policy.hold)
+        return policy
+
+    monkeypatch.setattr(read_policy, "decide", spied)
+    for limit in (read_policy.HOLD_WHOLE_BYTES, 0):
+        monkeypatch.setattr(read_policy, "HOLD_WHOLE_BYTES", limit)
         out = tmp_path / f"held{limit}"
         out.mkdir()
         result = segment_scene(scene, SegmentOptions(output=out / "o.geojson", probabilities=out / "p.tif"))

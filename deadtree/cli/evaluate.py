@@ -37,7 +37,7 @@ def evaluate_command(
     from rich.console import Console
     from rich.table import Table
 
-    from deadtree.evaluate import evaluate
+    from deadtree.evaluation.evaluate import evaluate
 
     with reported("interrupted"):
         report = evaluate(pred, truth, threshold, grid)
@@ -89,7 +89,7 @@ def validate_command(
     from rich.table import Table
     from tqdm import tqdm
 
-    from deadtree.frame_validation import ROLE_NOTES, ROLE_TITLES, validate_frames
+    from deadtree.evaluation.frame_validation import ROLE_NOTES, ROLE_TITLES, validate_frames
     from deadtree.pipeline import parse_scales
     from deadtree.runtime.metadata import read_model_info
     from deadtree.runtime.registry import model_names, resolve_model

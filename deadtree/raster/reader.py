@@ -8,7 +8,8 @@ from rasterio.errors import RasterioError
 from deadtree.errors import InputError
 from deadtree.raster.grid import ModelGrid
 from deadtree.machine import usable_cores
-from deadtree.raster.resident import ScenePixels, nearest_decimation, small_enough, swept_decimation
+from deadtree.raster.read_policy import fits_in_memory
+from deadtree.raster.resident import ScenePixels, nearest_decimation, swept_decimation
 from deadtree.raster.scene import Scene, decimated_shape, read_decimated
 from deadtree.raster.validity import (EdgeFillMap, all_valid, declared_invalid, fill_values, image_validity,
                                       may_declare_invalid, solid_fill)
@@ -104,12 +105,12 @@ def overview(scene: Scene, bands: tuple[str, ...], resident: ScenePixels | None 
              threads: int | None = None) -> tuple[np.ndarray, np.ndarray, EdgeFillMap]:
     """Decimated pixels, their validity, and the edge-connected fill map. GDAL reads them where the file has
     overviews (it reads a small one then), and where a scene small enough to hold is not held (its decoded
-    blocks then stay in GDAL's cache for the tiles, deadtree.pipeline.tile_cache_bytes). Otherwise they are
+    blocks then stay in GDAL's cache for the tiles, deadtree.raster.read_policy). Otherwise they are
     picked from `resident` (the scene decoded), or from one sweep over a large scene on `threads` cores
     (default: all this process may use)."""
     ds = scene.dataset
     shape = decimated_shape(scene.width, scene.height)
-    if ds.overviews(1) or (resident is None and small_enough(scene, scene.indexes(bands))):
+    if ds.overviews(1) or (resident is None and fits_in_memory(scene, scene.indexes(bands))):
         pixels = read_decimated(scene, bands)
         alpha = ds.read(scene.alpha_index, out_shape=shape, resampling=Resampling.nearest) \
             if scene.alpha_index else None

@@ -4,7 +4,7 @@ The statistics that scale a scene come from a decimated read of all of it, and t
 they are known. GDAL decodes the blocks of a decimated read one at a time on one core: 0.23-0.26 s for a
 deflate-compressed 4096 x 4096 x 4 scene, and 20.8 s for a 20000 x 20000 x 4 one, with the second core idle
 meanwhile. A full-resolution read decodes its blocks on all cores (GDAL_NUM_THREADS): 0.14-0.17 s for the
-whole 4096 x 4096 scene on the 2-core host. So a scene whose pixels fit in RESIDENT_BYTES is read whole that
+whole 4096 x 4096 scene on the 2-core host. So a scene that a run may hold (deadtree.raster.read_policy) is read whole that
 way, and its tiles are then copied out of memory instead of going through GDAL's block cache; a larger one is
 read that way in bands of block rows, kept only long enough to pick the decimated pixels from them. Either
 way the decimated pixels are the ones GDAL's nearest-neighbour decimation picks (tested against it).
@@ -19,11 +19,9 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from deadtree.raster import read_policy
 from deadtree.raster.scene import Scene, unreadable
 
-# The scene's pixels held decoded; under the 25-megapixel scene of the memory benchmark (100 MB for four
-# bytes a pixel), and a 7000 x 7000 x 3 scene (147 MB).
-RESIDENT_BYTES = 160 * 1024 * 1024
 # The band of block rows decoded at a time when sweeping a larger scene: memory for one band, and enough blocks
 # in it to keep every core decoding.
 SWEEP_BYTES = 64 * 1024 * 1024
@@ -42,18 +40,12 @@ def read_resident(scene: Scene, indexes: list[int], threads: int) -> ScenePixels
     """The whole scene decoded, or None where it is too large to hold or has an internal mask (read window by
     window, as GDAL resolves it)."""
     planes = _planes(scene, indexes)
-    if scene.dataset_mask or not small_enough(scene, indexes):
+    if not read_policy.may_hold(scene, indexes, resampled=False):
         return None
     with _decoding_on(scene, threads) as threaded:
         decoded = threaded.read(planes)
     alpha = decoded[-1] if scene.alpha_index else None
     return ScenePixels(decoded[:len(indexes)], alpha)
-
-
-def small_enough(scene: Scene, indexes: list[int]) -> bool:
-    """Whether the scene's `indexes` (and its alpha band) fit in RESIDENT_BYTES decoded."""
-    ds = scene.dataset
-    return ds.width * ds.height * len(_planes(scene, indexes)) * np.dtype(ds.dtypes[0]).itemsize <= RESIDENT_BYTES
 
 
 def _planes(scene: Scene, indexes: list[int]) -> list[int]:

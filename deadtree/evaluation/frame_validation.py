@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 import rasterio
 
-from deadtree.evaluate import Grid, polygons_to_mask
+from deadtree.evaluation.evaluate import Grid, polygons_to_mask
 from deadtree.metrics import Scores
 from deadtree.pipeline import SegmentOptions, segment_scene
 
@@ -82,7 +82,7 @@ def validate_frames(frames: Sequence, bands: Sequence[str], validation: set[str]
                     options: dict, on_frame: Callable[[], None] | None = None) -> FrameValidation:
     """Run `segment` (SegmentOptions fields in `options`) on each frame written as a 0.6 m GeoTIFF and score
     its polygons, rasterised back, against the frame's mask."""
-    from deadtree.domain_study import write_frame_scene
+    from deadtree.evaluation.domain_study import write_frame_scene
 
     result = FrameValidation()
     with tempfile.TemporaryDirectory(prefix="deadtree-validate-") as tmp:
