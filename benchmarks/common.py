@@ -87,12 +87,10 @@ def bench_scene(side: int, compress: str = "deflate") -> Path:
 
 
 def segment_as_a_command(scene, options):
-    """`segment_scene` as one `deadtree segment` command runs it: with sessions of its own, not ones an earlier
-    run in this process handed back (deadtree.runtime.idle_sessions), so every repeat pays what a command pays."""
+    """`segment_scene` as one `deadtree segment` command runs it: with sessions of its own (no ModelSessions
+    handed in), so every repeat pays what a command pays."""
     from deadtree.pipeline import segment_scene
-    from deadtree.runtime.idle_sessions import IDLE_SESSIONS
 
-    IDLE_SESSIONS.clear()
     return segment_scene(scene, options)
 
 

@@ -172,7 +172,7 @@ def segment_one(scene: str, out_dir: str, settings: dict) -> SceneOutcome:
         files["marker"].unlink(missing_ok=True)
         # one scene per single-threaded worker: more model threads would oversubscribe
         options = SegmentOptions.from_settings(settings, output=files["geojson"], gpkg=files["gpkg"], threads=1)
-        result = segment_scene(scene_path, options)
+        result = segment_scene(scene_path, options, sessions=_worker_sessions())
         marker = {**_fingerprint(scene_path), "settings": settings, "polygons": result.polygons,
                   "area_m2": round(result.area_m2, 2), "model": result.model,
                   "model_version": result.model_version, "seconds": round(result.seconds, 2)}
@@ -180,6 +180,22 @@ def segment_one(scene: str, out_dir: str, settings: dict) -> SceneOutcome:
         return SceneOutcome(scene_path.name, True, result.polygons, result.area_m2, result.seconds)
     except Exception as exc:  # noqa: BLE001 - reported per scene; the batch goes on
         return SceneOutcome(scene_path.name, False, error=one_line(exc))
+
+
+def _worker_sessions():
+    """The model sessions of the Dask worker this task runs on, kept on the worker for its next scenes; None
+    outside a worker."""
+    from deadtree.runtime.model_sessions import ModelSessions
+
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    if not hasattr(worker, "deadtree_sessions"):
+        worker.deadtree_sessions = ModelSessions()
+    return worker.deadtree_sessions
 
 
 def one_line(exc: BaseException) -> str:

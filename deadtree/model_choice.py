@@ -75,9 +75,13 @@ def choose_models(scene_bands: Sequence[str], scene_name: str, options: SegmentO
     return choice
 
 
-def open_models(choice: ModelChoice, options: SegmentOptions) -> tuple[OnnxModel, OnnxModel | None,
-                                                                         list[OnnxModel]]:
-    segmenter = OnnxModel(choice.segmenter, options.device, options.threads)
-    translator = OnnxModel(choice.translator, options.device, options.threads) if choice.translator else None
-    members = [OnnxModel(path, options.device, options.threads) for path, _ in choice.members]
+def open_models(choice: ModelChoice, options: SegmentOptions, sessions=None) -> tuple[OnnxModel, OnnxModel | None,
+                                                                                       list[OnnxModel]]:
+    """The chosen models, with sessions from `sessions` (a ModelSessions) where it holds some."""
+    def model(path):
+        return OnnxModel(path, options.device, options.threads, sessions)
+
+    segmenter = model(choice.segmenter)
+    translator = model(choice.translator) if choice.translator else None
+    members = [model(path) for path, _ in choice.members]
     return segmenter, translator, members

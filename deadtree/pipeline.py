@@ -21,6 +21,7 @@ from deadtree.machine import usable_cores
 from deadtree.model_choice import choose_models, open_models
 from deadtree.options import SegmentOptions, check_scales, parse_scales  # noqa: F401 - the API's names
 from deadtree.outputs import check_outputs, discard, publish, workspace
+from deadtree.runtime.model_sessions import ModelSessions
 from deadtree.runtime.session import OnnxModel
 from deadtree.peak_filter import ensemble_floor
 from deadtree.preview import preview_bands, write_preview
@@ -103,10 +104,13 @@ def default_output(scene_path: Path) -> Path:
 
 
 def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
-                  on_progress: Callable[[float], None] | None = None) -> SegmentResult:
+                  on_progress: Callable[[float], None] | None = None,
+                  sessions: ModelSessions | None = None) -> SegmentResult:
     """Segment one scene file and write the outputs `options` names (all or none of them).
 
-    on_progress: called with the fraction done, 0 to 1, as tiles finish."""
+    on_progress: called with the fraction done, 0 to 1, as tiles finish.
+    sessions: the caller's ModelSessions, for a caller that runs many scenes: the models' sessions are taken
+    from it and handed back to it. Without one, the run opens its own and drops them at its end."""
     options = options or SegmentOptions()
     started = time.perf_counter()
     scene_path = Path(scene_path)
@@ -124,7 +128,7 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
     check_outputs(outputs, [scene_path])
 
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
-        result = _segment(scene_path, options, outputs, output, on_progress)
+        result = _segment(scene_path, options, outputs, output, on_progress, sessions)
     ended = time.perf_counter()
     result.seconds = ended - started
     if "first_model_call" in result.timings:
@@ -136,11 +140,11 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
 
 
 def _segment(scene_path: Path, options: SegmentOptions, outputs: dict[str, Path], output: Path,
-             on_progress) -> SegmentResult:
+             on_progress, sessions) -> SegmentResult:
     scene = open_scene(scene_path, options.bands, **({"max_pixels": options.max_pixels} if options.max_pixels else {}))
     tmp = workspace(output)
     try:
-        result = _run(scene, options, outputs, tmp, on_progress)
+        result = _run(scene, options, outputs, tmp, on_progress, sessions)
         for key, final in outputs.items():
             publish(tmp / final.name, final)
     finally:
@@ -179,10 +183,11 @@ class RunPlan:
         return self.translator or self.segmenter
 
 
-def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: Path, on_progress) -> SegmentResult:
+def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: Path, on_progress,
+         sessions) -> SegmentResult:
     if "preview" in outputs:
         preview_bands(scene, options.preview_bands)  # fail before the model runs, not after
-    plan = _plan(scene, options)
+    plan = _plan(scene, options, sessions)
     try:
         metadata = _layer_metadata(scene, options, plan)
         scene_prob = tmp / (outputs["probabilities"].name if "probabilities" in outputs else "probabilities.tif")
@@ -191,7 +196,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
                                                  on_progress)
         timings = _model_timings(plan.models, time.monotonic() - tiles_started)
     finally:
-        for m in plan.models:  # for the next run in this process (deadtree.runtime.idle_sessions)
+        for m in plan.models:  # to the caller's ModelSessions, if any, for its next run
             m.release()
     if plan.grid.resampled:
         polygons, area, faint = _vectorise_resampled(scene, options, outputs, tmp, plan, scene_prob, metadata)
@@ -209,7 +214,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
                          plan.segmenter.path)
 
 
-def _plan(scene: Scene, options: SegmentOptions) -> RunPlan:
+def _plan(scene: Scene, options: SegmentOptions, sessions: ModelSessions | None) -> RunPlan:
     """Choose the models and the grid, decide how the scene is read, open the models while the scene's
     statistics are read (neither waits for the other), and lay out the tiles."""
     choice = choose_models(tuple(scene.band_index), scene.path.name, options)
@@ -220,7 +225,7 @@ def _plan(scene: Scene, options: SegmentOptions) -> RunPlan:
     tile_guess = options.tile_size or choice.first.tile_size
     read = read_policy.decide(scene, scene.indexes(read_bands), grid.resampled, tile_guess * grid.scale_y)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deadtree-load") as pool:
-        opening = pool.submit(open_models, choice, options)
+        opening = pool.submit(open_models, choice, options, sessions)
         resident = read_resident(scene, scene.indexes(read_bands), usable_cores()) if read.hold else None
         pixels, valid, edge_fill = overview(scene, read_bands, resident)
         if not valid.any():

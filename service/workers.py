@@ -15,6 +15,7 @@ from rasterio.errors import RasterioError
 
 from deadtree.errors import DeadtreeError
 from deadtree.pipeline import SegmentResult, segment_scene
+from deadtree.runtime.model_sessions import ModelSessions
 
 from service.errors import ApiError, from_deadtree
 from service.jobfiles import JobFiles
@@ -48,6 +49,8 @@ class WorkerPool:
         self._cancel_lock = threading.Lock()
         self._cancelled: set[str] = set()
         self._threads: list[threading.Thread] = []
+        # the workers' model sessions, kept between jobs (each session serves one job at a time)
+        self.sessions = ModelSessions()
 
     def start(self) -> None:
         for index in range(self.settings.workers):
@@ -140,7 +143,8 @@ class WorkerPool:
             gpkg=self.files.result(job.id, "gpkg") if options.format == "gpkg" else None,
             device=self.settings.device, max_pixels=self.settings.max_pixels, source_name=job.filename,
         )
-        return segment_scene(self.files.scene(job.id), segment_options, self._progress_reporter(job.id))
+        return segment_scene(self.files.scene(job.id), segment_options, self._progress_reporter(job.id),
+                             sessions=self.sessions)
 
     def _progress_reporter(self, job_id: str) -> Callable[[float], None]:
         last_write = 0.0

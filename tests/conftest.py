@@ -11,17 +11,6 @@ def private_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DEADTREE_CACHE_DIR", str(tmp_path_factory.mktemp("deadtree-cache")))
 
 
-@pytest.fixture(autouse=True)
-def no_idle_sessions():
-    """Each test opens its own ONNX Runtime sessions: one kept from another test could hide what this one
-    changes (providers offered, graph settings)."""
-    from deadtree.runtime.idle_sessions import IDLE_SESSIONS
-
-    IDLE_SESSIONS.clear()
-    yield
-    IDLE_SESSIONS.clear()
-
-
 @pytest.fixture
 def toy_models(tmp_path, monkeypatch):
     """A model folder with toy RGB+NIR and RGB segmenters, used instead of the shipped models."""

@@ -33,11 +33,11 @@ ROLE_NOTES = {
 }
 
 
-def segment_mask(scene: Path, tmp: Path, grid: Grid | None = None, **options) -> np.ndarray:
+def segment_mask(scene: Path, tmp: Path, grid: Grid | None = None, sessions=None, **options) -> np.ndarray:
     """Where `segment` (with these SegmentOptions fields) draws dead trees on `scene`, as a mask of `grid` (by
     default the scene's own)."""
     polygons = tmp / "scene.gpkg"
-    segment_scene(scene, SegmentOptions(output=tmp / "scene.geojson", gpkg=polygons, **options))
+    segment_scene(scene, SegmentOptions(output=tmp / "scene.geojson", gpkg=polygons, **options), sessions=sessions)
     if grid is None:
         with rasterio.open(scene) as ds:
             grid = Grid.of(ds)
@@ -81,15 +81,17 @@ class FrameValidation:
 def validate_frames(frames: Sequence, bands: Sequence[str], validation: set[str], training: set[str],
                     options: dict, on_frame: Callable[[], None] | None = None) -> FrameValidation:
     """Run `segment` (SegmentOptions fields in `options`) on each frame written as a 0.6 m GeoTIFF and score
-    its polygons, rasterised back, against the frame's mask."""
+    its polygons, rasterised back, against the frame's mask. The frames share one set of model sessions."""
     from deadtree.evaluation.domain_study import write_frame_scene
+    from deadtree.runtime.model_sessions import ModelSessions
 
+    sessions = ModelSessions()
     result = FrameValidation()
     with tempfile.TemporaryDirectory(prefix="deadtree-validate-") as tmp:
         tmp = Path(tmp)
         for frame in frames:
             scene = write_frame_scene(frame.image, bands, tmp / "frame.tif")
-            predicted = segment_mask(scene, tmp, bands=tuple(bands), **options)
+            predicted = segment_mask(scene, tmp, bands=tuple(bands), sessions=sessions, **options)
             result.add(county_role(frame.group, validation, training), frame.group, predicted, frame.mask)
             if on_frame:
                 on_frame()

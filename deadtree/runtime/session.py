@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from deadtree.errors import ModelError
-from deadtree.runtime.idle_sessions import IDLE_SESSIONS, OpenedSession
+from deadtree.runtime.model_sessions import ModelSessions, OpenedSession
 from deadtree.runtime.metadata import ModelInfo, file_version, read_model_info
 
 log = logging.getLogger("deadtree")
@@ -212,14 +212,16 @@ def _open(path: Path, info: ModelInfo, device: str, threads: int) -> OpenedSessi
 
 class OnnxModel:
     """One model for one run: its metadata and a session that runs batches of tiles. The session comes from
-    IDLE_SESSIONS where an earlier run in this process handed one back (release())."""
+    `sessions` where an earlier run of its owner handed one back (release())."""
 
-    def __init__(self, path: Path, device: str = "auto", threads: int | None = None):
+    def __init__(self, path: Path, device: str = "auto", threads: int | None = None,
+                 sessions: ModelSessions | None = None):
         self.path = Path(path)
         self.info: ModelInfo = read_model_info(self.path)
         threads = threads or cpu_threads()
         self._key = session_key(self.path, device, threads)
-        opened = IDLE_SESSIONS.take(self._key)
+        self._sessions = sessions
+        opened = sessions.take(self._key) if sessions is not None else None
         self._opened = opened or _open(self.path, self.info, device, threads)
         self.session = self._opened.session
         self.provider = self._opened.provider
@@ -248,11 +250,12 @@ class OnnxModel:
         self.last_return: float | None = None
 
     def release(self) -> None:
-        """Hand the session to IDLE_SESSIONS for the next run of this model with these settings; this object
-        runs nothing more."""
+        """Hand the session back to its owner's ModelSessions (if any) for the next run of this model with these
+        settings; this object runs nothing more."""
         if not self._released:
             self._released = True
-            IDLE_SESSIONS.give_back(self._key, self._opened)
+            if self._sessions is not None:
+                self._sessions.give_back(self._key, self._opened)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if self._released:

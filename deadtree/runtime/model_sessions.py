@@ -1,18 +1,19 @@
-"""ONNX Runtime sessions kept between runs in one process.
+"""ModelSessions: a handle on ONNX Runtime sessions that one owner keeps between its runs.
 
 `validate` runs `segment` on 80 frames, the service and `segment-many` on scene after scene, each with the
-same model. Opening a session (0.045 s for a tidied int8 graph from the disk cache, much longer on a GPU) and
+same model. Opening a session (0.13 s for a tidied int8 graph on the VNNI host, much longer on a GPU) and
 growing ONNX Runtime's memory arena on its first calls (some 70,000 page faults for a 1024 px tile) were paid
 again for every one: the 80 validation frames took 10.6-11.0 s through `segment` instead of 8.6-8.9 on the
-VNNI host. A finished run hands its session back here, and the next run with the same model and settings
-takes it. Each session serves one run at a time, so concurrent jobs still get sessions of their own.
+VNNI host. So such an owner makes a ModelSessions and passes it to each run (segment_scene's `sessions`); a
+finished run hands its sessions back to it, and the next run with the same model and settings takes them.
+Each session serves one run at a time, so concurrent jobs still get sessions of their own. A run given no
+handle opens its own sessions and drops them at its end: the library keeps nothing behind the caller's back.
 
 An idle session keeps its arena: about 275 MB after a 1024 px tile run of `deadtree-rgbn-int8`. At most
-IDLE_LIMIT wait, the least recently used going first; a `segment` command exits after its one run anyway.
+`limit` wait, the least recently used going first.
 """
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -31,18 +32,10 @@ class OpenedSession:
     output_name: str
 
 
-class IdleSessions:
+class ModelSessions:
     def __init__(self, limit: int = IDLE_LIMIT):
         self.limit = limit
         self._idle: OrderedDict[tuple, OpenedSession] = OrderedDict()
-        self._lock = threading.Lock()
-        self._orphans: list[OrderedDict] = []
-
-    def forget_after_fork(self) -> None:
-        """In a forked child: the sessions it inherited lack the ONNX Runtime threads they were built with, so
-        they are neither handed out nor destroyed (a destructor would wait for those threads), only left behind."""
-        self._orphans.append(self._idle)
-        self._idle = OrderedDict()
         self._lock = threading.Lock()
 
     def take(self, key: tuple) -> OpenedSession | None:
@@ -67,7 +60,3 @@ class IdleSessions:
         with self._lock:
             return len(self._idle)
 
-
-IDLE_SESSIONS = IdleSessions()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=IDLE_SESSIONS.forget_after_fork)
