@@ -12,7 +12,6 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import rasterio
 
 from deadtree.errors import InputError
 from deadtree.training.frames import Frame, name_selected, parse_prefixes
@@ -32,6 +31,8 @@ def load_negative_tiles(root: str | Path, bands: tuple[str, ...], cities: str | 
                         exclude: str | tuple[str, ...] = ()) -> list[Frame]:
     """Frames of every tile under root/images whose city is selected and not excluded, with IGNORE disks
     around marked trees that may be dead. Frame.group is the city."""
+    import rasterio  # here, not at the top: training without --negatives needs no geospatial library
+
     root = Path(root)
     images = sorted((root / "images").glob("*.tif"))
     if not images:
