@@ -41,6 +41,7 @@ from deadtree.runtime.vnni_int8.graph_rewrites import (cancel_transpose_pairs, c
                                              requantize_before_upsampling, sort_nodes, split_requantizing_concats,
                                              widen_narrow_convs)
 from deadtree.runtime.metadata import file_version
+from deadtree.runtime.vnni_int8.graph_cache import MISSING, save_outcome, saved_outcome
 
 log = logging.getLogger("deadtree")
 
@@ -75,8 +76,8 @@ def tidy(model) -> int:
 
 # (model file, its size and time, ONNX Runtime's version, optimisers left out) -> the tidied graph that passed
 # its check, or None where ONNX Runtime's own is used: later sessions of the same model in this process (the
-# service, `validate`, `segment-many` workers) open the outcome directly. Nothing is kept on disk: working it
-# out takes about 0.13 s of a command's start on the 2-core VNNI host.
+# service, `validate`, `segment-many` workers) open the outcome directly, and later processes find it on disk
+# (graph_cache.py).
 _OUTCOMES: dict[tuple, bytes | None] = {}
 
 
@@ -93,6 +94,10 @@ def open_tidied(ort, model: str | bytes, options, providers: list, disabled: tup
                                     disabled_optimizers=list(disabled))
 
     key = _outcome_key(ort, model, disabled)
+    if key is not None and key not in _OUTCOMES:
+        saved = saved_outcome(key)  # a later process of the same model, ONNX Runtime and CPU
+        if saved is not MISSING:
+            _OUTCOMES[key] = saved
     if key in _OUTCOMES:
         tidied = _OUTCOMES[key]
         session = ort.InferenceSession(tidied, sess_options=options, providers=providers,
@@ -103,6 +108,7 @@ def open_tidied(ort, model: str | bytes, options, providers: list, disabled: tup
         tidied, session = checked or (None, session)  # the checked session is the one to run: not opened again
         if key is not None:
             _OUTCOMES[key] = tidied
+            save_outcome(key, tidied)
     return session if tidied is None else TidiedSession(session, own)
 
 
