@@ -57,7 +57,7 @@ STRIP_PIXELS = 2_000_000  # pixels per strip when mapping back and vectorising: 
 # inside `segment` 0.10-0.15 against 0.21-0.34 s), given a deeper queue of predicted batches to work through, so
 # that the model does not wait on it. The reading stage is on that path and stays at 10 (at the
 # model's priority it slowed the model most). SCHED_IDLE for the finishing stage did no better than 19, and it
-# would never run beside another process keeping the cores busy (docs/performance.md).
+# would never run beside another process keeping the cores busy (docs/history/performance-log-2026-11.md).
 STAGE_NICENESS = 10
 FINISH_NICENESS = 19
 PREDICTED_QUEUE = 8  # predicted batches that may wait for the finishing stage beside a CPU model (2 beside a GPU)

@@ -8,7 +8,7 @@ On a CPU the model's ONNX Runtime threads keep every core busy, and each of its 
 slowest of them: a stage that takes a core for a moment stalls the whole operator, so the model lost about
 twice the CPU time the stages used. Stages can therefore run at a lowered priority (a higher nice value),
 taking the cores when the model's threads wait; then the model's time inside `segment` fell to within a few
-percent of its time alone (docs/performance.md).
+percent of its time alone (docs/history/performance-log-2026-11.md).
 """
 from __future__ import annotations
 

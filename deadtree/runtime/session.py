@@ -139,7 +139,7 @@ def graph_optimization(ort, quantized: bool, on_cpu: bool, extensions: str | Non
     - with VNNI, ONNX Runtime's channels-last int8 network, tidied (deadtree.runtime.vnni_int8): 211 against
       ONNX Runtime's own 350 ms of kernel time per 1024 px tile, with the same answers bit for bit;
     - without VNNI, the channels-first layout (the NHWC pass left out): the channels-last network was 12-15%
-      slower there alone, `segment` 12-23%, with bit-identical outputs (docs/performance.md)."""
+      slower there alone, `segment` 12-23%, with bit-identical outputs (docs/history/performance-log-2026-11.md)."""
     chosen = os.environ.get(ENV_GRAPH_OPTIMIZATION, "auto").lower()
     if chosen not in GRAPH_OPTIMIZATIONS:
         raise ModelError(f"{ENV_GRAPH_OPTIMIZATION}={chosen}: use {', '.join(GRAPH_OPTIMIZATIONS)}")

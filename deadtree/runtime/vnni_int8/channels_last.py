@@ -1,7 +1,7 @@
 """ONNX Runtime's channels-last int8 graph, tidied where it wastes time on a CPU with VNNI.
 
 There ONNX Runtime runs a quantized network channels-last (its NhwcTransformer), and in the U-Net's graph six
-things cost over a third of the model's time for nothing (benchmarks/op_profile.py, docs/performance.md; the
+things cost over a third of the model's time for nothing (benchmarks/op_profile.py, docs/history/performance-log-2026-11.md; the
 passes are in graph_rewrites.py beside it):
 
 - the decoder's 2x nearest-neighbour Resize falls to a generic kernel that computes a source index for every
