@@ -51,15 +51,6 @@ from deadtree.vector.writers import GPKG_LAYER, GeoJSONWriter, GeoPackageWriter
 
 log = logging.getLogger("deadtree")
 STRIP_PIXELS = 2_000_000  # pixels per strip when mapping back and vectorising: memory independent of scene width
-# The reading and finishing stages' nice values above the model's, on a CPU. Both at 10, `segment` ran 6-7% faster
-# on the 2-core VNNI host than at the model's own priority. The finishing stage (blending, writing, vectorising)
-# is off the model's critical path: at 19 it slowed the model about half as much as at 10 (the model's slowdown
-# inside `segment` 0.10-0.15 against 0.21-0.34 s), given a deeper queue of predicted batches to work through, so
-# that the model does not wait on it. The reading stage is on that path and stays at 10 (at the
-# model's priority it slowed the model most). SCHED_IDLE for the finishing stage did no better than 19, and it
-# would never run beside another process keeping the cores busy (docs/history/performance-log-2026-11.md).
-STAGE_NICENESS = 10
-FINISH_NICENESS = 19
 PREDICTED_QUEUE = 8  # predicted batches that may wait for the finishing stage beside a CPU model (2 beside a GPU)
 BATCH_PIXELS = 8 * 256 * 256  # tile pixels per model call: model memory independent of tile size
 
@@ -351,23 +342,19 @@ def _stream(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp
     batch_size = options.batch_size or max(1, BATCH_PIXELS // (plan.tile * plan.tile))
     predictor = TilePredictor(plan.segmenter, plan.translator, plan.stretch, plan.neutral, batch_size,
                               options.flips, plan.members, plan.read_bands, options.scales)
-    # Beside a model on the CPU the other stages yield the cores to it (deadtree.stages); beside a GPU they are
-    # what sets the pace, and keep their priority.
     on_cpu = plan.segmenter.provider == "CPUExecutionProvider"
-    lower, lower_finish = (STAGE_NICENESS, FINISH_NICENESS) if on_cpu else (0, 0)
     polygons = area = faint = 0
     try:
         with rasterio.Env(GDAL_CACHEMAX=plan.read.tile_cache_bytes), StageChain() as chain:
-            batches = chain.add(read_batches(reader, grid, plan.tiles, predictor), name="deadtree-read",
-                                lower=lower)
+            batches = chain.add(read_batches(reader, grid, plan.tiles, predictor), name="deadtree-read")
             predicted = chain.add((predictor.predict(batch) for batch in batches), name="deadtree-model",
                                   depth=PREDICTED_QUEUE if on_cpu else 2)
             strips = finisher.strips(predicted)
             if grid.resampled:
-                chain.call(lambda: sum(1 for _ in strips), lower=lower_finish)
+                chain.call(lambda: sum(1 for _ in strips))
             else:
                 polygons, area, faint = chain.call(
-                    lambda: _vectorise(scene, strips, options, outputs, tmp, metadata), lower=lower_finish)
+                    lambda: _vectorise(scene, strips, options, outputs, tmp, metadata))
     finally:
         if raster is not None:
             raster.close()

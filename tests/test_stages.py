@@ -71,20 +71,16 @@ def test_prefetch_runs_ahead_by_at_most_its_depth():
     stage.join()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
-def test_a_lowered_stage_runs_at_a_higher_nice_value_and_the_caller_keeps_its_own():
+def test_stages_leave_every_thread_s_priority_alone():
+    """The library changes nothing of its host's: its threads run at the caller's priority."""
     def own_nice():
         yield os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
     mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     with StageChain() as chain:
-        lowered = next(chain.add(own_nice(), lower=5))
-        plain = next(chain.add(own_nice()))
-        called = chain.call(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), lower=3)
-    assert lowered == min(19, mine + 5)
-    assert called == min(19, mine + 3)
-    assert plain == mine
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+        staged = next(chain.add(own_nice()))
+        called = chain.call(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+    assert staged == called == mine
 
 
 def test_a_called_stage_returns_its_result_and_raises_its_error_here():
@@ -104,7 +100,7 @@ def test_called_stages_reuse_their_threads_across_chains():
     threads = set()
     for _ in range(5):
         with StageChain() as chain:
-            threads.add(chain.call(threading.get_ident, lower=2))
+            threads.add(chain.call(threading.get_ident))
     assert len(threads) == 1 and threading.get_ident() not in threads
 
 
@@ -142,7 +138,7 @@ def test_a_stage_stopped_early_is_not_taken_for_the_end_of_its_data():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
-def test_beside_a_cpu_model_the_finishing_stage_yields_more_than_the_reading_one(tmp_path, toy_models, monkeypatch):
+def test_a_segment_run_s_stages_keep_the_caller_s_priority(tmp_path, toy_models, monkeypatch):
     import deadtree.pipeline as pipeline
     from deadtree.raster.reader import WindowReader
     from tests.scenes import write_scene
@@ -167,6 +163,5 @@ def test_beside_a_cpu_model_the_finishing_stage_yields_more_than_the_reading_one
     write_scene(tmp_path / "scene.tif")
     mine = nice()
     pipeline.segment_scene(tmp_path / "scene.tif", pipeline.SegmentOptions(output=tmp_path / "o.geojson", device="cpu"))
-    assert seen == {"read": min(19, mine + pipeline.STAGE_NICENESS), "finish": min(19, mine + pipeline.FINISH_NICENESS)}
-    assert seen["finish"] > seen["read"] or mine + pipeline.STAGE_NICENESS >= 19
+    assert seen == {"read": mine, "finish": mine}
     assert nice() == mine
