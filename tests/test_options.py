@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from deadtree.cli import app
 from deadtree.errors import InputError, ModelError
-from deadtree.options import MANY, SEGMENT, SERVICE, SegmentOptions, cli_parameters, door_fields, from_cli
+from deadtree.options import MANY, SEGMENT, SERVICE, SegmentOptions, door_fields, from_cli
 
 runner = CliRunner()
 
