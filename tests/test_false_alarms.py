@@ -26,3 +26,24 @@ def test_known_discs_on_toy_scenes_are_counted(tmp_path, toy_models):
     assert pooled.per_km2 == pytest.approx(3 / (2 * 0.0144))
     disc_area = sum(np.pi * d.radius ** 2 for d in discs) * 0.36
     assert pooled.area_share == pytest.approx(disc_area / (2 * 200 * 200 * 0.36), rel=0.35)
+
+
+def test_the_figure_is_kept_with_the_model_and_listed(tmp_path, toy_models):
+    from typer.testing import CliRunner
+
+    from deadtree.cli import app
+    from deadtree.evaluation.false_alarms import record_false_alarms
+    from deadtree.runtime.metadata import read_model_info
+
+    card = toy_models / "toy-rgbn.md"
+    card.write_text("# toy-rgbn\n\n## Validation\n\nscores\n")
+    pooled = FalseAlarms()
+    pooled.add(2.5e6, 5, 250.0)
+    for _ in range(2):  # recorded again: replaced, not repeated
+        record_false_alarms(toy_models / "toy-rgbn.onnx", pooled, "Palm Springs", "auto", "python x.py")
+    assert read_model_info(toy_models / "toy-rgbn.onnx").extra["false_alarms"]["polygons_per_km2"] == 2.0
+    text = card.read_text()
+    assert text.count("## False alarms outside forest") == 1 and "**2.0 dead-tree polygons per km²**" in text
+    assert "## Validation" in text
+    listed = CliRunner().invoke(app, ["models"], env={"COLUMNS": "200"}).output
+    assert "FA/km²" in listed and " 2.0 " in listed

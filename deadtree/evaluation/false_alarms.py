@@ -60,3 +60,22 @@ def false_alarms(scenes: Iterable[str | Path], on_scene: Callable[[Path], None] 
             if on_scene is not None:
                 on_scene(path)
     return pooled
+
+
+def record_false_alarms(model_path: str | Path, pooled: FalseAlarms, where: str, precision: str,
+                        command: str) -> dict:
+    """Keep the figure with the model: in its metadata (`extra.false_alarms`, shown by `deadtree models`) and
+    in its card (models/NAME.md beside the file), replacing an earlier one."""
+    import dataclasses
+
+    from deadtree.runtime.metadata import read_model_info, rewrite_model_info
+    from deadtree.training.model_card import add_false_alarms_to_card
+
+    model_path = Path(model_path)
+    figures = {**pooled.summary(), "where": where, "precision": precision, "command": command}
+    info = read_model_info(model_path)
+    rewrite_model_info(model_path, dataclasses.replace(info, extra={**info.extra, "false_alarms": figures}))
+    card = model_path.with_suffix(".md")
+    if card.is_file():
+        add_false_alarms_to_card(card, figures)
+    return figures

