@@ -97,11 +97,15 @@ def test_a_called_stage_returns_its_result_and_raises_its_error_here():
 
 def test_called_stages_reuse_their_threads_across_chains():
     """A thread per run would set up PROJ (and the like) again for every scene of a long-lived process."""
+    from deadtree.stages import _CALL_THREADS_COUNT
+
     threads = set()
-    for _ in range(5):
+    for _ in range(3 * _CALL_THREADS_COUNT):
         with StageChain() as chain:
-            threads.add(chain.call(threading.get_ident))
-    assert len(threads) == 1 and threading.get_ident() not in threads
+            threads.add(chain.call(lambda: (threading.get_ident(), threading.current_thread().name)))
+    assert len(threads) <= _CALL_THREADS_COUNT
+    assert all(name.startswith("deadtree-finish") for _, name in threads)
+    assert threading.get_ident() not in {ident for ident, _ in threads}
 
 
 def test_a_stage_stopped_early_is_not_taken_for_the_end_of_its_data():
