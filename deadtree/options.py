@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -236,9 +237,9 @@ def cli_parameters(door: str) -> list[inspect.Parameter]:
         flags = spec.flags or (f"--{f.name.replace('_', '-')}",)
         default = spec.cli_default if spec.cli_default is not None else (None if spec.text and spec.cli_type
                                                                           else f.default)
-        annotation = spec.cli_type or f.type
+        annotation = spec.cli_type or field_types()[f.name]
         parameters.append(inspect.Parameter(
-            f.name, inspect.Parameter.KEYWORD_ONLY, annotation=_resolved(annotation),
+            f.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
             default=typer.Option(default, *flags, help=spec.help, show_default=default not in (None, False, ()))))
     return parameters
 
@@ -263,11 +264,9 @@ def _spec(f: dataclasses.Field) -> Option:
     return f.metadata["option"]
 
 
-def _resolved(annotation):
-    """Field annotations are strings here (from __future__): typer needs the types."""
-    if not isinstance(annotation, str):
-        return annotation
-    return eval(annotation, {"Optional": Optional, "Path": Path})  # noqa: S307 - this module's own annotations
+def field_types() -> dict:
+    """SegmentOptions' field types as types (its annotations are text here, from __future__)."""
+    return typing.get_type_hints(SegmentOptions)
 
 
 def _jsonable(value):
@@ -281,6 +280,6 @@ def _jsonable(value):
 def _from_json(f: dataclasses.Field, value):
     if isinstance(value, list):
         return tuple(value)
-    if value is not None and "Path" in str(f.type):
+    if value is not None and Path in (field_types()[f.name], *typing.get_args(field_types()[f.name])):
         return Path(value)
     return value

@@ -1,6 +1,8 @@
 """What the API sends and takes, as it appears in the generated OpenAPI document (with examples)."""
 from __future__ import annotations
 
+import types
+import typing
 from datetime import datetime
 from typing import Literal
 
@@ -30,20 +32,28 @@ class ErrorBody(BaseModel):
 def _job_options_out() -> type[BaseModel]:
     """The options a job was made with, as GET /v1/jobs/{id} shows them: the form's fields (deadtree.options)
     with lists for its comma-separated ones."""
-    import dataclasses
     from typing import Optional
 
     from pydantic import create_model
 
-    from deadtree.options import SERVICE, door_fields
+    from deadtree.options import SERVICE, door_fields, field_types
 
     fields = {"format": (Literal["geojson", "gpkg"], "geojson")}
     for f in door_fields(SERVICE):
-        shown = str(f.type).replace("tuple[", "list[").replace(", ...]", "]")
+        declared = field_types()[f.name]
+        inner = _without_none(declared)
+        if typing.get_origin(inner) is tuple:  # comma-separated in the form, a list in the JSON
+            inner = list[typing.get_args(inner)[0]]
+        shown = Optional[inner] if inner is not declared and _without_none(declared) is not declared else inner
         default = list(f.default) if isinstance(f.default, tuple) else f.default
-        fields[f.name] = (eval(shown, {"Optional": Optional}), default)  # noqa: S307 - deadtree's own annotations
-        assert f.default is not dataclasses.MISSING
+        fields[f.name] = (shown, default)
     return create_model("JobOptionsOut", **fields)
+
+
+def _without_none(declared):
+    """X for Optional[X]; anything else as it is."""
+    args = [a for a in typing.get_args(declared) if a is not type(None)]
+    return args[0] if typing.get_origin(declared) in (typing.Union, types.UnionType) and len(args) == 1 else declared
 
 
 JobOptionsOut = _job_options_out()
@@ -142,10 +152,12 @@ def form_properties() -> dict:
 
     from deadtree.options import SERVICE, door_fields
 
-    kinds = {"float": "number", "bool": "boolean", "int": "integer"}
+    from deadtree.options import field_types
+
+    kinds = {float: "number", bool: "boolean", int: "integer"}
     properties = {}
     for f in door_fields(SERVICE):
-        declared = str(f.type).replace("Optional[", "").rstrip("]")
+        declared = _without_none(field_types()[f.name])
         prop = {"type": kinds.get(declared, "string"), "description": f.metadata["option"].help}
         if f.name in ("model", "translator"):
             prop["maxLength"] = MAX_NAME_LENGTH
