@@ -21,21 +21,20 @@ def models_command() -> None:
     # one space between columns leaves room for names as long as deadtree-rgbn-effb0-fp16.
     table = Table(title="deadtree models", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
                   caption="IoU, obj F1: validation split (obj F1 with the peak filter, as segment writes polygons). "
-                          "FA/km²: dead-tree polygons per km² that segment draws on a town kept out of training. "
-                          "Training data, split, threshold and floor: each model's card, models/NAME.md.")
+                          "FA: dead-tree polygons per km² that segment draws on a town kept out of training. "
+                          "Training data, split, tile size, threshold and floor: each model's card, models/NAME.md.")
     table.add_column("name", no_wrap=True)  # names and bands are what users type: never cut them
     table.add_column("version", no_wrap=True)
     table.add_column("bands", no_wrap=True)
-    table.add_column("tile", no_wrap=True, justify="right")
     table.add_column("IoU", no_wrap=True, justify="right")
     table.add_column("obj F1", no_wrap=True, justify="right")
-    table.add_column("FA/km²", no_wrap=True, justify="right")
+    table.add_column("FA", no_wrap=True, justify="right")
     table.add_column("role", no_wrap=True)
     for m in shipped:
         val = m.info.extra.get("validation") or {}
         role = m.info.task if m.info.task != "segmenter" else ("default" if m.info.extra.get("default") else "")
         table.add_row(
-            m.info.name, m.info.version, ",".join(m.info.bands), str(m.info.tile_size), _fmt(val.get("pixel_iou")),
+            m.info.name, m.info.version, ",".join(m.info.bands), _fmt(val.get("pixel_iou")),
             _fmt(val.get("peak_object_f1", val.get("object_f1"))),
             _fmt((m.info.extra.get("false_alarms") or {}).get("polygons_per_km2"), 1), role,
         )
