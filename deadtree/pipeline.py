@@ -25,7 +25,7 @@ from deadtree.runtime.model_sessions import ModelSessions
 from deadtree.runtime.session import OnnxModel
 from deadtree.peak_filter import ensemble_floor
 from deadtree.preview import preview_bands, write_preview
-from deadtree.raster.grid import identity_grid, model_grid
+from deadtree.raster.grid import check_model_grid, identity_grid, model_grid
 from deadtree.raster.normalise import stretch_and_medians
 from deadtree.raster.probability import (
     PROB_SCALE,
@@ -40,7 +40,7 @@ from deadtree.raster import read_policy
 from deadtree.raster.read_policy import GDAL_CACHE_BYTES, ReadPolicy
 from deadtree.raster.reader import WindowReader, overview
 from deadtree.raster.resident import read_resident
-from deadtree.raster.scene import Scene, open_scene
+from deadtree.raster.scene import MAX_PIXELS, Scene, open_scene
 from deadtree.stages import StageChain
 from deadtree.tile_predictor import TilePredictor, read_batches
 from deadtree.tiling import TRIM_MULTIPLE, StripAccumulator, blend_window, check_tile, tile_rows
@@ -211,6 +211,8 @@ def _plan(scene: Scene, options: SegmentOptions, sessions: ModelSessions | None)
     choice = choose_models(tuple(scene.band_index), scene.path.name, options)
     read_bands = choice.read_bands
     grid = model_grid(scene.width, scene.height, scene.gsd_m, choice.segmenter_info.gsd_m)
+    check_model_grid(grid, scene.gsd_m, choice.segmenter_info.gsd_m, options.max_pixels or MAX_PIXELS,
+                     scene.path.name)
     if grid.resampled:
         log.info("resampling %.3g x %.3g m pixels to the model's %.3g m", *scene.gsd_m, choice.segmenter_info.gsd_m)
     tile_guess = options.tile_size or choice.first.tile_size

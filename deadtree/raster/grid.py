@@ -7,6 +7,9 @@ from affine import Affine
 from rasterio.windows import Window
 
 GSD_TOLERANCE = 0.05  # within 5% of the model's GSD, read the scene as it is
+# Coarser than this many times the model's GSD, a 1-5 m crown is a pixel or less: upsampling cannot bring it back,
+# and the grid (and the work) would grow with the square of the factor for nothing.
+MAX_COARSER = 4.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,22 @@ def model_grid(width: int, height: int, gsd_m: tuple[float, float], model_gsd_m:
     if abs(fx - 1) <= GSD_TOLERANCE and abs(fy - 1) <= GSD_TOLERANCE:
         return ModelGrid(width, height, width, height)
     return ModelGrid(width, height, max(1, round(width * fx)), max(1, round(height * fy)))
+
+
+def check_model_grid(grid: ModelGrid, gsd_m: tuple[float, float], model_gsd_m: float, max_pixels: float,
+                     name: str) -> None:
+    """Refuse a scene the model cannot see, or whose grid at the model's resolution exceeds the pixel limit
+    (checked after resampling is planned: a small file can declare a huge ground extent)."""
+    from deadtree.errors import InputError
+
+    coarser = min(gsd_m) / model_gsd_m
+    if coarser > MAX_COARSER:
+        raise InputError(f"{name}: its {min(gsd_m):.3g} m pixels are {coarser:.1f}x coarser than the model's "
+                         f"{model_gsd_m:g} m, where a dead crown (1-5 m) is a pixel or less; use imagery of "
+                         f"{MAX_COARSER * model_gsd_m:.3g} m or finer")
+    if grid.width * grid.height > max_pixels:
+        raise InputError(f"{name}: at the model's {model_gsd_m:g} m it would be {grid.width} x {grid.height} pixels, "
+                         f"beyond the limit of {max_pixels:.3g}; check its pixel size, or cut it into parts")
 
 
 def identity_grid(width: int, height: int) -> ModelGrid:

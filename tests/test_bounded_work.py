@@ -1,0 +1,27 @@
+"""Work is bounded by the model grid, whatever the file's header claims about its pixels' size."""
+import pytest
+from affine import Affine
+
+from deadtree.errors import InputError
+from deadtree.pipeline import SegmentOptions, segment_scene
+from tests.scenes import write_scene
+
+
+def test_a_scene_far_coarser_than_the_model_is_refused_before_any_tile(tmp_path, toy_models):
+    scene = tmp_path / "sentinel.tif"
+    write_scene(scene, height=64, width=64, transform=Affine(10, 0, 500000, 0, -10, 6700000))
+    with pytest.raises(InputError, match=r"10 m pixels are 16.7x coarser than the model's 0.6 m"):
+        segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson"))
+    huge = tmp_path / "huge-pixels.tif"  # 256 x 256 pixels declared 1000 m wide: 227,529 tiles at 0.6 m
+    write_scene(huge, height=256, width=256, transform=Affine(1000, 0, 500000, 0, -1000, 6700000))
+    with pytest.raises(InputError, match="coarser than the model"):
+        segment_scene(huge, SegmentOptions(output=tmp_path / "h.geojson"))
+    assert not list(tmp_path.glob("*.geojson"))
+
+
+def test_the_resampled_grid_is_held_to_the_pixel_limit(tmp_path, toy_models):
+    scene = tmp_path / "two-metre.tif"  # 3.3x coarser: allowed, but upsampled to 667 x 667
+    write_scene(scene, height=200, width=200, transform=Affine(2.0, 0, 500000, 0, -2.0, 6700000))
+    with pytest.raises(InputError, match=r"667 x 667 pixels, beyond the limit of 1e\+05"):
+        segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson", max_pixels=1e5))
+    assert segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson", max_pixels=1e6)).tiles > 0
