@@ -55,6 +55,21 @@ PREDICTED_QUEUE = 8  # predicted batches that may wait for the finishing stage b
 BATCH_PIXELS = 8 * 256 * 256  # tile pixels per model call: model memory independent of tile size
 
 
+# The blending strip holds a row of tiles across the whole grid: values, weights (float32) and validity.
+STRIP_BYTES_PER_PIXEL = 9
+MAX_STRIP_BYTES = 2 * 1024**3
+
+
+def check_strip_memory(width: int, tile: int, name: str) -> None:
+    """Refuse a grid so wide that one row of tiles would not fit in MAX_STRIP_BYTES."""
+    needed = width * tile * STRIP_BYTES_PER_PIXEL
+    if needed > MAX_STRIP_BYTES:
+        narrower = max(64, (MAX_STRIP_BYTES // (width * STRIP_BYTES_PER_PIXEL)) // 32 * 32)
+        raise InputError(f"{name} is {width} pixels wide at the model's resolution: a row of {tile} px tiles "
+                         f"would take {needed / 1024**3:.1f} GB to blend; cut it into parts, or use "
+                         f"--tile-size {narrower} or less")
+
+
 def strip_rows(width: int) -> int:
     return int(min(512, max(16, STRIP_PIXELS // max(width, 1))))
 
@@ -236,6 +251,7 @@ def _plan(scene: Scene, options: SegmentOptions, sessions: ModelSessions | None)
     if translator and tile != translator.info.tile_size:
         raise InputError(f"the translator works on {translator.info.tile_size}-px tiles only")
     check_tile(tile, overlap)
+    check_strip_memory(grid.width, tile, scene.path.name)
     # An ensemble's default threshold is its members' mean (0.55 for the shipped pair, whose tuned ensemble
     # threshold on validation was 0.5 with the same scores to 0.001).
     own = [segmenter.info.threshold, *(m.info.threshold for m in members)]

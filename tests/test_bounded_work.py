@@ -25,3 +25,17 @@ def test_the_resampled_grid_is_held_to_the_pixel_limit(tmp_path, toy_models):
     with pytest.raises(InputError, match=r"667 x 667 pixels, beyond the limit of 1e\+05"):
         segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson", max_pixels=1e5))
     assert segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson", max_pixels=1e6)).tiles > 0
+
+
+def test_the_blending_strip_is_held_to_its_memory_limit(monkeypatch, tmp_path, toy_models):
+    import deadtree.pipeline as pipeline
+
+    # a 2,000,000 px wide strip of 1024 px tiles needed about 18 GB
+    with pytest.raises(InputError, match=r"2000000 pixels wide .* 17.2 GB to blend; .* --tile-size 96 or less"):
+        pipeline.check_strip_memory(2_000_000, 1024, "wide.tif")
+    pipeline.check_strip_memory(100_000, 1024, "fine.tif")
+    scene = tmp_path / "scene.tif"
+    write_scene(scene, height=100, width=300)
+    monkeypatch.setattr(pipeline, "MAX_STRIP_BYTES", 300 * 64 * 9 - 1)  # the toy model's 64 px tiles
+    with pytest.raises(InputError, match="300 pixels wide"):
+        segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson"))
