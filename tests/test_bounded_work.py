@@ -39,3 +39,71 @@ def test_the_blending_strip_is_held_to_its_memory_limit(monkeypatch, tmp_path, t
     monkeypatch.setattr(pipeline, "MAX_STRIP_BYTES", 300 * 64 * 9 - 1)  # the toy model's 64 px tiles
     with pytest.raises(InputError, match="300 pixels wide"):
         segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson"))
+
+
+def _raster(path, count=4, dtype="uint8", transform=Affine(0.6, 0, 500000, 0, -0.6, 6700000), crs="EPSG:32633",
+            gcps=None):
+    import numpy as np
+    import rasterio
+
+    profile = dict(driver="GTiff", width=32, height=32, count=count, dtype=dtype, crs=crs, transform=transform)
+    if gcps is not None:
+        profile.pop("transform")
+        profile.pop("crs")
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(np.ones((count, 32, 32), dtype=dtype))
+        if gcps is not None:
+            out.gcps = gcps
+    return path
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("bands", "has 40 bands, more than the 16 deadtree looks at"),
+    ("complex", "holds complex numbers (complex64)"),
+    ("gcps", "georeferenced by ground control points only: warp it first"),
+    ("zero", "declares a pixel size of 0 x 0.6"),
+    ("nan", "declares a pixel size of nan x 0.6"),
+])
+def test_headers_deadtree_cannot_use_are_refused_in_one_line(tmp_path, kind, words):
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    from deadtree.raster.scene import open_scene
+
+    path = tmp_path / f"{kind}.tif"
+    if kind == "bands":
+        _raster(path, count=40)
+    elif kind == "complex":
+        _raster(path, count=1, dtype="complex64")
+    elif kind == "gcps":
+        points = [GroundControlPoint(r, c, 500000 + c, 6700000 - r) for r, c in ((0, 0), (0, 32), (32, 0))]
+        _raster(path, gcps=(points, CRS.from_epsg(32633)))
+    else:  # GDAL itself stores such a transform as a tie point: the header as a damaged file would show it
+        import rasterio
+
+        _raster(path)
+        size = 0.0 if kind == "zero" else float("nan")
+        real_open = rasterio.open
+
+        class Damaged:
+            def __init__(self, dataset):
+                self._dataset = dataset
+
+            def __getattr__(self, name):
+                return getattr(self._dataset, name)
+
+            transform = Affine(size, 0, 500000, 0, -0.6, 6700000)
+
+        import deadtree.raster.scene as scene_module
+        monkeypatch = pytest.MonkeyPatch()
+        monkeypatch.setattr(scene_module.rasterio, "open", lambda p: Damaged(real_open(p)))
+        try:
+            with pytest.raises(InputError) as caught:
+                open_scene(path)
+        finally:
+            monkeypatch.undo()
+        assert words in str(caught.value)
+        return
+    with pytest.raises(InputError) as caught:
+        open_scene(path)
+    assert words in str(caught.value) and "\n" not in str(caught.value)

@@ -18,6 +18,9 @@ from deadtree.raster.ground_scale import ground_scale
 
 MAX_PIXELS = 2e10  # ~141,000 px square; larger headers are far more often damaged than real
 MAX_SIDE = 2_000_000
+# Image bands, a skipped band or two and an alpha band: more is a stack deadtree does not read, and each band
+# tagged alpha is sampled when the scene is opened.
+MAX_BANDS = 16
 OVERVIEW_SIDE = 1024  # longest side of the decimated read used for statistics and edge fill
 
 
@@ -92,8 +95,22 @@ def _describe(path: Path, dataset, bands_override, max_pixels: float) -> Scene:
             f"{path.name} claims {width} x {height} pixels, beyond the limit of {max_pixels:.3g} pixels: "
             "the header is probably damaged (or split the scene into parts)"
         )
+    if dataset.count > MAX_BANDS:
+        raise InputError(f"{path.name} has {dataset.count} bands, more than the {MAX_BANDS} deadtree looks at: pick "
+                         "the R, G, B (and NIR) bands first, e.g. gdal_translate -b 3 -b 2 -b 1 -b 4")
+    complex_types = sorted({dt for dt in dataset.dtypes if np.dtype(dt).kind == "c"})
+    if complex_types:
+        raise InputError(f"{path.name} holds complex numbers ({', '.join(complex_types)}), not image intensities: "
+                         "deadtree reads optical imagery (R, G, B and NIR)")
     if dataset.transform.is_identity and not dataset.gcps[0]:
         raise InputError(f"{path.name} has no georeferencing (no geotransform): polygons could not be placed on a map")
+    if dataset.transform.is_identity:  # GCPs only: their CRS is the GCPs', not the dataset's
+        raise InputError(f"{path.name} is georeferenced by ground control points only: warp it first, e.g. "
+                         f"gdalwarp {path.name} north_up.tif (or rio warp with --dst-crs)")
+    pixel = (dataset.transform.a, dataset.transform.e)
+    if not all(math.isfinite(v) and v != 0 for v in pixel):
+        raise InputError(f"{path.name} declares a pixel size of {pixel[0]:g} x {-pixel[1]:g}: its geotransform is "
+                         "damaged; set the real one, e.g. rio edit-info --transform")
     if dataset.crs is None:
         raise InputError(f"{path.name} has no coordinate reference system: assign one, e.g. rio edit-info "
                          f"{path.name} --crs EPSG:XXXX (rasterio's tool, installed with deadtree)")
