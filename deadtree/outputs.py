@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 from deadtree.errors import InputError
@@ -50,12 +52,48 @@ def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
 
 
 WORKSPACE_PREFIX = ".deadtree-"
+OWNER_FILE = "owner"  # "HOST PID" of the process working in the folder
+STALE_SECONDS = 24 * 3600  # a work folder untouched this long, whose owner cannot be asked, is left over
 
 
 def workspace(near: Path) -> Path:
-    """A private temporary folder beside the output, so the final rename stays on one file system."""
+    """A private temporary folder beside the output, so the final rename stays on one file system. Work folders
+    that killed runs left there are removed first (discard_stale_workspaces)."""
     parent = Path(near).parent if str(Path(near).parent) else Path(".")
-    return Path(tempfile.mkdtemp(prefix=WORKSPACE_PREFIX, dir=parent))
+    discard_stale_workspaces(parent)
+    folder = Path(tempfile.mkdtemp(prefix=WORKSPACE_PREFIX, dir=parent))
+    (folder / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")
+    return folder
+
+
+def discard_stale_workspaces(parent: Path) -> int:
+    """Remove the work folders in `parent` whose run is over: its process on this host is gone, or (another
+    host's, or one without an owner) it has not been touched for STALE_SECONDS. Returns how many."""
+    removed = 0
+    for folder in Path(parent).glob(f"{WORKSPACE_PREFIX}*"):
+        try:
+            if folder.is_dir() and _is_stale(folder):
+                discard(folder)
+                removed += 1
+        except OSError:  # another process removing it at the same time
+            continue
+    return removed
+
+
+def _is_stale(folder: Path) -> bool:
+    try:
+        host, pid = (folder / OWNER_FILE).read_text().split()
+    except (OSError, ValueError):
+        host, pid = "", "0"
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
+    return time.time() - folder.stat().st_mtime > STALE_SECONDS
 
 
 def discard_workspaces(folder: Path, since: float) -> int:

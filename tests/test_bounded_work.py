@@ -107,3 +107,32 @@ def test_headers_deadtree_cannot_use_are_refused_in_one_line(tmp_path, kind, wor
     with pytest.raises(InputError) as caught:
         open_scene(path)
     assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_work_folders_of_killed_runs_are_removed_by_the_next_run(tmp_path, toy_models):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from deadtree.outputs import OWNER_FILE, STALE_SECONDS
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    killed = tmp_path / ".deadtree-killed"
+    killed.mkdir()
+    (killed / OWNER_FILE).write_text(f"{socket.gethostname()} {gone}")
+    running = tmp_path / ".deadtree-running"  # this process is alive: its folder stays
+    running.mkdir()
+    (running / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")
+    elsewhere = tmp_path / ".deadtree-elsewhere"  # another host's, recent: stays; an old one goes
+    elsewhere.mkdir()
+    (elsewhere / OWNER_FILE).write_text("another-host 1")
+    old = tmp_path / ".deadtree-old"
+    old.mkdir()
+    os.utime(old, (0, 0))
+    scene = tmp_path / "scene.tif"
+    write_scene(scene)
+    segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson"))
+    left = sorted(p.name for p in tmp_path.glob(".deadtree-*"))
+    assert left == [".deadtree-elsewhere", ".deadtree-running"] and STALE_SECONDS >= 3600
