@@ -20,8 +20,23 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     settings = settings or Settings.from_env()
     _check_data_dir(settings)
     _log_to_stderr()
+    if not settings.api_key and not _loopback(host):
+        logging.getLogger("deadtree").warning(
+            "NO API KEY: anyone who can reach %s:%d can upload scenes and read every job; set DEADTREE_API_KEY "
+            "(and put a reverse proxy in front, docs/service.md)", host, port)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, limit_concurrency=MAX_CONNECTIONS)
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_data_dir(settings: Settings) -> None:

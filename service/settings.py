@@ -52,6 +52,10 @@ class Settings:
         for suffix, (field_name, parse) in ENV_SETTINGS.items():
             variable = f"DEADTREE_{suffix.upper()}"
             raw = env.get(variable, "").strip()
+            if not raw and variable == "DEADTREE_API_KEY" and variable in env:
+                # an empty key from a template (compose's ${DEADTREE_API_KEY:-}) must not open the API silently
+                raise InputError("DEADTREE_API_KEY is set but blank: give a key, or unset the variable to run "
+                                 "an open API (on loopback only)")
             if not raw:
                 continue
             try:

@@ -136,3 +136,17 @@ def test_work_folders_of_killed_runs_are_removed_by_the_next_run(tmp_path, toy_m
     segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson"))
     left = sorted(p.name for p in tmp_path.glob(".deadtree-*"))
     assert left == [".deadtree-elsewhere", ".deadtree-running"] and STALE_SECONDS >= 3600
+
+
+def test_a_blank_api_key_does_not_open_the_service_silently(caplog):
+    pytest.importorskip("fastapi")
+    import logging
+
+    from service import server
+    from service.settings import Settings
+
+    with pytest.raises(InputError, match="DEADTREE_API_KEY is set but blank"):
+        Settings.from_env({"DEADTREE_API_KEY": "  "})
+    assert Settings.from_env({}).api_key is None  # unset: open, for loopback
+    assert server._loopback("127.0.0.1") and server._loopback("::1") and server._loopback("localhost")
+    assert not server._loopback("0.0.0.0") and not server._loopback("192.0.2.7")

@@ -504,7 +504,7 @@ def test_queue_limit_is_enforced_by_the_store(tmp_path):
 def test_settings_come_from_the_environment():
     settings = Settings.from_env({"DEADTREE_DATA_DIR": "/srv/deadtree", "DEADTREE_WORKERS": "2",
                                   "DEADTREE_MAX_UPLOAD_MB": "10", "DEADTREE_CORS_ORIGINS": "https://a.org, https://b.org",
-                                  "DEADTREE_RESULT_TTL": "60", "DEADTREE_API_KEY": ""})
+                                  "DEADTREE_RESULT_TTL": "60"})
     assert settings.data_dir == Path("/srv/deadtree") and settings.workers == 2
     assert settings.max_upload_bytes == 10 * MB and settings.result_ttl_s == 60
     assert settings.cors_origins == ("https://a.org", "https://b.org") and settings.api_key is None
