@@ -211,7 +211,9 @@ def batches_by_shape(items: Iterable[Item], shape_of: Callable[[Item], tuple | N
                      size: int) -> Iterator[list[Item]]:
     """Consecutive items grouped for model calls: at most `size` items that need the model, all of one shape
     (a cut edge tile starts a call of its own); items whose shape is None need no model and ride along in
-    order, so that progress and blending keep the grid's order."""
+    order, so that progress and blending keep the grid's order. At most `size` of those ride in one batch: a
+    long run of them (a wide nodata collar) streams on in batches of its own instead of piling up until the
+    next item that needs the model."""
     batch: list[Item] = []
     counted, shape = 0, None
     for item in items:
@@ -222,7 +224,7 @@ def batches_by_shape(items: Iterable[Item], shape_of: Callable[[Item], tuple | N
                 batch, counted = [], 0
             counted, shape = counted + 1, this
         batch.append(item)
-        if counted >= size:
+        if counted >= size or len(batch) - counted >= size:
             yield batch
             batch, counted = [], 0
     if batch:

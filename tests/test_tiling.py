@@ -130,6 +130,23 @@ def test_batches_hold_one_shape_and_let_empty_tiles_ride_along():
         assert len(shapes) <= 1 and sum(s is not None for s in batch) <= 2
 
 
+def test_a_long_run_of_empty_tiles_streams_instead_of_piling_up():
+    from deadtree.tiling import batches_by_shape
+
+    handed = []
+
+    def items():  # a nodata collar of 10,000 tiles, then one tile with data
+        for _ in range(10_000):
+            handed.append(None)
+            yield None
+        yield (64, 64)
+
+    stream = batches_by_shape(items(), lambda shape: shape, 4)
+    first = next(stream)
+    assert first == [None] * 4 and len(handed) == 4  # handed on at once, not held until the collar ends
+    assert max(len(batch) for batch in stream) <= 5
+
+
 def test_rows_no_valid_tile_reached_come_out_as_zero():
     tile = 16
     acc = StripAccumulator(tile, tile, tile)
