@@ -31,10 +31,22 @@ def tagged_band_names(colorinterp, descriptions) -> list[str | None]:
     return names
 
 
+MASK_EXTREMES_SHARE = 0.9
+
+
 def looks_like_mask(sample: np.ndarray) -> bool:
-    """An alpha band that is really a mask holds only 0 and one 'opaque' value; NIR holds many values."""
-    values = np.unique(sample)
-    return len(values) == 1 or (len(values) == 2 and values[0] == 0)
+    """A transparency mask holds 0 and an 'opaque' value almost everywhere, with at most a soft edge of values
+    between them (0, 64, 128, 192, 255); NIR holds many values, spread over its range."""
+    values, counts = np.unique(sample, return_counts=True)
+    if len(values) == 1 or (len(values) == 2 and values[0] == 0):
+        return True
+    extremes = counts[(values == 0) | (values == values[-1])].sum()
+    return bool(values[0] == 0 and extremes >= MASK_EXTREMES_SHARE * sample.size)
+
+
+def untagged_fourth_band(names: list[str | None]) -> bool:
+    """R, G, B and a fourth band with no tag ("undefined"), as gdalwarp, rasterio and many NAIP copies write."""
+    return len(names) == 4 and names[:3] == ["R", "G", "B"] and names[3] is None
 
 
 def map_bands(names: list[str | None], alpha_samples: dict[int, np.ndarray], override: tuple[str, ...] | None):
@@ -52,6 +64,13 @@ def map_bands(names: list[str | None], alpha_samples: dict[int, np.ndarray], ove
 
     names = list(names)
     alpha_index = None
+    if untagged_fourth_band(names):
+        if looks_like_mask(alpha_samples[4]):
+            log.info("band 4 is untagged and holds a transparency mask: reading it as one (--bands overrides)")
+            names[3] = "alpha"
+        else:
+            log.info("band 4 is untagged and holds image values: reading it as NIR (--bands overrides)")
+            names[3] = "NIR"
     for i, name in enumerate(names):
         if name != "alpha":
             continue

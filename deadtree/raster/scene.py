@@ -13,7 +13,7 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 
 from deadtree.errors import InputError
-from deadtree.raster.band_mapping import map_bands, tagged_band_names
+from deadtree.raster.band_mapping import map_bands, tagged_band_names, untagged_fourth_band
 from deadtree.raster.ground_scale import ground_scale
 
 MAX_PIXELS = 2e10  # ~141,000 px square; larger headers are far more often damaged than real
@@ -118,12 +118,13 @@ def _describe(path: Path, dataset, bands_override, max_pixels: float) -> Scene:
         raise InputError(f"{path.name} is not north-up (rotated or GCP-only georeferencing): warp it first, e.g. "
                          f"rio warp {path.name} north_up.tif --dst-crs EPSG:XXXX (rasterio's tool, installed with "
                          "deadtree) or gdalwarp")
+    names = tagged_band_names(dataset.colorinterp, dataset.descriptions)
+    # bands that may be a transparency mask or an image band: sampled, to tell which
     alpha_samples = {
         i + 1: _decimated(dataset, [i + 1])[0]
         for i, interp in enumerate(dataset.colorinterp)
-        if interp.name == "alpha"
+        if interp.name == "alpha" or (i == 3 and untagged_fourth_band(names))
     }
-    names = tagged_band_names(dataset.colorinterp, dataset.descriptions)
     band_index, alpha_index = map_bands(names, alpha_samples, bands_override)
     flags = dataset.mask_flag_enums[0]
     dataset_mask = MaskFlags.per_dataset in flags and MaskFlags.alpha not in flags and MaskFlags.nodata not in flags
