@@ -25,6 +25,7 @@ from deadtree.runtime.model_sessions import ModelSessions
 from deadtree.runtime.session import OnnxModel
 from deadtree.peak_filter import ensemble_floor
 from deadtree.preview import preview_bands, write_preview
+from deadtree.raster.damage import damage_watch, refuse_if_damaged
 from deadtree.raster.grid import check_model_grid, identity_grid, model_grid
 from deadtree.raster.normalise import stretch_and_medians
 from deadtree.raster.probability import (
@@ -150,7 +151,9 @@ def _segment(scene_path: Path, options: SegmentOptions, outputs: dict[str, Path]
     scene = open_scene(scene_path, options.bands, **({"max_pixels": options.max_pixels} if options.max_pixels else {}))
     tmp = workspace(output)
     try:
-        result = _run(scene, options, outputs, tmp, on_progress, sessions)
+        with damage_watch() as damage:
+            result = _run(scene, options, outputs, tmp, on_progress, sessions)
+        refuse_if_damaged(damage, scene.path.name)  # before anything is published
         for key, final in outputs.items():
             publish(tmp / final.name, final)
     finally:

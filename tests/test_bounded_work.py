@@ -150,3 +150,24 @@ def test_a_blank_api_key_does_not_open_the_service_silently(caplog):
     assert Settings.from_env({}).api_key is None  # unset: open, for loopback
     assert server._loopback("127.0.0.1") and server._loopback("::1") and server._loopback("localhost")
     assert not server._loopback("0.0.0.0") and not server._loopback("192.0.2.7")
+
+
+def test_a_scene_gdal_reports_damaged_is_refused_and_nothing_is_written(tmp_path, toy_models):
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    scene = tmp_path / "cut-jpeg.tif"
+    pixels = np.random.default_rng(0).integers(0, 255, (4, 512, 512)).astype("uint8")
+    with rasterio.open(scene, "w", driver="GTiff", width=512, height=512, count=4, dtype="uint8", crs="EPSG:32633",
+                       transform=from_origin(500000, 6700000, 0.6, 0.6), compress="jpeg", tiled=True,
+                       blockxsize=256, blockysize=256, interleave="pixel") as out:
+        out.write(pixels)
+        offset = int(out.get_tag_item("BLOCK_OFFSET_1_0", "TIFF", bidx=1))
+        size = int(out.get_tag_item("BLOCK_SIZE_1_0", "TIFF", bidx=1))
+    data = bytearray(scene.read_bytes())
+    data[offset + size // 2: offset + size] = bytes(size - size // 2)  # the second half of one tile lost
+    scene.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"cut-jpeg.tif is damaged: GDAL reported .*Premature end of JPEG file"):
+        segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson", gpkg=tmp_path / "o.gpkg"))
+    assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".deadtree-*"))
