@@ -171,3 +171,43 @@ def test_a_scene_gdal_reports_damaged_is_refused_and_nothing_is_written(tmp_path
     with pytest.raises(InputError, match=r"cut-jpeg.tif is damaged: GDAL reported .*Premature end of JPEG file"):
         segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson", gpkg=tmp_path / "o.gpkg"))
     assert not list(tmp_path.glob("o.*")) and not list(tmp_path.glob(".deadtree-*"))
+
+
+def _scene_with_overviews(path, break_full_resolution=False):
+    import numpy as np
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.transform import from_origin
+
+    pixels = np.random.default_rng(0).integers(40, 111, (4, 2048, 2048)).astype("uint8")
+    with rasterio.open(path, "w", driver="GTiff", width=2048, height=2048, count=4, dtype="uint8", crs="EPSG:32633",
+                       transform=from_origin(500000, 6700000, 0.6, 0.6), compress="deflate", tiled=True) as out:
+        out.write(pixels)
+    with rasterio.open(path, "r+") as out:
+        out.build_overviews([2, 4], Resampling.average)
+    level = {} if break_full_resolution else {"overview_level": 0}
+    with rasterio.open(path, **level) as ds:
+        blocks = [(int(ds.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=1)),
+                   int(ds.get_tag_item(f"BLOCK_SIZE_{c}_{r}", "TIFF", bidx=1))) for r in range(2) for c in range(2)]
+    data = bytearray(path.read_bytes())
+    for offset, size in blocks:
+        data[offset:offset + size] = b"\xff" * size
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_broken_overviews_are_passed_over_for_the_full_resolution_data(tmp_path, toy_models, caplog):
+    import logging
+
+    scene = _scene_with_overviews(tmp_path / "broken-overviews.tif")
+    with caplog.at_level(logging.WARNING, logger="deadtree"):
+        result = segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson", bands=("R", "G", "B", "NIR")))
+    assert result.tiles > 0 and (tmp_path / "o.geojson").exists()
+    assert "its overviews cannot be read" in caplog.text and "reading its full-resolution data" in caplog.text
+
+
+def test_damaged_full_resolution_data_is_named_without_rasterio_s_pointer(tmp_path, toy_models):
+    scene = _scene_with_overviews(tmp_path / "broken.tif", break_full_resolution=True)
+    with pytest.raises(InputError) as caught:
+        segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson", bands=("R", "G", "B", "NIR")))
+    assert "broken.tif" in str(caught.value) and "See previous exception" not in str(caught.value)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import logging
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from deadtree.raster.band_mapping import map_bands, tagged_band_names, untagged_
 from deadtree.raster.ground_scale import ground_scale
 
 MAX_PIXELS = 2e10  # ~141,000 px square; larger headers are far more often damaged than real
+log = logging.getLogger("deadtree")
 MAX_SIDE = 2_000_000
 # Image bands, a skipped band or two and an alpha band: more is a stack deadtree does not read, and each band
 # tagged alpha is sampled when the scene is opened.
@@ -144,8 +146,17 @@ def decimated_shape(width: int, height: int, side: int = OVERVIEW_SIDE) -> tuple
 def _decimated(dataset, indexes: list[int], side: int = OVERVIEW_SIDE) -> np.ndarray:
     """A nearest-neighbour read with the longest side at most `side` px (uses overviews when present)."""
     rows, cols = decimated_shape(dataset.width, dataset.height, side)
+    shape = (len(indexes), rows, cols)
     try:
-        return dataset.read(indexes, out_shape=(len(indexes), rows, cols), resampling=Resampling.nearest)
+        return dataset.read(indexes, out_shape=shape, resampling=Resampling.nearest)
+    except (RasterioIOError, RasterioError) as exc:
+        if not dataset.overviews(indexes[0]):
+            raise unreadable(dataset.name, exc) from exc
+        log.warning("%s: its overviews cannot be read (%s): reading its full-resolution data instead",
+                    Path(dataset.name).name, _first_line(exc))
+    try:  # the same decimation from the full-resolution blocks, the overviews out of GDAL's sight
+        with rasterio.open(dataset.name, OVERVIEW_LEVEL="NONE") as whole:
+            return whole.read(indexes, out_shape=shape, resampling=Resampling.nearest)
     except (RasterioIOError, RasterioError) as exc:
         raise unreadable(dataset.name, exc) from exc
 
@@ -160,4 +171,9 @@ def unreadable(path: str | Path, exc: Exception) -> InputError:
 
 
 def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """The first line of what went wrong: GDAL's own message where rasterio's only points to it."""
+    text = str(exc).strip()
+    if "see previous exception" in text.lower() and exc.__cause__ is not None:
+        cause = exc.__cause__
+        text = str(cause.args[-1] if getattr(cause, "args", None) else cause).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
