@@ -12,5 +12,10 @@ run() {
   if [ -f "$runs/$name/summary.json" ] && grep -q '"finished": true' "$runs/$name/summary.json"; then return; fi
   deadtree train segmenter "$data" --out-dir "$runs/$name" "${common[@]}" "$@"
 }
-run rgbn-0.6.0-negatives --arch unet-r10k3-d4-h2r --init-from "$here/models/checkpoints/deadtree-rgbn-0.6.0.pt"
+ckpt="$here/models/checkpoints"
+run rgbn-0.6.0-negatives --arch unet-r10k3-d4-h2r --init-from "$ckpt/deadtree-rgbn-0.6.0.pt"
+# the same with 0.6.0's own distillation targets kept for the forest frames, and fewer town crops
+run rgbn-0.6.0-negatives-distilled --arch unet-r10k3-d4-h2r --init-from "$ckpt/deadtree-rgbn-0.6.0.pt" \
+  --negative-share 0.15 --teacher "$ckpt/deadtree-rgbn-0.2.0.pt" --teacher "$ckpt/deadtree-rgb-0.2.0.pt" \
+  --teacher "$ckpt/deadtree-rgbn-effb0-0.3.0.pt" --distill-weight 0.8
 run rgb-0.2.0-negatives --arch unet-r18-d4 --bands R,G,B --init-from "$here/models/checkpoints/deadtree-rgb-0.2.0.pt"

@@ -143,3 +143,15 @@ def test_a_few_steps_from_imagenet_weights_with_negatives(tmp_path):
     key = "model.blocks.3.0.conv_pw.weight"
     trained = ckpt["train_model"][f"encoder.{key}"]
     assert (trained - start[key]).norm() < 0.05 * start[key].norm()
+
+
+def test_teacher_targets_and_negatives_mix(tmp_path):
+    from deadtree.training.frames import load_frames
+
+    frames = load_frames(write_kaggle_layout(tmp_path / "data", size=64), ("R", "G", "B", "NIR"))
+    negatives = load_negative_tiles(write_town_tiles(tmp_path / "town", trees_alive=False), ("R", "G", "B", "NIR"))
+    soft = [np.full(f.mask.shape, 0.5, np.float32) for f in frames]
+    sampler = CropSampler(frames, 64, 0.5, None, seed=1, targets=soft, negatives=negatives, negative_share=0.5)
+    masks = [sampler.sample(1)[1] for _ in range(60)]
+    assert any((m == 0.5).all() for m in masks)  # training frames: the teachers' blend
+    assert any((m < 0).any() and set(np.unique(m)) <= {-1.0, 0.0} for m in masks)  # towns: their masks

@@ -15,10 +15,9 @@ class CropSampler:
     def __init__(self, frames: list[Frame], crop: int, positive_fraction: float, augment, seed: int = 0,
                  targets: list[np.ndarray] | None = None, negatives: list[Frame] = (),
                  negative_share: float = 0.0):
-        """targets: what to learn per frame instead of its mask (e.g. blended with teachers' probabilities).
-        negatives: frames with no dead trees (hard negatives), drawn for `negative_share` of the crops."""
-        if negatives and targets is not None:
-            raise ValueError("hard negatives have no teacher targets")
+        """targets: what to learn per frame of `frames` instead of its mask (e.g. blended with teachers'
+        probabilities). negatives: frames with no dead trees (hard negatives), drawn for `negative_share` of
+        the crops; they are learnt from their masks."""
         self.negative_from = len(frames)
         self.negative_share = negative_share if negatives else 0.0
         frames = [*frames, *negatives]
@@ -70,7 +69,7 @@ class CropSampler:
             r0 = int(self.rng.integers(rows - crop + 1))
             c0 = int(self.rng.integers(cols - crop + 1))
         image = self.images[index][r0 : r0 + crop, c0 : c0 + crop]
-        target = self.targets[index] if self.targets is not None else frame.mask
+        target = self.targets[index] if self.targets is not None and index < self.negative_from else frame.mask
         mask = target[r0 : r0 + crop, c0 : c0 + crop]
         mask = mask.astype(np.uint8) if mask.dtype == bool else mask
         if self.augment is not None:

@@ -97,9 +97,9 @@ def check_config(config: SegmenterConfig) -> None:
         raise InputError("--val-every, --workers, --max-minutes and --fit-minutes cannot be negative")
     if config.mimic and config.teachers:
         raise InputError("--mimic and --teacher are two ways of learning from trained networks: use one")
-    if config.negatives and (config.teachers or config.mimic or config.loss != "dice-focal"):
-        raise InputError("--negatives trains with the dice-focal loss on masks: it cannot be combined with "
-                         "--teacher, --mimic or --loss lovasz-focal")
+    if config.negatives and (config.mimic or config.loss != "dice-focal"):
+        raise InputError("--negatives trains with the dice-focal loss: it cannot be combined with --mimic or "
+                         "--loss lovasz-focal")
     if not 0 <= config.negative_share < 1 or not 0 < config.encoder_lr_scale <= 1:
         raise InputError("--negative-share must be in [0, 1) and --encoder-lr-scale in (0, 1]")
     if config.imagenet:
