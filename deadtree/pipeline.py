@@ -112,12 +112,14 @@ def default_output(scene_path: Path) -> Path:
 
 def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
                   on_progress: Callable[[float], None] | None = None,
-                  sessions: ModelSessions | None = None) -> SegmentResult:
+                  sessions: ModelSessions | None = None, stop: Callable[[], None] | None = None) -> SegmentResult:
     """Segment one scene file and write the outputs `options` names (all or none of them).
 
     on_progress: called with the fraction done, 0 to 1, as tiles finish.
     sessions: the caller's ModelSessions, for a caller that runs many scenes: the models' sessions are taken
-    from it and handed back to it. Without one, the run opens its own and drops them at its end."""
+    from it and handed back to it. Without one, the run opens its own and drops them at its end.
+    stop: called before every model call; what it raises ends the run (nothing is published) and reaches the
+    caller: a service cancels a job within one model call."""
     options = options or SegmentOptions()
     started = time.perf_counter()
     scene_path = Path(scene_path)
@@ -135,7 +137,7 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
     check_outputs(outputs, [scene_path])
 
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
-        result = _segment(scene_path, options, outputs, output, on_progress, sessions)
+        result = _segment(scene_path, options, outputs, output, on_progress, sessions, stop)
     ended = time.perf_counter()
     result.seconds = ended - started
     if "first_model_call" in result.timings:
@@ -147,12 +149,12 @@ def segment_scene(scene_path: str | Path, options: SegmentOptions | None = None,
 
 
 def _segment(scene_path: Path, options: SegmentOptions, outputs: dict[str, Path], output: Path,
-             on_progress, sessions) -> SegmentResult:
+             on_progress, sessions, stop) -> SegmentResult:
     scene = open_scene(scene_path, options.bands, **({"max_pixels": options.max_pixels} if options.max_pixels else {}))
     tmp = workspace(output)
     try:
         with damage_watch() as damage:
-            result = _run(scene, options, outputs, tmp, on_progress, sessions)
+            result = _run(scene, options, outputs, tmp, on_progress, sessions, stop)
         refuse_if_damaged(damage, scene.path.name)  # before anything is published
         for key, final in outputs.items():
             publish(tmp / final.name, final)
@@ -193,7 +195,7 @@ class RunPlan:
 
 
 def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: Path, on_progress,
-         sessions) -> SegmentResult:
+         sessions, stop) -> SegmentResult:
     if "preview" in outputs:
         preview_bands(scene, options.preview_bands)  # fail before the model runs, not after
     plan = _plan(scene, options, sessions)
@@ -202,7 +204,7 @@ def _run(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: P
         scene_prob = tmp / (outputs["probabilities"].name if "probabilities" in outputs else "probabilities.tif")
         tiles_started = time.monotonic()
         polygons, area, faint, skipped = _stream(scene, options, outputs, tmp, plan, scene_prob, metadata,
-                                                 on_progress)
+                                                 on_progress, stop)
         timings = _model_timings(plan.models, time.monotonic() - tiles_started)
     finally:
         for m in plan.models:  # to the caller's ModelSessions, if any, for its next run
@@ -334,7 +336,7 @@ class StripFinisher:
 
 
 def _stream(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp: Path, plan: RunPlan,
-            scene_prob: Path, metadata: dict, on_progress) -> tuple[int, float, int, int]:
+            scene_prob: Path, metadata: dict, on_progress, stop) -> tuple[int, float, int, int]:
     """Read, run and finish the tiles in three stages side by side (reading and scaling tiles; the model;
     blending, writing and vectorising finished rows), so that post-processing hides behind model compute.
     Returns the polygons, their area and the faint patches left out (zero until a resampled grid is mapped
@@ -362,7 +364,7 @@ def _stream(scene: Scene, options: SegmentOptions, outputs: dict[str, Path], tmp
     reader = WindowReader(scene, plan.read_bands, grid, plan.edge_fill, plan.resident)
     batch_size = options.batch_size or max(1, BATCH_PIXELS // (plan.tile * plan.tile))
     predictor = TilePredictor(plan.segmenter, plan.translator, plan.stretch, plan.neutral, batch_size,
-                              options.flips, plan.members, plan.read_bands, options.scales)
+                              options.flips, plan.members, plan.read_bands, options.scales, before_call=stop)
     on_cpu = plan.segmenter.provider == "CPUExecutionProvider"
     polygons = area = faint = 0
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Callable
+
 import numpy as np
 
 from deadtree.buffers import BufferPool
@@ -59,7 +61,10 @@ class TilePredictor:
 
     def __init__(self, segmenter: OnnxModel, translator: OnnxModel | None, stretch: BandStretch,
                  neutral: np.ndarray, batch_size: int, flips: bool = False, members: list[OnnxModel] | None = None,
-                 read_bands: tuple[str, ...] | None = None, scales: tuple[float, ...] = ()):
+                 read_bands: tuple[str, ...] | None = None, scales: tuple[float, ...] = (),
+                 before_call: Callable[[], None] | None = None):
+        """before_call: called before each batch (the caller's stop check: it raises to stop the run)."""
+        self.before_call = before_call
         self.segmenter = segmenter
         read_bands = read_bands or segmenter.info.bands
         # Each segmenter with the read bands it takes, in its order (None: all of them, as read).
@@ -78,6 +83,8 @@ class TilePredictor:
     def predict(self, batch: list[TileWork]) -> list[TileWork]:
         """Fill in the probabilities of the batch's tiles that have valid pixels (at most `batch_size` of them:
         read_batches cuts the batches to that)."""
+        if self.before_call is not None:
+            self.before_call()
         work = [w for w in batch if w.scaled is not None]
         if work:
             # one tile (the usual batch at 1024 px) goes in as a view: no copy of ~20 MB

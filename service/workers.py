@@ -144,19 +144,24 @@ class WorkerPool:
             device=self.settings.device, max_pixels=self.settings.max_pixels, source_name=job.filename,
         )
         return segment_scene(self.files.scene(job.id), segment_options, self._progress_reporter(job.id),
-                             sessions=self.sessions)
+                             sessions=self.sessions, stop=lambda: self._check_stop(job.id))
+
+    def _check_stop(self, job_id: str, fraction: float = 0.0) -> None:
+        """Raise JobInterrupted when the job was deleted or the server is stopping: called before every model
+        call and with every progress report."""
+        with self._cancel_lock:
+            cancelled = job_id in self._cancelled
+        if cancelled:
+            raise JobInterrupted("cancelled")
+        if self._stopping.is_set() and fraction < 1.0:
+            raise JobInterrupted("stopping")
 
     def _progress_reporter(self, job_id: str) -> Callable[[float], None]:
         last_write = 0.0
 
         def report(fraction: float) -> None:
             nonlocal last_write
-            with self._cancel_lock:
-                cancelled = job_id in self._cancelled
-            if cancelled:
-                raise JobInterrupted("cancelled")
-            if self._stopping.is_set() and fraction < 1.0:
-                raise JobInterrupted("stopping")
+            self._check_stop(job_id, fraction)
             now = time.monotonic()
             if now - last_write >= PROGRESS_WRITE_INTERVAL_S or fraction >= 1.0:
                 last_write = now

@@ -211,3 +211,36 @@ def test_damaged_full_resolution_data_is_named_without_rasterio_s_pointer(tmp_pa
     with pytest.raises(InputError) as caught:
         segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson", bands=("R", "G", "B", "NIR")))
     assert "broken.tif" in str(caught.value) and "See previous exception" not in str(caught.value)
+
+
+def test_a_stop_check_ends_a_run_within_one_model_call_and_nothing_is_published(tmp_path, toy_models):
+    from deadtree.runtime.session import OnnxModel
+
+    class Cancelled(Exception):
+        pass
+
+    calls = []
+    real_run = OnnxModel.run
+
+    def counted(self, batch):
+        calls.append(len(batch))
+        return real_run(self, batch)
+
+    checks = []
+
+    def stop():
+        checks.append(len(calls))
+        if len(checks) > 2:
+            raise Cancelled
+
+    scene = tmp_path / "scene.tif"
+    write_scene(scene, height=400, width=400)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(OnnxModel, "run", counted)
+    try:
+        with pytest.raises(Cancelled):
+            segment_scene(scene, SegmentOptions(output=tmp_path / "o.geojson", batch_size=1), stop=stop)
+    finally:
+        mp.undo()
+    assert len(calls) == 2  # the third call was never made
+    assert not (tmp_path / "o.geojson").exists() and not list(tmp_path.glob(".deadtree-*"))

@@ -434,7 +434,7 @@ def endless_pool(tmp_path, monkeypatch):
     """A worker pool whose 'segmentation' reports progress until it is interrupted."""
     import service.workers
 
-    def endless_segment(scene_path, options, on_progress, sessions=None):
+    def endless_segment(scene_path, options, on_progress, sessions=None, stop=None):
         while True:
             on_progress(0.5)
             time.sleep(0.01)
