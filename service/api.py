@@ -6,6 +6,8 @@ thread pool for the same reason.
 """
 from __future__ import annotations
 
+import asyncio
+
 import time
 from datetime import datetime, timezone
 
@@ -72,7 +74,11 @@ async def segment_now(request: Request, state: ServiceState = Depends(service_st
         state.waiters.forget(job_id)
         await _discard_upload(upload)
         raise
-    await finished
+    if not await _finished_or_client_gone(request, finished):
+        # nobody will read the answer: the work stops at its next model call, and the job and its files go
+        state.waiters.forget(job_id)
+        await run_in_threadpool(_abandon_sync_job, state, job_id)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     job = await run_in_threadpool(state.store.get, job_id)
     if job is None or job.state not in (SUCCEEDED, FAILED):
         # The server is stopping: the job went back to the queue, where nobody will wait for it.
@@ -144,7 +150,7 @@ def delete_job(job_id: str = JobId, state: ServiceState = Depends(service_state)
     if job is None or job.kind != JOB:
         raise _no_such_job(job_id)
     if job.state == RUNNING:
-        state.pool.cancel(job_id)  # the worker stops at its next progress step and removes the files itself
+        state.pool.cancel(job_id)  # the worker stops before its next model call and removes the files itself
     else:
         state.files.remove(job_id)
     return Response(status_code=204)
@@ -154,6 +160,29 @@ def delete_job(job_id: str = JobId, state: ServiceState = Depends(service_state)
             responses=error_responses(401))
 def get_models() -> ModelList:
     return ModelList(models=[describe(m) for m in shipped()])
+
+
+DISCONNECT_POLL_S = 1.0
+CLIENT_CLOSED_REQUEST = 499  # nginx's code for a request its client abandoned: logged, never received
+
+
+async def _finished_or_client_gone(request: Request, finished) -> bool:
+    """Wait for the job; False as soon as the client has gone away (checked every DISCONNECT_POLL_S)."""
+    while True:
+        try:
+            await asyncio.wait_for(asyncio.shield(finished), timeout=DISCONNECT_POLL_S)
+            return True
+        except asyncio.TimeoutError:
+            if await request.is_disconnected():
+                return False
+
+
+def _abandon_sync_job(state: ServiceState, job_id: str) -> None:
+    job = state.store.delete(job_id)
+    if job is not None and job.state == RUNNING:
+        state.pool.cancel(job_id)  # the worker stops before its next model call and removes the files itself
+    else:
+        state.files.remove(job_id)
 
 
 async def _checked_options(state: ServiceState, upload: Upload, sync: bool) -> JobOptions:

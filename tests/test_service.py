@@ -523,3 +523,39 @@ def test_every_setting_is_documented():
     settings = {f"DEADTREE_{name.upper()}" for name in ENV_SETTINGS}
     assert settings <= documented, f"undocumented: {sorted(settings - documented)}"
     assert documented - settings <= {"DEADTREE_MODELS", "DEADTREE_HOST", "DEADTREE_PORT"}
+
+
+def test_a_sync_request_whose_client_has_gone_stops_its_job(endless_pool, monkeypatch):
+    import asyncio
+
+    from service import api
+
+    pool, store, files, job_id = endless_pool
+
+    class GoneClient:
+        async def is_disconnected(self):
+            return True
+
+    class Waiting:
+        async def is_disconnected(self):
+            return False
+
+    monkeypatch.setattr(api, "DISCONNECT_POLL_S", 0.05)
+
+    async def wait(request):
+        return await api._finished_or_client_gone(request, asyncio.get_running_loop().create_future())
+
+    assert asyncio.run(wait(GoneClient())) is False
+    with pytest.raises(asyncio.TimeoutError):  # a client still there keeps waiting
+        asyncio.run(asyncio.wait_for(wait(Waiting()), timeout=0.3))
+
+    class State:
+        pass
+
+    state = State()
+    state.store, state.files, state.pool = store, files, pool
+    api._abandon_sync_job(state, job_id)
+    deadline = time.monotonic() + 10
+    while files.folder(job_id).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.get(job_id) is None and not files.folder(job_id).exists()
