@@ -27,8 +27,17 @@ def segmenter_command(config: dict) -> str:
         + (f" --distill-weight {config['distill_weight']:g}" if config.get("teachers") else "")
         + (f" --mimic {config['mimic']}" if config.get("mimic") else "")
         + (" --mimic-encoder" if config.get("mimic_encoder") else "")
+        + (" --imagenet" if config.get("imagenet") else "")
+        + (f" --encoder-lr-scale {config['encoder_lr_scale']:g}"
+           if config.get("imagenet") and config.get("encoder_lr_scale", 0.25) != 0.25 else "")
+        + (f" --negatives {config['negatives']} --negative-share {config.get('negative_share', 0.25):g}"
+           f" --negative-exclude {_cities(config.get('negative_exclude', ()))}" if config.get("negatives") else "")
         + (f" --max-minutes {config['max_minutes']:g}  # repeat with --resume until finished" if config.get("max_minutes") else "")
     )
+
+
+def _cities(names) -> str:
+    return ",".join(names) or "''"
 
 
 def _pct(value) -> str:
