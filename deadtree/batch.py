@@ -199,12 +199,25 @@ def _worker_sessions():
 
 
 def one_line(exc: BaseException) -> str:
+    """What `segment` would say about a failed scene, in one line: deadtree's own message; GDAL's reading
+    errors as an unreadable scene; memory as memory; anything else as an unexpected error with its type,
+    which is what a bug report needs."""
+    from rasterio.errors import RasterioError
+
     if isinstance(exc, DeadtreeError):
         text = str(exc)
-    else:  # not one of ours: the type name tells a developer where to look
-        text = f"{type(exc).__name__}: {exc}"
+    elif isinstance(exc, RasterioError):
+        text = f"the scene cannot be read: the file is truncated or damaged ({_first(str(exc))})"
+    elif isinstance(exc, MemoryError):
+        text = "the scene needs more memory than this worker has: split it into parts"
+    else:
+        text = f"unexpected error, please report it ({type(exc).__name__}: {_first(str(exc))})"
+    return _first(text) or type(exc).__name__
+
+
+def _first(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    return lines[0] if lines else ""
 
 
 def _write_json_atomically(path: Path, data: dict) -> None:

@@ -171,3 +171,15 @@ def test_a_folder_argument_says_what_its_subfolders_hold(tmp_path, caplog):
         scenes = find_scenes([str(tmp_path / "only-nested")])
     assert [p.name for p in scenes] == ["b.tif"]
     assert "1 GeoTIFF in its subfolders left out" in caplog.text
+
+
+def test_failures_that_are_not_deadtree_s_own_read_as_one_plain_line():
+    from rasterio.errors import RasterioIOError
+
+    from deadtree.batch import one_line
+    from deadtree.errors import InputError
+
+    assert one_line(InputError("scene.tif has no CRS\nmore")) == "scene.tif has no CRS"
+    assert one_line(RasterioIOError("Read failed.\ndetails")).startswith("the scene cannot be read: ")
+    assert one_line(MemoryError()) == "the scene needs more memory than this worker has: split it into parts"
+    assert one_line(TypeError("bad operand")) == "unexpected error, please report it (TypeError: bad operand)"
