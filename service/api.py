@@ -87,8 +87,9 @@ async def segment_now(request: Request, state: ServiceState = Depends(service_st
     if job.state == FAILED:
         await run_in_threadpool(state.discard_job, job_id)
         error = job.error or {}
-        raise ApiError(error.get("status", 500), error.get("code", "internal_error"),
-                       error.get("detail", "segmentation failed"))
+        status = error.get("status", 500)
+        raise ApiError(status, error.get("code", "internal_error"), error.get("detail", "segmentation failed"),
+                       {"Retry-After": str(settings.retry_after_s)} if status in (503, 507) else None)
     return _result_file(state, job, cleanup=BackgroundTask(state.discard_job, job_id))
 
 

@@ -6,6 +6,7 @@ nothing waits on a semaphore that each submission releases (with a short poll as
 """
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -119,9 +120,16 @@ class WorkerPool:
         except DeadtreeError as exc:
             self._fail(job, scrubbed(from_deadtree(exc), scene, job.filename))
             return
-        except RasterioError:  # the pipeline wraps GDAL's read errors; this is a safety net for any it misses
-            self._fail(job, ApiError(422, "invalid_scene", f"{job.filename} cannot be read: the file is "
-                                     "truncated or damaged"))
+        except (OSError, RasterioError) as exc:
+            if disk_full(exc):  # the server's problem, and likely to pass
+                self._fail(job, ApiError(507, "insufficient_storage", "the server's disk filled up while writing "
+                                         "the result; try again later"))
+            elif isinstance(exc, RasterioError):  # the pipeline wraps GDAL's read errors: a safety net
+                self._fail(job, ApiError(422, "invalid_scene", f"{job.filename} cannot be read: the file is "
+                                         "truncated or damaged"))
+            else:
+                log.exception("job %s: unexpected failure", job.id)
+                self._fail(job, ApiError(500, "internal_error", "segmentation failed unexpectedly; it is logged"))
             return
         except MemoryError:
             self._fail(job, ApiError(413, "raster_too_large", f"{job.filename} needs more memory than this "
@@ -174,6 +182,13 @@ class WorkerPool:
         if not self.store.fail(job.id, {"status": error.status, "code": error.code, "detail": error.detail}):
             self.files.remove(job.id)
         log.info("job %s: failed: %s", job.id, error.detail)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether an error (Python's, or GDAL's through rasterio) says the disk has no room left."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "no space left on device" in str(exc).lower()
 
 
 def summarise(result: SegmentResult) -> dict:

@@ -559,3 +559,42 @@ def test_a_sync_request_whose_client_has_gone_stops_its_job(endless_pool, monkey
     while files.folder(job_id).exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert store.get(job_id) is None and not files.folder(job_id).exists()
+
+
+def test_a_full_disk_fails_the_job_with_507_and_readiness_says_so(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    import service.health
+    import service.workers
+    from service.jobfiles import JobFiles
+    from service.store import JobStore
+
+    def disk_full(scene_path, options, on_progress, sessions=None, stop=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(service.workers, "segment_scene", disk_full)
+    settings = Settings(data_dir=tmp_path)
+    store, files = JobStore(tmp_path / "jobs.sqlite3"), JobFiles(tmp_path / "jobs")
+    pool = service.workers.WorkerPool(store, files, settings)
+    job_id = new_job_id()
+    files.folder(job_id).mkdir(parents=True)
+    files.scene(job_id).write_bytes(b"scene")
+    store.create(job_id, JOB, {}, "a.tif", queue_limit=10)
+    pool.start()
+    try:
+        deadline = time.monotonic() + 20
+        while store.get(job_id).state != "failed" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        error = store.get(job_id).error
+        assert error["status"] == 507 and error["code"] == "insufficient_storage"
+    finally:
+        pool.stop()
+        store.close()
+    assert service.workers.disk_full(RuntimeError("CPLE_FileIO: No space left on device"))
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: Usage(10**9, 10**9, 1024))
+    assert service.health._data_dir(tmp_path).startswith("the data folder's disk is full")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: Usage(10**9, 0, 10**9))
+    assert service.health._data_dir(tmp_path) == "ok"
