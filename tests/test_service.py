@@ -440,20 +440,27 @@ def endless_pool(tmp_path, monkeypatch):
             time.sleep(0.01)
 
     monkeypatch.setattr(service.workers, "segment_scene", endless_segment)
-    settings = Settings(data_dir=tmp_path)
-    store, files = JobStore(tmp_path / "jobs.sqlite3"), JobFiles(tmp_path / "jobs")
-    pool = service.workers.WorkerPool(store, files, settings)
+    pool, store, files, job_id = pool_with_one_job(tmp_path, RUNNING)
+    yield pool, store, files, job_id
+    pool.stop()
+    store.close()
+
+
+def pool_with_one_job(folder, until_state: str):
+    """A started worker pool with one queued job, once the job has reached `until_state` (or 20 s)."""
+    import service.workers
+
+    store, files = JobStore(folder / "jobs.sqlite3"), JobFiles(folder / "jobs")
+    pool = service.workers.WorkerPool(store, files, Settings(data_dir=folder))
     job_id = new_job_id()
     files.folder(job_id).mkdir(parents=True)
     files.scene(job_id).write_bytes(b"scene")
     store.create(job_id, JOB, {}, "a.tif", queue_limit=10)
     pool.start()
     deadline = time.monotonic() + 20
-    while store.get(job_id).state != RUNNING and time.monotonic() < deadline:
+    while store.get(job_id).state != until_state and time.monotonic() < deadline:
         time.sleep(0.01)
-    yield pool, store, files, job_id
-    pool.stop()
-    store.close()
+    return pool, store, files, job_id
 
 
 def test_a_clean_stop_puts_the_running_job_back_without_counting_the_attempt(endless_pool):
@@ -568,25 +575,13 @@ def test_a_full_disk_fails_the_job_with_507_and_readiness_says_so(tmp_path, monk
 
     import service.health
     import service.workers
-    from service.jobfiles import JobFiles
-    from service.store import JobStore
 
     def disk_full(scene_path, options, on_progress, sessions=None, stop=None):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(service.workers, "segment_scene", disk_full)
-    settings = Settings(data_dir=tmp_path)
-    store, files = JobStore(tmp_path / "jobs.sqlite3"), JobFiles(tmp_path / "jobs")
-    pool = service.workers.WorkerPool(store, files, settings)
-    job_id = new_job_id()
-    files.folder(job_id).mkdir(parents=True)
-    files.scene(job_id).write_bytes(b"scene")
-    store.create(job_id, JOB, {}, "a.tif", queue_limit=10)
-    pool.start()
+    pool, store, files, job_id = pool_with_one_job(tmp_path, "failed")
     try:
-        deadline = time.monotonic() + 20
-        while store.get(job_id).state != "failed" and time.monotonic() < deadline:
-            time.sleep(0.02)
         error = store.get(job_id).error
         assert error["status"] == 507 and error["code"] == "insufficient_storage"
     finally:
