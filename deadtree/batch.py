@@ -204,10 +204,12 @@ def one_line(exc: BaseException) -> str:
     which is what a bug report needs."""
     from rasterio.errors import RasterioError
 
+    from deadtree.raster.scene import unreadable
+
     if isinstance(exc, DeadtreeError):
         text = str(exc)
-    elif isinstance(exc, RasterioError):
-        text = f"the scene cannot be read: the file is truncated or damaged ({_first(str(exc))})"
+    elif isinstance(exc, RasterioError):  # GDAL's own message, as `segment` words an unreadable scene
+        text = str(unreadable("the scene", exc))
     elif isinstance(exc, MemoryError):
         text = "the scene needs more memory than this worker has: split it into parts"
     else:

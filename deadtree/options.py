@@ -11,6 +11,7 @@ A new option is one field here (with its `option(...)` wording), and each door t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import typing
@@ -23,7 +24,6 @@ from deadtree.errors import InputError, ModelError
 SEGMENT, MANY, SERVICE = "segment", "segment-many", "service"
 EVERY_DOOR = frozenset({SEGMENT, MANY, SERVICE})
 PRECISIONS = ("auto", "fp32", "int8", "fp16")
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 PREVIEW_BANDS = ("rgb", "nir")
 MAX_SCALES = 3  # each magnification costs the model time again at its square
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -37,7 +37,6 @@ class Option:
     flags: tuple[str, ...] = ()  # the CLI's names; default --field-name
     text: Callable[[str], Any] | None = None  # parses the CLI's or the form's text into the field's value
     cli_type: Any = None  # the type typer parses, where it is not the field's own (lists arrive as text)
-    cli_default: Any = None  # the default typer shows, where the field's differs (e.g. a tuple)
     result: bool = True  # decides a scene's result: part of segment-many's settings
 
 
@@ -235,8 +234,7 @@ def cli_parameters(door: str) -> list[inspect.Parameter]:
     for f in door_fields(door):
         spec = _spec(f)
         flags = spec.flags or (f"--{f.name.replace('_', '-')}",)
-        default = spec.cli_default if spec.cli_default is not None else (None if spec.text and spec.cli_type
-                                                                          else f.default)
+        default = None if spec.text and spec.cli_type else f.default  # text options arrive as typer's None
         annotation = spec.cli_type or field_types()[f.name]
         parameters.append(inspect.Parameter(
             f.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
@@ -264,6 +262,7 @@ def _spec(f: dataclasses.Field) -> Option:
     return f.metadata["option"]
 
 
+@functools.lru_cache(maxsize=1)
 def field_types() -> dict:
     """SegmentOptions' field types as types (its annotations are text here, from __future__)."""
     return typing.get_type_hints(SegmentOptions)

@@ -235,8 +235,14 @@ def _plan(scene: Scene, options: SegmentOptions, sessions: ModelSessions | None)
                      scene.path.name)
     if grid.resampled:
         log.info("resampling %.3g x %.3g m pixels to the model's %.3g m", *scene.gsd_m, choice.segmenter_info.gsd_m)
-    tile_guess = options.tile_size or choice.first.tile_size
-    read = read_policy.decide(scene, scene.indexes(read_bands), grid.resampled, tile_guess * grid.scale_y)
+    # the first model's tiles (a precision variant or a translator keeps its parent's tile size and overlap)
+    tile = options.tile_size or choice.first.tile_size
+    overlap = choice.first.overlap if options.overlap is None else options.overlap
+    if choice.translator_info and tile != choice.translator_info.tile_size:
+        raise InputError(f"the translator works on {choice.translator_info.tile_size}-px tiles only")
+    check_tile(tile, overlap)
+    check_strip_memory(grid.width, tile, scene.path.name)
+    read = read_policy.decide(scene, scene.indexes(read_bands), grid.resampled, tile * grid.scale_y)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deadtree-load") as pool:
         opening = pool.submit(open_models, choice, options, sessions)
         resident = read_resident(scene, scene.indexes(read_bands), usable_cores()) if read.hold else None
@@ -250,13 +256,6 @@ def _plan(scene: Scene, options: SegmentOptions, sessions: ModelSessions | None)
         # cannot bleed into predictions next to it.
         neutral = stretch.apply(medians[:, None, None]).ravel()
         segmenter, translator, members = opening.result()
-    first = translator or segmenter
-    tile = options.tile_size or first.info.tile_size
-    overlap = first.info.overlap if options.overlap is None else options.overlap
-    if translator and tile != translator.info.tile_size:
-        raise InputError(f"the translator works on {translator.info.tile_size}-px tiles only")
-    check_tile(tile, overlap)
-    check_strip_memory(grid.width, tile, scene.path.name)
     # An ensemble's default threshold is its members' mean (0.55 for the shipped pair, whose tuned ensemble
     # threshold on validation was 0.5 with the same scores to 0.001).
     own = [segmenter.info.threshold, *(m.info.threshold for m in members)]
@@ -269,8 +268,6 @@ def _plan(scene: Scene, options: SegmentOptions, sessions: ModelSessions | None)
         segmenter.provider != "TensorrtExecutionProvider" else None
     rows_of_tiles = tile_rows(grid.height, grid.width, tile, overlap, options.grid_offset % max(tile - overlap, 1),
                               trim=trim)
-    if tile != tile_guess:
-        read = read_policy.decide(scene, scene.indexes(read_bands), grid.resampled, tile * grid.scale_y)
     return RunPlan(segmenter, translator, members, read_bands, grid, read, resident, edge_fill, stretch, neutral,
                    tile, overlap, [t for row in rows_of_tiles for t in row], threshold, min_peak)
 

@@ -42,9 +42,10 @@ def _job_options_out() -> type[BaseModel]:
     for f in door_fields(SERVICE):
         declared = field_types()[f.name]
         inner = _without_none(declared)
+        optional = inner is not declared
         if typing.get_origin(inner) is tuple:  # comma-separated in the form, a list in the JSON
             inner = list[typing.get_args(inner)[0]]
-        shown = Optional[inner] if inner is not declared and _without_none(declared) is not declared else inner
+        shown = Optional[inner] if optional else inner
         default = list(f.default) if isinstance(f.default, tuple) else f.default
         fields[f.name] = (shown, default)
     return create_model("JobOptionsOut", **fields)

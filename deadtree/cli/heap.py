@@ -9,7 +9,7 @@ and two heaps held it to 19% (benchmarks/memory.py).
 These settings are the whole process's, and they slow other work (torch eager maps every activation fresh
 from the kernel under them and ran twice as slowly), so the library never makes them: the `segment` and
 `segment-many` commands do, for their own processes, and the Docker image sets the same through glibc's
-environment variables (docker/Dockerfile).
+environment variables (docker/Dockerfile.cpu and Dockerfile.gpu).
 """
 from __future__ import annotations
 
